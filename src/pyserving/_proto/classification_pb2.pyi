@@ -1,0 +1,48 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClassificationRequest(_message.Message):
+    __slots__ = ("input", "model_name", "model_version", "top_k", "features")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    input: bytes
+    model_name: str
+    model_version: int
+    top_k: int
+    features: _containers.ScalarMap[str, float]
+    def __init__(self, input: _Optional[bytes] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., top_k: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ClassificationResponse(_message.Message):
+    __slots__ = ("classes", "model_name", "model_version")
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    classes: _containers.RepeatedCompositeFieldContainer[ClassificationClass]
+    model_name: str
+    model_version: int
+    def __init__(self, classes: _Optional[_Iterable[_Union[ClassificationClass, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ...) -> None: ...
+
+class ClassificationClass(_message.Message):
+    __slots__ = ("name", "score", "index")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    score: float
+    index: int
+    def __init__(self, name: _Optional[str] = ..., score: _Optional[float] = ..., index: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,167 @@
+"""The `pyserving` command: export, serve, classify. Flags are parsed here, once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyserving.errors import PyservingError
+from pyserving.settings import MiB, ModelConfig, Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `pyserving` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except PyservingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyserving", description=__doc__)
+    parser.add_argument("--log_level", default="info", choices=["debug", "info", "warning"])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve models over gRPC")
+    serve.add_argument("--model_name", default="default", help="name of the served model")
+    serve.add_argument(
+        "--model_base_path", type=Path, required=True, help="folder holding the model's versions"
+    )
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    serve.add_argument("--port", type=int, default=9999, help="gRPC port (0: any free port)")
+    serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
+    serve.add_argument("--max_image_pixels", type=int, default=50_000_000)
+    serve.add_argument("--max_batch_size", type=int, default=8)
+    serve.add_argument("--max_enqueued_batches", type=int, default=16)
+    serve.add_argument("--num_batch_threads", type=int, default=1)
+    serve.add_argument("--worker_threads", type=int, default=0, help="0: cores + 2")
+    serve.add_argument("--intra_op_threads", type=int, default=0, help="0: ONNX Runtime's")
+    serve.add_argument("--execution_provider", default="cpu", choices=["cpu", "cuda"])
+    serve.add_argument("--shutdown_grace_seconds", type=float, default=20.0)
+    serve.set_defaults(run=run_serve)
+
+    export = commands.add_parser("export", help="export a model into a repository")
+    sources = export.add_subparsers(required=True, metavar="SOURCE")
+    zoo = sources.add_parser(
+        "efficientnet-lite0", help="EfficientNet-Lite0 with ImageNet weights (offline)"
+    )
+    zoo.add_argument("--repository", type=Path, default=Path("models"))
+    zoo.add_argument("--name", default="imagenet", help="model name in the repository")
+    zoo.set_defaults(run=run_export_zoo, zoo_model="efficientnet-lite0")
+
+    classify = commands.add_parser("classify", help="classify images with a running server")
+    classify.add_argument("images", nargs="*", type=Path, help="image files")
+    classify.add_argument("--server", default="localhost:9999")
+    classify.add_argument("--model", default="", help="model name (default: the server's)")
+    classify.add_argument("--version", type=int, default=0, help="0: the newest")
+    classify.add_argument("--top-k", type=int, default=5)
+    classify.add_argument(
+        "--feature", action="append", default=[], metavar="NAME=VALUE", help="for features models"
+    )
+    classify.add_argument("--timeout", type=float, default=30.0)
+    classify.set_defaults(run=run_classify)
+
+    web = commands.add_parser("web", help="the web app: upload photos, see their classes")
+    web.add_argument("--server", default="localhost:9999", help="model server's gRPC address")
+    web.add_argument("--host", default="0.0.0.0")
+    web.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
+    web.add_argument("--max_upload_mib", type=float, default=20, help="largest upload")
+    web.set_defaults(run=run_web)
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from pyserving.server import serve
+
+    settings = Settings(
+        models=(ModelConfig(args.model_name, args.model_base_path),),
+        host=args.host,
+        port=args.port,
+        max_request_bytes=int(args.max_request_mib * MiB),
+        max_image_pixels=args.max_image_pixels,
+        max_batch_size=args.max_batch_size,
+        max_enqueued_batches=args.max_enqueued_batches,
+        num_batch_threads=args.num_batch_threads,
+        worker_threads=args.worker_threads,
+        intra_op_threads=args.intra_op_threads,
+        execution_provider=args.execution_provider,
+        shutdown_grace_seconds=args.shutdown_grace_seconds,
+    )
+    asyncio.run(serve(settings))
+    return 0
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from pyserving.web.app import run
+
+    return run(
+        server=args.server,
+        host=args.host,
+        port=args.port,
+        max_upload_bytes=int(args.max_upload_mib * MiB),
+    )
+
+
+def run_export_zoo(args: argparse.Namespace) -> int:
+    from pyserving.export.zoo import ZOO
+
+    path = ZOO[args.zoo_model](args.repository, args.name)
+    print(path)
+    return 0
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from pyserving.client import Client
+
+    features = dict(_parse_feature(f) for f in args.feature)
+    if not args.images and not features:
+        print("error: give image files, or --feature NAME=VALUE for a features model", file=sys.stderr)
+        return 2
+    inputs: list[tuple[str, bytes]] = [(str(p), b"") for p in args.images] or [("features", b"")]
+    failed = 0
+    with Client(args.server, timeout=args.timeout) as client:
+        for label, _ in inputs:
+            try:
+                image = Path(label).read_bytes() if args.images else b""
+                started = time.perf_counter()
+                result = client.classify(
+                    image, args.model, args.version, args.top_k, features=features
+                )
+                elapsed_ms = (time.perf_counter() - started) * 1000
+            except (OSError, PyservingError) as exc:
+                print(f"{label}: error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            print(
+                f"{label}  (model {result.model_name}, version {result.model_version}, "
+                f"{elapsed_ms:.1f} ms)"
+            )
+            width = max([len(p.name) for p in result.predictions] + [5])
+            print(f"  {'rank':>4}  {'class':<{width}}  {'index':>5}  {'score':>7}")
+            for rank, p in enumerate(result.predictions, 1):
+                print(f"  {rank:>4}  {p.name:<{width}}  {p.index:>5}  {p.score:>7.2%}")
+    return 1 if failed else 0
+
+
+def _parse_feature(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise SystemExit(f"error: --feature takes NAME=VALUE with a number, got {text!r}") from None

@@ -1,0 +1,131 @@
+"""The Python gRPC client used by the CLI, the web app, tests and benchmarks.
+
+    from pyserving.client import Client
+    with Client("localhost:9999") as client:
+        result = client.classify(open("cat.jpg", "rb").read())
+        print(result.predictions[0].name)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
+
+import grpc
+
+from pyserving._proto import classification_pb2 as pb
+from pyserving._proto import classification_pb2_grpc as pb_grpc
+from pyserving.errors import RemoteError
+from pyserving.results import Classification, Prediction
+
+DEFAULT_ADDRESS = "localhost:9999"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def _request(
+    image: bytes, model_name: str, model_version: int, top_k: int, features: Mapping[str, float]
+) -> pb.ClassificationRequest:
+    return pb.ClassificationRequest(
+        input=image,
+        model_name=model_name,
+        model_version=model_version,
+        top_k=top_k,
+        features=dict(features),
+    )
+
+
+def _result(response: pb.ClassificationResponse) -> Classification:
+    return Classification(
+        tuple(Prediction(c.name, c.score, c.index) for c in response.classes),
+        response.model_name,
+        response.model_version,
+    )
+
+
+def _remote_error(error: grpc.RpcError, address: str) -> RemoteError:
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
+    if code == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
+        details = f"the server at {address} is not reachable: {details}"
+    return RemoteError(code.name, details)
+
+
+class Client:
+    """Blocking client for `ClassificationService`. Raises RemoteError on any failed call."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(address, options=_OPTIONS)
+        self._stub = pb_grpc.ClassificationServiceStub(self._channel)
+
+    def classify(
+        self,
+        image: bytes = b"",
+        model_name: str = "",
+        model_version: int = 0,
+        top_k: int = 0,
+        features: Mapping[str, float] | None = None,
+        timeout: float | None = None,
+    ) -> Classification:
+        """Classify an encoded image (or named features); classes come back best first."""
+        request = _request(image, model_name, model_version, top_k, features or {})
+        try:
+            response = self._stub.classify(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, self.address) from None
+        return _result(response)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """asyncio client for `ClassificationService`. Raises RemoteError on any failed call."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        self._stub = pb_grpc.ClassificationServiceStub(self._channel)
+
+    async def classify(
+        self,
+        image: bytes = b"",
+        model_name: str = "",
+        model_version: int = 0,
+        top_k: int = 0,
+        features: Mapping[str, float] | None = None,
+        timeout: float | None = None,
+    ) -> Classification:
+        """Classify an encoded image (or named features); classes come back best first."""
+        request = _request(image, model_name, model_version, top_k, features or {})
+        try:
+            response = await self._stub.classify(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, self.address) from None
+        return _result(response)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,81 @@
+"""Every error pyserving raises on purpose, each with its gRPC code and HTTP status.
+
+Wire adapters map these once (`grpc_api`, `http_api`); nothing else needs to know about codes.
+"""
+
+
+class PyservingError(Exception):
+    """Base class: a message for people plus the status each transport should send."""
+
+    grpc_code: str = "INTERNAL"
+    http_status: int = 500
+
+
+class InvalidInput(PyservingError):
+    """The request's input cannot be used: undecodable image, missing feature, bad top_k."""
+
+    grpc_code = "INVALID_ARGUMENT"
+    http_status = 400
+
+
+class RequestTooLarge(PyservingError):
+    """The request is over the configured size limit."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+    http_status = 413
+
+
+class ModelNotFound(PyservingError):
+    """No such model, or no such version of it."""
+
+    grpc_code = "NOT_FOUND"
+    http_status = 404
+
+
+class ModelNotReady(PyservingError):
+    """The model or version exists but is not available yet (still loading, or failed)."""
+
+    grpc_code = "UNAVAILABLE"
+    http_status = 503
+
+
+class QueueFull(PyservingError):
+    """The servable's batching queue is full; the caller should back off and retry."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+    http_status = 429
+
+
+class DeadlineExceeded(PyservingError):
+    """The request's deadline passed before it could be served."""
+
+    grpc_code = "DEADLINE_EXCEEDED"
+    http_status = 504
+
+
+class ServableError(PyservingError):
+    """A servable on disk is invalid: bad servable.json, labels.txt or model.onnx."""
+
+
+class ExportError(PyservingError):
+    """An export failed; nothing was written to the repository."""
+
+
+class RemoteError(PyservingError):
+    """A call to a pyserving server failed; `grpc_code` is the status it ended with."""
+
+    def __init__(self, grpc_code: str, message: str) -> None:
+        super().__init__(message)
+        self.grpc_code = grpc_code
+        self.http_status = HTTP_STATUS_OF_GRPC_CODE.get(grpc_code, 502)
+
+
+HTTP_STATUS_OF_GRPC_CODE = {
+    "INVALID_ARGUMENT": 400,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+}

@@ -1,0 +1,56 @@
+"""gRPC wire adapter: protos in, `service` calls, protos or status codes out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from pyserving._proto import classification_pb2 as pb
+from pyserving._proto import classification_pb2_grpc as pb_grpc
+from pyserving.errors import PyservingError
+from pyserving.service import Service
+
+
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
+    """The call's deadline in event-loop time, or None when the client set none."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return asyncio.get_running_loop().time() + remaining
+
+
+async def abort_with(context: grpc.aio.ServicerContext, error: PyservingError) -> None:
+    """End the call with the status that `error` carries."""
+    await context.abort(grpc.StatusCode[error.grpc_code], str(error))
+
+
+class ClassificationApi(pb_grpc.ClassificationServiceServicer):
+    """`ClassificationService` on top of the service. Runs on the event loop."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    async def classify(
+        self, request: pb.ClassificationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClassificationResponse:
+        try:
+            result = await self._service.classify(
+                model_name=request.model_name,
+                model_version=request.model_version,
+                image=request.input,
+                features=dict(request.features),
+                k=request.top_k,
+                deadline=deadline_of(context),
+            )
+        except PyservingError as exc:
+            await abort_with(context, exc)
+            raise  # unreachable: abort raises
+        return pb.ClassificationResponse(
+            classes=[
+                pb.ClassificationClass(name=p.name, score=p.score, index=p.index)
+                for p in result.predictions
+            ],
+            model_name=result.model_name,
+            model_version=result.model_version,
+        )

@@ -1,0 +1,124 @@
+"""Decode and resize one encoded image into the uint8 array a servable takes.
+
+Plain synchronous functions: callers run them in the server's thread pool, never on the
+event loop. Normalisation is not done here; it lives inside the ONNX graph.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pyserving.errors import InvalidInput
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+ACCEPTED_TEXT = "expected JPEG, PNG, WebP, GIF or BMP"
+MAX_ASPECT_RATIO = 100
+
+_FILTERS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# We enforce our own pixel limit before decoding; Pillow's global one would fire at a
+# different threshold with a warning or an error of its own.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def decode_image(
+    data: bytes,
+    height: int,
+    width: int,
+    resize: str = "bilinear",
+    max_pixels: int = 50_000_000,
+) -> np.ndarray:
+    """Decode `data` to RGB, apply EXIF orientation and resize to `height`×`width`.
+
+    Returns a C-contiguous uint8 array of shape (height, width, 3).
+    Raises InvalidInput saying what was wrong with the bytes.
+    """
+    if not data:
+        raise InvalidInput(f"the image is empty (0 bytes): {ACCEPTED_TEXT}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+            _check_size(image, max_pixels)
+            if image.format == "JPEG":
+                # libjpeg's DCT scaling: decode at 1/2, 1/4 or 1/8 size, never below the target.
+                image.draft("RGB", (width, height))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+            if image.size != (width, height):
+                image = image.resize((width, height), _FILTERS[resize])
+            return np.asarray(image, dtype=np.uint8)
+    except InvalidInput:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidInput(_describe(data, exc)) from exc
+    except Image.DecompressionBombError as exc:  # pragma: no cover - limit disabled above
+        raise InvalidInput(f"the image has too many pixels: {exc}") from exc
+
+
+def _check_size(image: Image.Image, max_pixels: int) -> None:
+    w, h = image.size
+    if w < 1 or h < 1:
+        raise InvalidInput(f"the image is {w}×{h} pixels: it has no pixels to classify")
+    if w * h > max_pixels:
+        raise InvalidInput(
+            f"the image is {w}×{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+            "(a decompression bomb?); send a smaller image"
+        )
+    if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise InvalidInput(
+            f"the image is {w}×{h} pixels: sides more than {MAX_ASPECT_RATIO}:1 apart "
+            "cannot be resized to the model's input in a meaningful way"
+        )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent pixels become white, as a person sees them on a page.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _describe(data: bytes, exc: BaseException) -> str:
+    head = data[:8]
+    reason = "not a format we read" if isinstance(exc, UnidentifiedImageError) else str(exc)
+    return (
+        f"could not decode image ({len(data):,} bytes, starts with {head!r}): "
+        f"{ACCEPTED_TEXT} ({reason})"
+    )
+
+
+def features_vector(features: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
+    """Order named features as the model expects them. Raises InvalidInput naming the problem."""
+    missing = [n for n in names if n not in features]
+    if missing:
+        raise InvalidInput(
+            f"missing feature(s) {', '.join(missing)}; the model takes {', '.join(names)}"
+        )
+    unknown = sorted(set(features) - set(names))
+    if unknown:
+        raise InvalidInput(
+            f"unknown feature(s) {', '.join(unknown)}; the model takes {', '.join(names)}"
+        )
+    vector = np.array([features[n] for n in names], dtype=np.float32)
+    bad = [n for n, v in zip(names, vector, strict=True) if not np.isfinite(v)]
+    if bad:
+        raise InvalidInput(f"feature(s) {', '.join(bad)} must be finite numbers")
+    return vector

@@ -1,0 +1,23 @@
+"""The values a classification returns: plain frozen dataclasses, shared by server and client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class with its probability. `index` is the class id (the line in labels.txt)."""
+
+    name: str
+    score: float
+    index: int
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The answer to one classify call: classes best first, and which servable gave them."""
+
+    predictions: tuple[Prediction, ...]
+    model_name: str
+    model_version: int

@@ -1,0 +1,62 @@
+"""The model server process: one event loop, one thread pool, the gRPC port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from pyserving._proto import classification_pb2_grpc as pb_grpc
+from pyserving.grpc_api import ClassificationApi
+from pyserving.manager import ModelManager
+from pyserving.service import Service
+from pyserving.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """Channel options: the request size limit is enforced by gRPC itself."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_request_bytes),
+        ("grpc.max_send_message_length", settings.max_request_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def serve(settings: Settings) -> None:
+    """Load the models, serve until SIGINT or SIGTERM, then stop cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    executor = ThreadPoolExecutor(settings.pool_size, thread_name_prefix="pyserving")
+    try:
+        manager = ModelManager(settings, executor)
+        await manager.start()
+        service = Service(manager, executor, settings)
+
+        server = grpc.aio.server(options=grpc_options(settings))
+        pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
+        address = f"{settings.host}:{settings.port}"
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot listen on {address} for gRPC (port in use?)")
+        await server.start()
+        log.info(
+            "serving models %s (default %s); gRPC listening on %s:%d",
+            ", ".join(manager.model_names()),
+            settings.default_model,
+            settings.host,
+            port,
+        )
+        await stop.wait()
+        log.info("shutting down: finishing calls in flight (up to %.0f s)", settings.shutdown_grace_seconds)
+        await server.stop(settings.shutdown_grace_seconds)
+        log.info("stopped")
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)

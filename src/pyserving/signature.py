@@ -1,0 +1,185 @@
+"""The servable format: `servable.json` and `labels.txt`, read, validated and written here only.
+
+A version folder holds `model.onnx`, `servable.json` (the signature) and `labels.txt`
+(one class name per line; line i is class i). Example `servable.json`::
+
+    {"format": 1, "kind": "image",
+     "input": {"name": "image", "dtype": "uint8", "layout": "NHWC",
+               "height": 224, "width": 224, "resize": "bilinear"},
+     "output": {"name": "logits", "scores": "logits", "classes": 1000},
+     "top_k": 5,
+     "source": {"framework": "pytorch", "model": "efficientnet-lite0", ...}}
+
+`kind: features` models have `"input": {"name": ..., "dtype": "float32", "features": [...]}`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pyserving.errors import ServableError
+
+FORMAT = 1
+SIGNATURE_FILE = "servable.json"
+LABELS_FILE = "labels.txt"
+MODEL_FILE = "model.onnx"
+
+KINDS = ("image", "features")
+SCORE_KINDS = ("logits", "probabilities")
+RESIZE_FILTERS = ("bilinear", "bicubic", "nearest", "lanczos")
+IMAGE_DTYPES = ("uint8", "float32")
+LAYOUTS = ("NHWC",)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a servable takes and gives: everything `servable.json` and `labels.txt` say."""
+
+    kind: Literal["image", "features"]
+    input_name: str
+    input_dtype: str
+    output_name: str
+    scores: Literal["logits", "probabilities"]
+    labels: tuple[str, ...]
+    top_k: int = 5
+    # image models
+    height: int = 0
+    width: int = 0
+    layout: str = "NHWC"
+    resize: str = "bilinear"
+    # features models
+    features: tuple[str, ...] = ()
+    source: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `servable.json` document for this signature (labels go to `labels.txt`)."""
+        inp: dict[str, Any] = {"name": self.input_name, "dtype": self.input_dtype}
+        if self.kind == "image":
+            inp |= {
+                "layout": self.layout,
+                "height": self.height,
+                "width": self.width,
+                "resize": self.resize,
+            }
+        else:
+            inp["features"] = list(self.features)
+        return {
+            "format": FORMAT,
+            "kind": self.kind,
+            "input": inp,
+            "output": {"name": self.output_name, "scores": self.scores, "classes": self.num_classes},
+            "top_k": self.top_k,
+            "source": self.source,
+        }
+
+
+def write_signature(signature: Signature, folder: Path) -> None:
+    """Write `servable.json` and `labels.txt` into `folder`, after validating the signature."""
+    doc = signature.to_json()
+    _parse(doc, list(signature.labels), folder / SIGNATURE_FILE)
+    (folder / SIGNATURE_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    (folder / LABELS_FILE).write_text("".join(f"{label}\n" for label in signature.labels), "utf-8")
+
+
+def load_signature(folder: Path) -> Signature:
+    """Read and validate the signature of the version in `folder`.
+
+    Raises ServableError naming the file and what is wrong with it.
+    """
+    sig_path = folder / SIGNATURE_FILE
+    labels_path = folder / LABELS_FILE
+    for path in (sig_path, labels_path):
+        if not path.is_file():
+            raise ServableError(f"{path}: missing (a servable needs {SIGNATURE_FILE} and labels)")
+    try:
+        doc = json.loads(sig_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServableError(f"{sig_path}: not valid JSON: {exc}") from exc
+    try:
+        labels = labels_path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServableError(f"{labels_path}: cannot be read as UTF-8 text: {exc}") from exc
+    while labels and not labels[-1].strip():
+        labels.pop()
+    return _parse(doc, labels, sig_path)
+
+
+def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
+    def fail(problem: str) -> ServableError:
+        return ServableError(f"{path}: {problem}")
+
+    if not isinstance(doc, dict):
+        raise fail("expected a JSON object")
+    fmt = doc.get("format")
+    if fmt != FORMAT:
+        raise fail(f"unknown format {fmt!r}; this pyserving reads format {FORMAT}")
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        raise fail(f"unknown input kind {kind!r}; expected one of {', '.join(KINDS)}")
+    inp = _section(doc, "input", fail)
+    out = _section(doc, "output", fail)
+    scores = out.get("scores", "logits")
+    if scores not in SCORE_KINDS:
+        raise fail(f"output.scores is {scores!r}; expected one of {', '.join(SCORE_KINDS)}")
+    classes = out.get("classes")
+    if not isinstance(classes, int) or classes < 1:
+        raise fail(f"output.classes must be a positive integer, got {classes!r}")
+    if len(labels) != classes:
+        raise fail(
+            f"{LABELS_FILE} has {len(labels)} labels but the output has {classes} classes"
+        )
+    top_k = doc.get("top_k", 5)
+    if not isinstance(top_k, int) or top_k < 1:
+        raise fail(f"top_k must be a positive integer, got {top_k!r}")
+    common: dict[str, Any] = {
+        "kind": kind,
+        "input_name": _string(inp, "name", "input", fail),
+        "input_dtype": _string(inp, "dtype", "input", fail),
+        "output_name": _string(out, "name", "output", fail),
+        "scores": scores,
+        "labels": tuple(labels),
+        "top_k": min(top_k, classes),
+        "source": doc.get("source") or {},
+    }
+    if kind == "features":
+        features = inp.get("features")
+        if not isinstance(features, list) or not features or not all(
+            isinstance(f, str) and f for f in features
+        ):
+            raise fail("input.features must be a non-empty list of feature names")
+        if len(set(features)) != len(features):
+            raise fail("input.features names a feature twice")
+        return Signature(**common, features=tuple(features))
+    if common["input_dtype"] not in IMAGE_DTYPES:
+        raise fail(f"input.dtype {common['input_dtype']!r} is not one of {', '.join(IMAGE_DTYPES)}")
+    layout = inp.get("layout", "NHWC")
+    if layout not in LAYOUTS:
+        raise fail(f"input.layout {layout!r} is not supported; expected NHWC")
+    resize = inp.get("resize", "bilinear")
+    if resize not in RESIZE_FILTERS:
+        raise fail(f"input.resize {resize!r} is not one of {', '.join(RESIZE_FILTERS)}")
+    height, width = inp.get("height"), inp.get("width")
+    if not all(isinstance(v, int) and v > 0 for v in (height, width)):
+        raise fail(f"input.height and input.width must be positive integers, got {height}×{width}")
+    return Signature(**common, height=height, width=width, layout=layout, resize=resize)
+
+
+def _section(doc: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise fail(f"missing the {key!r} object")
+    return value
+
+
+def _string(section: dict[str, Any], key: str, where: str, fail: Any) -> str:
+    value = section.get(key)
+    if not isinstance(value, str) or not value:
+        raise fail(f"{where}.{key} must be a non-empty string")
+    return value

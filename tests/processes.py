@@ -1,0 +1,89 @@
+"""Start real pyserving processes for tests and wait for them with a deadline, not a sleep."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class RunningProcess:
+    """A child process whose output goes to `log`; `match` is the ready line's match."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    match: re.Match[str]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send `sig` and wait for the exit code; kill if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_process(
+    args: Sequence[str], ready: str, log: Path, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> RunningProcess:
+    """Run `python -m pyserving ARGS`, and return once its output matches the regex `ready`.
+
+    Raises RuntimeError with the output if the process exits or the deadline passes first.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pyserving", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+    pattern = re.compile(ready)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        match = pattern.search(text)
+        if match:
+            return RunningProcess(process, log, match)
+        if process.poll() is not None:
+            raise RuntimeError(f"pyserving {' '.join(args)} exited {process.returncode}:\n{text}")
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"pyserving {' '.join(args)} not ready in {timeout} s:\n{log.read_text()}")
+
+
+GRPC_READY = r"gRPC listening on [^\s]+:(\d+)"
+
+
+def start_server(model_name: str, base_path: Path, log: Path, *extra: str) -> RunningProcess:
+    """A real `pyserving serve` on a free loopback port; its port is `match.group(1)`."""
+    return start_process(
+        [
+            "serve",
+            "--model_name",
+            model_name,
+            "--model_base_path",
+            str(base_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *extra,
+        ],
+        GRPC_READY,
+        log,
+    )
