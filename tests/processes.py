@@ -37,7 +37,11 @@ class RunningProcess:
 
 
 def start_process(
-    args: Sequence[str], ready: str, log: Path, timeout: float = 60.0, env: dict[str, str] | None = None
+    args: Sequence[str],
+    ready: str,
+    log: Path,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> RunningProcess:
     """Run `python -m pyserving ARGS`, and return once its output matches the regex `ready`.
 

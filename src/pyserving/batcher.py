@@ -47,7 +47,8 @@ class Batcher:
         self._max_queued = self.max_batch_size * max(1, max_enqueued_batches)
         self._num_threads = max(1, num_batch_threads)
         self._queue: deque[_Item] = deque()
-        self._drainers: set[asyncio.Task[None]] = set()
+        self._active = 0  # drain loops running; changed only between awaits
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references, so tasks aren't GC'd
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -64,23 +65,29 @@ class Batcher:
         loop = asyncio.get_running_loop()
         item = _Item(array, loop.create_future(), deadline)
         self._queue.append(item)
-        if len(self._drainers) < self._num_threads:
+        if self._active < self._num_threads:
+            self._active += 1
             self._idle.clear()
             task = loop.create_task(self._drain())
-            self._drainers.add(task)
-            task.add_done_callback(self._drainer_done)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await item.future
 
     async def wait_idle(self) -> None:
         """Return once nothing is queued or running."""
         await self._idle.wait()
 
-    def _drainer_done(self, task: asyncio.Task[None]) -> None:
-        self._drainers.discard(task)
-        if not self._drainers:
-            self._idle.set()
-
     async def _drain(self) -> None:
+        try:
+            await self._drain_queue()
+        finally:
+            # No await between the loop seeing an empty queue and this, so a request
+            # submitted meanwhile always finds a drain loop or starts one.
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
             batch = self._take(loop.time())

@@ -129,7 +129,9 @@ def run_classify(args: argparse.Namespace) -> int:
 
     features = dict(_parse_feature(f) for f in args.feature)
     if not args.images and not features:
-        print("error: give image files, or --feature NAME=VALUE for a features model", file=sys.stderr)
+        print(
+            "error: give image files, or --feature NAME=VALUE for a features model", file=sys.stderr
+        )
         return 2
     inputs: list[tuple[str, bytes]] = [(str(p), b"") for p in args.images] or [("features", b"")]
     failed = 0

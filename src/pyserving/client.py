@@ -1,9 +1,9 @@
 """The Python gRPC client used by the CLI, the web app, tests and benchmarks.
 
-    from pyserving.client import Client
-    with Client("localhost:9999") as client:
-        result = client.classify(open("cat.jpg", "rb").read())
-        print(result.predictions[0].name)
+from pyserving.client import Client
+with Client("localhost:9999") as client:
+    result = client.classify(open("cat.jpg", "rb").read())
+    print(result.predictions[0].name)
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class AsyncClient:
         model_version: int = 0,
         top_k: int = 0,
         features: Mapping[str, float] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - sent to the server as the gRPC deadline
     ) -> Classification:
         """Classify an encoded image (or named features); classes come back best first."""
         request = _request(image, model_name, model_version, top_k, features or {})

@@ -17,7 +17,7 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()
     if remaining is None:
         return None
-    return asyncio.get_running_loop().time() + remaining
+    return asyncio.get_running_loop().time() + float(remaining)
 
 
 async def abort_with(context: grpc.aio.ServicerContext, error: PyservingError) -> None:

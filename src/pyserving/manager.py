@@ -72,7 +72,5 @@ class ModelManager:
         servable = versions.get(version)
         if servable is None:
             known = ", ".join(str(v) for v in sorted(versions))
-            raise ModelNotFound(
-                f"model {name!r} has no version {version} (available: {known})"
-            )
+            raise ModelNotFound(f"model {name!r} has no version {version} (available: {known})")
         return servable

@@ -55,7 +55,10 @@ async def serve(settings: Settings) -> None:
             port,
         )
         await stop.wait()
-        log.info("shutting down: finishing calls in flight (up to %.0f s)", settings.shutdown_grace_seconds)
+        log.info(
+            "shutting down: finishing calls in flight (up to %.0f s)",
+            settings.shutdown_grace_seconds,
+        )
         await server.stop(settings.shutdown_grace_seconds)
         log.info("stopped")
     finally:

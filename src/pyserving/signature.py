@@ -74,7 +74,11 @@ class Signature:
             "format": FORMAT,
             "kind": self.kind,
             "input": inp,
-            "output": {"name": self.output_name, "scores": self.scores, "classes": self.num_classes},
+            "output": {
+                "name": self.output_name,
+                "scores": self.scores,
+                "classes": self.num_classes,
+            },
             "top_k": self.top_k,
             "source": self.source,
         }
@@ -132,9 +136,7 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
     if not isinstance(classes, int) or classes < 1:
         raise fail(f"output.classes must be a positive integer, got {classes!r}")
     if len(labels) != classes:
-        raise fail(
-            f"{LABELS_FILE} has {len(labels)} labels but the output has {classes} classes"
-        )
+        raise fail(f"{LABELS_FILE} has {len(labels)} labels but the output has {classes} classes")
     top_k = doc.get("top_k", 5)
     if not isinstance(top_k, int) or top_k < 1:
         raise fail(f"top_k must be a positive integer, got {top_k!r}")
@@ -150,8 +152,10 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
     }
     if kind == "features":
         features = inp.get("features")
-        if not isinstance(features, list) or not features or not all(
-            isinstance(f, str) and f for f in features
+        if (
+            not isinstance(features, list)
+            or not features
+            or not all(isinstance(f, str) and f for f in features)
         ):
             raise fail("input.features must be a non-empty list of feature names")
         if len(set(features)) != len(features):
@@ -166,7 +170,7 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
     if resize not in RESIZE_FILTERS:
         raise fail(f"input.resize {resize!r} is not one of {', '.join(RESIZE_FILTERS)}")
     height, width = inp.get("height"), inp.get("width")
-    if not all(isinstance(v, int) and v > 0 for v in (height, width)):
+    if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
         raise fail(f"input.height and input.width must be positive integers, got {height}×{width}")
     return Signature(**common, height=height, width=width, layout=layout, resize=resize)
 

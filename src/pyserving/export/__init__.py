@@ -34,7 +34,9 @@ class Progress:
     def step(self, message: str) -> None:
         self._done += 1
         elapsed = time.perf_counter() - self._start
-        print(f"[{self._done}/{self.steps}] {message} ({elapsed:.1f} s)", file=self._out, flush=True)
+        print(
+            f"[{self._done}/{self.steps}] {message} ({elapsed:.1f} s)", file=self._out, flush=True
+        )
 
 
 def next_version(model_dir: Path) -> int:

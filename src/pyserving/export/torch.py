@@ -24,6 +24,9 @@ class ImageInput(torch.nn.Module):
     of the exported graph and the server only decodes and resizes.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, net: torch.nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.net = net

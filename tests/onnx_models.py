@@ -1,0 +1,90 @@
+"""Tiny real ONNX models for tests, built with onnx.helper: fast to load, answers known."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from pyserving.signature import MODEL_FILE, Signature, write_signature
+
+
+def linear_model(weights: np.ndarray, input_name: str = "features") -> onnx.ModelProto:
+    """float32 [N, F] → `logits` float32 [N, C] = x @ weights."""
+    features, classes = weights.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [input_name, "W"], ["logits"])],
+        "linear",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [numpy_helper.from_array(weights.astype(np.float32), "W")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def mean_colour_model(classes: int = 3, size: int = 8) -> onnx.ModelProto:
+    """uint8 [N, size, size, 3] → `logits` [N, classes]: mean of each channel (then zeros).
+
+    Class 0/1/2 wins for a red/green/blue image, so answers are easy to predict.
+    """
+    nodes = [
+        helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["x", "axes"], ["means"], keepdims=0),
+        helper.make_node("Pad", ["means", "pads"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mean_colour",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size, size, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [
+            numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes"),
+            numpy_helper.from_array(np.array([0, 0, 0, classes - 3], dtype=np.int64), "pads"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+def write_image_servable(
+    folder: Path, labels: Sequence[str] = ("red", "green", "blue"), size: int = 8
+) -> Path:
+    """A complete image servable in `folder` (created) using `mean_colour_model`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(mean_colour_model(len(labels), size), str(folder / MODEL_FILE))
+    write_signature(
+        Signature(
+            kind="image",
+            input_name="image",
+            input_dtype="uint8",
+            output_name="logits",
+            scores="logits",
+            labels=tuple(labels),
+            top_k=2,
+            height=size,
+            width=size,
+        ),
+        folder,
+    )
+    return folder
+
+
+def write_features_servable(folder: Path, weights: np.ndarray, names: Sequence[str]) -> Path:
+    """A complete features servable in `folder` (created) using `linear_model(weights)`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(linear_model(weights), str(folder / MODEL_FILE))
+    write_signature(
+        Signature(
+            kind="features",
+            input_name="features",
+            input_dtype="float32",
+            output_name="logits",
+            scores="logits",
+            labels=tuple(f"class{i}" for i in range(weights.shape[1])),
+            features=tuple(names),
+        ),
+        folder,
+    )
+    return folder

@@ -1,0 +1,29 @@
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_committed_stubs_match_the_protos(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("generate", ROOT / "protos" / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.generate(tmp_path)
+    committed = ROOT / "src" / "pyserving" / "_proto"
+    for fresh in sorted(tmp_path.glob("*.py*")):
+        assert (committed / fresh.name).read_text() == fresh.read_text(), (
+            f"{fresh.name} is out of date: run `make proto`"
+        )
+
+
+def test_method_path_keeps_the_original_contract() -> None:
+    from pyserving._proto import classification_pb2 as pb
+
+    service = pb.DESCRIPTOR.services_by_name["ClassificationService"]
+    assert service.full_name == "ClassificationService"  # no proto package
+    assert service.methods_by_name["classify"].input_type.full_name == "ClassificationRequest"
+    fields = {f.name: f.number for f in pb.ClassificationRequest.DESCRIPTOR.fields}
+    assert fields == {"input": 1, "model_name": 2, "model_version": 3, "top_k": 4, "features": 5}
+    assert sys.modules["pyserving._proto.classification_pb2"] is pb

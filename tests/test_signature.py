@@ -1,0 +1,116 @@
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyserving.errors import ServableError
+from pyserving.signature import Signature, load_signature, write_signature
+
+IMAGE = Signature(
+    kind="image",
+    input_name="image",
+    input_dtype="uint8",
+    output_name="logits",
+    scores="logits",
+    labels=("cat", "dog", "<b>bird</b>"),
+    top_k=2,
+    height=224,
+    width=200,
+    source={"framework": "test"},
+)
+
+
+def write(folder: Path, doc: dict[str, Any], labels: str = "cat\ndog\nbird\n") -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "servable.json").write_text(json.dumps(doc))
+    (folder / "labels.txt").write_text(labels)
+    return folder
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    write_signature(IMAGE, tmp_path)
+    loaded = load_signature(tmp_path)
+    assert loaded == IMAGE
+    assert loaded.source == {"framework": "test"}
+    assert (tmp_path / "labels.txt").read_text().splitlines()[2] == "<b>bird</b>"
+
+
+def test_features_round_trip(tmp_path: Path) -> None:
+    sig = Signature(
+        kind="features",
+        input_name="x",
+        input_dtype="float32",
+        output_name="p",
+        scores="probabilities",
+        labels=("a", "b"),
+        features=("f1", "f2", "f3"),
+    )
+    write_signature(sig, tmp_path)
+    assert load_signature(tmp_path).features == ("f1", "f2", "f3")
+
+
+def test_trailing_blank_lines_in_labels_are_ignored(tmp_path: Path) -> None:
+    write_signature(IMAGE, tmp_path)
+    with (tmp_path / "labels.txt").open("a") as f:
+        f.write("\n\n")
+    assert load_signature(tmp_path).num_classes == 3
+
+
+@pytest.mark.parametrize("missing", ["servable.json", "labels.txt"])
+def test_missing_file_is_named(tmp_path: Path, missing: str) -> None:
+    write_signature(IMAGE, tmp_path)
+    (tmp_path / missing).unlink()
+    with pytest.raises(ServableError, match=f"{missing}: missing"):
+        load_signature(tmp_path)
+
+
+def _doc(**changes: object) -> dict[str, Any]:
+    doc = IMAGE.to_json()
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "labels", "problem"),
+    [
+        (_doc(format=2), "cat\ndog\nbird\n", "unknown format 2"),
+        (_doc(format=None), "cat\ndog\nbird\n", "unknown format None"),
+        (_doc(kind="audio"), "cat\ndog\nbird\n", "unknown input kind 'audio'"),
+        (_doc(), "cat\ndog\n", "labels.txt has 2 labels but the output has 3 classes"),
+        (_doc(top_k=0), "cat\ndog\nbird\n", "top_k must be a positive integer"),
+        (_doc(input={"name": "image"}), "cat\ndog\nbird\n", "input.dtype"),
+        (_doc(output=None), "cat\ndog\nbird\n", "missing the 'output' object"),
+    ],
+)
+def test_invalid_signature_names_file_and_problem(
+    tmp_path: Path, doc: dict[str, Any], labels: str, problem: str
+) -> None:
+    write(tmp_path, doc, labels)
+    with pytest.raises(ServableError) as info:
+        load_signature(tmp_path)
+    assert str(tmp_path / "servable.json") in str(info.value)
+    assert problem in str(info.value)
+
+
+def test_invalid_json_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, {})
+    (tmp_path / "servable.json").write_text("{not json")
+    with pytest.raises(ServableError, match="not valid JSON"):
+        load_signature(tmp_path)
+
+
+def test_write_refuses_an_invalid_signature(tmp_path: Path) -> None:
+    bad = Signature(
+        kind="image",
+        input_name="image",
+        input_dtype="uint8",
+        output_name="logits",
+        scores="logits",
+        labels=("a",),
+        height=0,
+        width=0,
+    )
+    with pytest.raises(ServableError, match="height"):
+        write_signature(bad, tmp_path)
+    assert not (tmp_path / "servable.json").exists()
