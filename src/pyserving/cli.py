@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyserving.errors import PyservingError
+from pyserving.export.cli import add_export_sources
 from pyserving.settings import MiB, ModelConfig, Settings
 
 
@@ -55,13 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=run_serve)
 
     export = commands.add_parser("export", help="export a model into a repository")
-    sources = export.add_subparsers(required=True, metavar="SOURCE")
-    zoo = sources.add_parser(
-        "efficientnet-lite0", help="EfficientNet-Lite0 with ImageNet weights (offline)"
-    )
-    zoo.add_argument("--repository", type=Path, default=Path("models"))
-    zoo.add_argument("--name", default="imagenet", help="model name in the repository")
-    zoo.set_defaults(run=run_export_zoo, zoo_model="efficientnet-lite0")
+    add_export_sources(export.add_subparsers(required=True, metavar="SOURCE"))
 
     classify = commands.add_parser("classify", help="classify images with a running server")
     classify.add_argument("images", nargs="*", type=Path, help="image files")
@@ -114,14 +109,6 @@ def run_web(args: argparse.Namespace) -> int:
         port=args.port,
         max_upload_bytes=int(args.max_upload_mib * MiB),
     )
-
-
-def run_export_zoo(args: argparse.Namespace) -> int:
-    from pyserving.export.zoo import ZOO
-
-    path = ZOO[args.zoo_model](args.repository, args.name)
-    print(path)
-    return 0
 
 
 def run_classify(args: argparse.Namespace) -> int:
