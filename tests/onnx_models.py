@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,12 @@ def write_image_servable(
     return folder
 
 
-def write_features_servable(folder: Path, weights: np.ndarray, names: Sequence[str]) -> Path:
+def write_features_servable(
+    folder: Path,
+    weights: np.ndarray,
+    names: Sequence[str],
+    labels: Sequence[str] | None = None,
+) -> Path:
     """A complete features servable in `folder` (created) using `linear_model(weights)`."""
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(linear_model(weights), str(folder / MODEL_FILE))
@@ -82,9 +88,31 @@ def write_features_servable(folder: Path, weights: np.ndarray, names: Sequence[s
             input_dtype="float32",
             output_name="logits",
             scores="logits",
-            labels=tuple(f"class{i}" for i in range(weights.shape[1])),
+            labels=tuple(labels or (f"class{i}" for i in range(weights.shape[1]))),
             features=tuple(names),
         ),
         folder,
     )
     return folder
+
+
+VERSION_CLASSES = 8
+
+
+def write_version_servable(folder: Path, version: int) -> Path:
+    """A one-feature servable whose answer names its version: class `v{version}` wins."""
+    weights = np.zeros((1, VERSION_CLASSES), dtype=np.float32)
+    weights[0, version % VERSION_CLASSES] = 10.0
+    labels = [f"v{i}" for i in range(VERSION_CLASSES)]
+    labels[version % VERSION_CLASSES] = f"v{version}"
+    return write_features_servable(folder, weights, ["x"], labels)
+
+
+def publish(base: Path, version: int, write: Callable[[Path], object]) -> Path:
+    """Write a version the way the exporter does: into a hidden folder, then rename."""
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / f".tmp-{version}"
+    write(tmp)
+    final = base / str(version)
+    os.rename(tmp, final)
+    return final

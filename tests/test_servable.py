@@ -84,9 +84,9 @@ def test_cuda_provider_is_selectable_and_refused_clearly_without_a_gpu(
     folder = write_image_servable(tmp_path / "1")
     settings = Settings(models=SETTINGS.models, execution_provider="cuda")
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        assert load_servable("m", 1, folder, settings, executor).session.get_providers()[0] == (
-            "CUDAExecutionProvider"
-        )
+        session = load_servable("m", 1, folder, settings, executor).session
+        assert session is not None
+        assert session.get_providers()[0] == "CUDAExecutionProvider"
     else:
         with pytest.raises(ServableError, match="CUDAExecutionProvider is not available"):
             load_servable("m", 1, folder, settings, executor)

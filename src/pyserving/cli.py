@@ -10,9 +10,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyserving.errors import PyservingError
+from pyserving.errors import ConfigError, PyservingError
 from pyserving.export.cli import add_export_sources
-from pyserving.settings import MiB, ModelConfig, Settings
+from pyserving.model_config import read_model_config
+from pyserving.settings import BatchingSettings, MiB, ModelConfig, Settings, VersionPolicy
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,9 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve models over gRPC")
     serve.add_argument("--model_name", default="default", help="name of the served model")
+    serve.add_argument("--model_base_path", type=Path, help="folder holding the model's versions")
     serve.add_argument(
-        "--model_base_path", type=Path, required=True, help="folder holding the model's versions"
+        "--model_config_file", type=Path, help="a models.toml listing several models"
     )
+    serve.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0.0,
+        help="re-read the config file this often (0: never)",
+    )
+    serve.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=2.0,
+        help="scan for new versions this often (0: only at start)",
+    )
+    serve.add_argument(
+        "--version_policy",
+        default="latest",
+        choices=["latest", "all"],
+        help="with --model_base_path; a config file can also pin specific versions",
+    )
+    serve.add_argument("--num_versions", type=int, default=1, help="for --version_policy latest")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
     serve.add_argument("--port", type=int, default=9999, help="gRPC port (0: any free port)")
     serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
@@ -70,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--timeout", type=float, default=30.0)
     classify.set_defaults(run=run_classify)
 
+    status = commands.add_parser("status", help="show each model version's state")
+    status.add_argument("--server", default="localhost:9999")
+    status.add_argument("--model", default="", help="one model (default: all)")
+    status.add_argument("--timeout", type=float, default=10.0)
+    status.set_defaults(run=run_status)
+
     web = commands.add_parser("web", help="the web app: upload photos, see their classes")
     web.add_argument("--server", default="localhost:9999", help="model server's gRPC address")
     web.add_argument("--host", default="0.0.0.0")
@@ -82,21 +109,54 @@ def build_parser() -> argparse.ArgumentParser:
 def run_serve(args: argparse.Namespace) -> int:
     from pyserving.server import serve
 
-    settings = Settings(
-        models=(ModelConfig(args.model_name, args.model_base_path),),
+    asyncio.run(serve(serve_settings(args)))
+    return 0
+
+
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """Settings from `pyserving serve` flags. Raises ConfigError when they don't add up."""
+    if (args.model_base_path is None) == (args.model_config_file is None):
+        raise ConfigError("give either --model_base_path (one model) or --model_config_file")
+    models: tuple[ModelConfig, ...] = ()
+    default = ""
+    if args.model_config_file is not None:
+        models, default = read_model_config(args.model_config_file)
+    else:
+        policy = VersionPolicy(args.version_policy, num_versions=args.num_versions)
+        models = (ModelConfig(args.model_name, args.model_base_path, policy),)
+    return Settings(
+        models=models,
+        default_model=default,
+        model_config_file=args.model_config_file,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         host=args.host,
         port=args.port,
         max_request_bytes=int(args.max_request_mib * MiB),
         max_image_pixels=args.max_image_pixels,
-        max_batch_size=args.max_batch_size,
-        max_enqueued_batches=args.max_enqueued_batches,
-        num_batch_threads=args.num_batch_threads,
+        batching=BatchingSettings(
+            max_batch_size=args.max_batch_size,
+            max_enqueued_batches=args.max_enqueued_batches,
+            num_batch_threads=args.num_batch_threads,
+        ),
         worker_threads=args.worker_threads,
         intra_op_threads=args.intra_op_threads,
         execution_provider=args.execution_provider,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
     )
-    asyncio.run(serve(settings))
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from pyserving.client import Client
+
+    with Client(args.server, timeout=args.timeout) as client:
+        models = client.model_status(args.model)
+    for model in models:
+        print(model.name)
+        if not model.versions:
+            print("  (no versions yet)")
+        for v in model.versions:
+            print(f"  {v.version:>12}  {v.state:<10}  {v.error}".rstrip())
     return 0
 
 

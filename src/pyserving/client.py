@@ -17,7 +17,7 @@ import grpc
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving.errors import RemoteError
-from pyserving.results import Classification, Prediction
+from pyserving.results import Classification, ModelStatus, Prediction, VersionStatus
 
 DEFAULT_ADDRESS = "localhost:9999"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -45,6 +45,19 @@ def _result(response: pb.ClassificationResponse) -> Classification:
         response.model_name,
         response.model_version,
     )
+
+
+def _statuses(response: pb.ModelStatusResponse) -> list[ModelStatus]:
+    return [
+        ModelStatus(
+            m.name,
+            tuple(
+                VersionStatus(v.version, pb.VersionStatus.State.Name(v.state), v.error)
+                for v in m.versions
+            ),
+        )
+        for m in response.models
+    ]
 
 
 def _remote_error(error: grpc.RpcError, address: str) -> RemoteError:
@@ -80,6 +93,15 @@ class Client:
         except grpc.RpcError as exc:
             raise _remote_error(exc, self.address) from None
         return _result(response)
+
+    def model_status(self, model_name: str = "", timeout: float | None = None) -> list[ModelStatus]:
+        """Every version's lifecycle state, per model (every model when the name is empty)."""
+        request = pb.ModelStatusRequest(model_name=model_name)
+        try:
+            response = self._stub.get_model_status(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, self.address) from None
+        return _statuses(response)
 
     def close(self) -> None:
         self._channel.close()
@@ -118,6 +140,19 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise _remote_error(exc, self.address) from None
         return _result(response)
+
+    async def model_status(
+        self,
+        model_name: str = "",
+        timeout: float | None = None,  # noqa: ASYNC109 - sent to the server as the gRPC deadline
+    ) -> list[ModelStatus]:
+        """Every version's lifecycle state, per model (every model when the name is empty)."""
+        request = pb.ModelStatusRequest(model_name=model_name)
+        try:
+            response = await self._stub.get_model_status(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, self.address) from None
+        return _statuses(response)
 
     async def close(self) -> None:
         await self._channel.close()

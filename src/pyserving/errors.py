@@ -79,3 +79,7 @@ HTTP_STATUS_OF_GRPC_CODE = {
     "UNIMPLEMENTED": 501,
     "INTERNAL": 500,
 }
+
+
+class ConfigError(PyservingError):
+    """A configuration file or flag is wrong; the message names the file and key."""

@@ -54,3 +54,29 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
             model_name=result.model_name,
             model_version=result.model_version,
         )
+
+    async def get_model_status(
+        self, request: pb.ModelStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatusResponse:
+        try:
+            models = self._service.model_status(request.model_name)
+        except PyservingError as exc:
+            await abort_with(context, exc)
+            raise
+        return pb.ModelStatusResponse(
+            models=[
+                pb.ModelStatus(
+                    name=m.name,
+                    versions=[
+                        pb.VersionStatus(
+                            version=v.version,
+                            state=v.state,  # type: ignore[arg-type]  # protobuf takes enum names
+                            error=v.error,
+                        )
+                        for v in m.versions
+                    ],
+                )
+                for m in models
+            ],
+            default_model=self._service.manager.default_model,
+        )

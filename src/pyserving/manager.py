@@ -1,76 +1,301 @@
-"""The manager: owns which servables are loaded and hands them to requests."""
+"""The manager: owns the lifecycle of every servable (scan, load, swap, drain, unload).
+
+As in TensorFlow Serving's AspiredVersionsManager: each scan of the repository yields the
+versions that *should* be served; the manager diffs that against what it has. New versions
+are loaded and warmed up in the thread pool, then swapped in atomically; old ones stop
+taking requests, finish those in flight, and are closed so their memory is released.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager, suppress
 
-from pyserving.errors import ModelNotFound, ServableError
-from pyserving.repository import list_versions
+from pyserving.errors import ConfigError, ModelNotFound, ModelNotReady, PyservingError
+from pyserving.model_config import read_model_config
+from pyserving.repository import fingerprint, scan
+from pyserving.results import ModelStatus, VersionStatus
 from pyserving.servable import Servable, load_servable
 from pyserving.settings import ModelConfig, Settings
 
 log = logging.getLogger(__name__)
 
+MAX_ENDED_VERSIONS = 10  # END/FAILED entries kept in the status of each model
+
 
 class ModelManager:
-    """Loads the newest version of each configured model and looks servables up.
+    """Loads and unloads versions as the repository and config change; routes requests.
 
-    Used from the event loop; loading runs in the executor.
+    All methods run on the event loop; loading and closing run in `executor`. Requests
+    take a servable with `use()`, which keeps that version alive until they finish.
     """
 
     def __init__(self, settings: Settings, executor: Executor) -> None:
         self._settings = settings
         self._executor = executor
-        self._models: dict[str, dict[int, Servable]] = {}
+        self._models = {m.name: m for m in settings.models}
+        self._default = settings.default_model or (
+            settings.models[0].name if settings.models else ""
+        )
+        self._available: dict[str, dict[int, Servable]] = {}
+        self._status: dict[str, dict[int, VersionStatus]] = {}
+        self._failed: dict[tuple[str, int], tuple[tuple[str, int, int], ...]] = {}
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.changed = asyncio.Event()  # set after every change of state, for watchers
 
     @property
     def default_model(self) -> str:
-        return self._settings.default_model
+        return self._default
 
     def model_names(self) -> list[str]:
         return sorted(self._models)
 
-    async def start(self) -> None:
-        """Load every configured model's newest version. Raises ServableError on failure."""
-        for config in self._settings.models:
-            await self._load_latest(config)
+    # -- lifecycle -------------------------------------------------------------------
 
-    async def _load_latest(self, config: ModelConfig) -> None:
-        versions = list_versions(config.base_path)
-        if not versions:
-            raise ServableError(
-                f"{config.base_path}: no version of model {config.name!r} found (expected a "
-                "folder named by a positive integer); export one with `pyserving export`"
-            )
-        version = versions[-1]
+    async def start(self) -> None:
+        """Read the config, load the default model, then keep polling in the background.
+
+        Returns once the default model has an available version, so the server starts
+        serving as soon as it can; other models keep loading after that.
+        """
+        if self._settings.model_config_file is not None:
+            self._apply_config(*read_model_config(self._settings.model_config_file))
+        await self.reconcile(only=self._default)
+        poll = self._settings.file_system_poll_wait_seconds
+        while not self._available.get(self._default):
+            base = self._models[self._default].base_path
+            log.warning("waiting for a version of model %s under %s", self._default, base)
+            await asyncio.sleep(poll or 2.0)
+            await self.reconcile(only=self._default)
+        await self.reconcile()
+        if poll > 0:
+            self._tasks.append(asyncio.create_task(self._every(poll, self.reconcile)))
+        config_poll = self._settings.model_config_file_poll_wait_seconds
+        if self._settings.model_config_file is not None and config_poll > 0:
+            self._tasks.append(asyncio.create_task(self._every(config_poll, self.reload_config)))
+
+    async def stop(self) -> None:
+        """Stop polling and unload everything (after in-flight requests finish)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        async with self._lock:
+            for name in list(self._available):
+                for servable in list(self._available[name].values()):
+                    await self._unload(servable)
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except Exception:
+                log.exception("background %s failed; trying again later", action)
+
+    async def reload_config(self) -> None:
+        """Re-read the model config file; on error keep the last good config running."""
+        path = self._settings.model_config_file
+        assert path is not None
+        try:
+            models, default = read_model_config(path)
+        except ConfigError as exc:
+            log.error("%s; keeping the last good config", exc)
+            return
+        if {m.name: m for m in models} != self._models or default != self._default:
+            self._apply_config(models, default)
+            await self.reconcile()
+
+    def _apply_config(self, models: tuple[ModelConfig, ...], default: str) -> None:
+        added = {m.name for m in models} - set(self._models)
+        removed = set(self._models) - {m.name for m in models}
+        for name in sorted(added):
+            log.info("config: model %s added", name)
+        for name in sorted(removed):
+            log.info("config: model %s removed", name)
+        self._models = {m.name: m for m in models}
+        self._default = default
+
+    async def reconcile(self, only: str | None = None) -> None:
+        """One scan: load what should be served and is not, unload what should not be."""
+        async with self._lock:
+            models = tuple(m for m in self._models.values() if only in (None, m.name))
+            loop = asyncio.get_running_loop()
+            aspired = await loop.run_in_executor(self._executor, scan, models)
+            for config in models:
+                for version in aspired[config.name]:
+                    if not self._is_loaded_or_failed(config, version):
+                        await self._load(config, version)
+            if only is None:
+                for name in list(self._available):
+                    keep = self._to_keep(name, aspired.get(name, []))
+                    for version, servable in list(self._available[name].items()):
+                        if version not in keep:
+                            await self._unload(servable)
+
+    def _to_keep(self, name: str, aspired: list[int]) -> set[int]:
+        """Aspired versions, plus the newest loaded one while no aspired version is serving.
+
+        So a version that fails to load leaves the one before it serving, as long as that
+        one's folder is still there.
+        """
+        config = self._models.get(name)
+        if config is None:
+            return set()
+        keep = set(aspired)
+        loaded = self._available.get(name, {})
+        if not keep & set(loaded):
+            still_on_disk = [v for v in loaded if (config.base_path / str(v)).is_dir()]
+            if still_on_disk:
+                keep.add(max(still_on_disk))
+        return keep
+
+    def _is_loaded_or_failed(self, config: ModelConfig, version: int) -> bool:
+        if version in self._available.get(config.name, {}):
+            return True
+        seen = self._failed.get((config.name, version))
+        if seen is None:
+            return False
+        # A failed version is tried again only once its files have changed.
+        return seen == fingerprint(config.base_path / str(version))
+
+    async def _load(self, config: ModelConfig, version: int) -> None:
+        path = config.base_path / str(version)
+        self._set_status(config.name, VersionStatus(version, "LOADING"))
+        started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        servable = await loop.run_in_executor(
-            self._executor,
-            load_servable,
+        files = fingerprint(path)
+        try:
+            servable = await loop.run_in_executor(
+                self._executor,
+                load_servable,
+                config.name,
+                version,
+                path,
+                self._settings,
+                self._executor,
+                config.batching,
+            )
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, PyservingError) else f"{type(exc).__name__}: {exc}"
+            self._failed[(config.name, version)] = files
+            self._set_status(config.name, VersionStatus(version, "FAILED", reason))
+            log.error("model %s version %d failed to load: %s", config.name, version, reason)
+            return
+        self._failed.pop((config.name, version), None)
+        versions = self._available.setdefault(config.name, {})
+        previous = max(versions) if versions else None
+        # One dict assignment: requests see either the old set or the new one.
+        self._available[config.name] = {**versions, version: servable}
+        self._set_status(config.name, VersionStatus(version, "AVAILABLE"))
+        log.info(
+            "model %s version %d loaded from %s in %.2f s%s",
             config.name,
             version,
-            config.base_path / str(version),
-            self._settings,
-            self._executor,
+            path,
+            time.perf_counter() - started,
+            f"; swapped in for version {previous}" if previous and previous < version else "",
         )
-        self._models.setdefault(config.name, {})[version] = servable
+
+    async def _unload(self, servable: Servable) -> None:
+        name, version = servable.name, servable.version
+        versions = dict(self._available.get(name, {}))
+        versions.pop(version, None)
+        if versions:
+            self._available[name] = versions
+        else:
+            self._available.pop(name, None)
+        self._set_status(name, VersionStatus(version, "UNLOADING"))
+        started = time.perf_counter()
+        await servable.drain()
+        servable.close()
+        await asyncio.get_running_loop().run_in_executor(self._executor, _release_memory)
+        self._set_status(name, VersionStatus(version, "END"))
+        log.info(
+            "model %s version %d unloaded (drained in %.2f s)",
+            name,
+            version,
+            time.perf_counter() - started,
+        )
+
+    def _set_status(self, name: str, status: VersionStatus) -> None:
+        versions = self._status.setdefault(name, {})
+        versions[status.version] = status
+        ended = [v for v, s in sorted(versions.items()) if s.state in ("END", "FAILED")]
+        for old in ended[:-MAX_ENDED_VERSIONS]:
+            del versions[old]
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    # -- requests --------------------------------------------------------------------
+
+    @contextmanager
+    def use(self, name: str, version: int = 0) -> Iterator[Servable]:
+        """The servable for `name` (empty: default) at `version` (0: newest), held in use.
+
+        Raises ModelNotFound for an unknown model or version, ModelNotReady for a version
+        that is loading or failed, or a model with no available version yet.
+        """
+        servable = self.get(name, version)
+        with servable.in_use():
+            yield servable
 
     def get(self, name: str, version: int = 0) -> Servable:
-        """The servable for `name` (empty: the default model) at `version` (0: the newest).
-
-        Raises ModelNotFound for an unknown model or version.
-        """
-        name = name or self.default_model
-        versions = self._models.get(name)
-        if not versions:
+        """Look up a servable without holding it (see `use`)."""
+        name = name or self._default
+        if name not in self._models:
             known = ", ".join(self.model_names()) or "none"
             raise ModelNotFound(f"model {name!r} is not served here (models: {known})")
+        versions = self._available.get(name, {})
         if not version:
-            return versions[max(versions)]
+            if versions:
+                return versions[max(versions)]
+            raise ModelNotReady(f"model {name!r} has no available version yet{self._why(name)}")
         servable = versions.get(version)
-        if servable is None:
-            known = ", ".join(str(v) for v in sorted(versions))
-            raise ModelNotFound(f"model {name!r} has no version {version} (available: {known})")
-        return servable
+        if servable is not None:
+            return servable
+        status = self._status.get(name, {}).get(version)
+        if status and status.state == "LOADING":
+            raise ModelNotReady(f"model {name!r} version {version} is still loading")
+        if status and status.state == "FAILED":
+            raise ModelNotReady(f"model {name!r} version {version} failed to load: {status.error}")
+        known = ", ".join(str(v) for v in sorted(versions)) or "none"
+        raise ModelNotFound(f"model {name!r} has no version {version} (available: {known})")
+
+    def _why(self, name: str) -> str:
+        states = self._status.get(name, {})
+        loading = [v for v, s in states.items() if s.state == "LOADING"]
+        if loading:
+            return f" (loading version {max(loading)})"
+        failed = [s for s in states.values() if s.state == "FAILED"]
+        if failed:
+            return f" (version {failed[-1].version} failed: {failed[-1].error})"
+        return f" (no version found under {self._models[name].base_path})"
+
+    def status(self, name: str = "") -> list[ModelStatus]:
+        """Every version's state, per model (all models when `name` is empty)."""
+        if name and name not in self._models and name not in self._status:
+            raise ModelNotFound(f"model {name!r} is not served here")
+        names = [name] if name else sorted(set(self._models) | set(self._available))
+        return [
+            ModelStatus(n, tuple(s for _, s in sorted(self._status.get(n, {}).items())))
+            for n in names
+        ]
+
+    def is_available(self, name: str = "") -> bool:
+        """Whether `name` (empty: the default model) has an available version."""
+        return bool(self._available.get(name or self._default))
+
+
+def _release_memory() -> None:
+    """Ask glibc to hand freed heap back to the OS, so an unloaded model's RSS really goes."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(libc_name).malloc_trim(0)

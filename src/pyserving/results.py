@@ -21,3 +21,23 @@ class Classification:
     predictions: tuple[Prediction, ...]
     model_name: str
     model_version: int
+
+
+STATES = ("LOADING", "AVAILABLE", "UNLOADING", "END", "FAILED")
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    """Where one version is in its lifecycle; `error` says why a FAILED version failed."""
+
+    version: int
+    state: str  # one of STATES
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """The versions of one model the server knows about, oldest first."""
+
+    name: str
+    versions: tuple[VersionStatus, ...]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from pyserving.batcher import Batcher
-from pyserving.errors import ServableError
-from pyserving.settings import Settings
+from pyserving.errors import ModelNotReady, ServableError
+from pyserving.settings import BatchingSettings, Settings
 from pyserving.signature import MODEL_FILE, Signature, load_signature
 
 log = logging.getLogger(__name__)
@@ -38,28 +41,57 @@ class Servable:
         path: Path,
         signature: Signature,
         session: ort.InferenceSession,
-        settings: Settings,
+        batching: BatchingSettings,
         executor: Executor,
     ) -> None:
         self.name = name
         self.version = version
         self.path = path
         self.signature = signature
-        self.session = session
+        self.session: ort.InferenceSession | None = session
         self.batcher = Batcher(
             self.run,
             executor,
-            max_batch_size=settings.max_batch_size,
-            max_enqueued_batches=settings.max_enqueued_batches,
-            num_batch_threads=settings.num_batch_threads,
+            max_batch_size=batching.max_batch_size,
+            max_enqueued_batches=batching.max_enqueued_batches,
+            num_batch_threads=batching.num_batch_threads,
         )
+        self._in_flight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Scores for a batch of preprocessed inputs, shape (N, classes)."""
-        (scores,) = self.session.run(
-            [self.signature.output_name], {self.signature.input_name: batch}
-        )
+        session = self.session
+        if session is None:
+            raise ModelNotReady(f"model {self.name!r} version {self.version} was unloaded")
+        (scores,) = session.run([self.signature.output_name], {self.signature.input_name: batch})
         return np.asarray(scores).reshape(len(batch), -1)
+
+    @contextmanager
+    def in_use(self) -> Iterator[Servable]:
+        """Count a request as in flight until the block ends (event loop only)."""
+        self._in_flight += 1
+        self._drained.clear()
+        try:
+            yield self
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._drained.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def drain(self) -> None:
+        """Wait until no request holds this servable."""
+        await self._drained.wait()
+        await self.batcher.wait_idle()
+
+    def close(self) -> None:
+        """Release the ONNX Runtime session and its memory. Call after `drain`."""
+        self.session = None
 
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one input, without the batch axis."""
@@ -98,7 +130,12 @@ def providers(execution_provider: str) -> list[str]:
 
 
 def load_servable(
-    name: str, version: int, path: Path, settings: Settings, executor: Executor
+    name: str,
+    version: int,
+    path: Path,
+    settings: Settings,
+    executor: Executor,
+    batching: BatchingSettings | None = None,
 ) -> Servable:
     """Load, check and warm up the version in `path`. Slow: call it off the event loop.
 
@@ -120,15 +157,11 @@ def load_servable(
     except Exception as exc:
         raise ServableError(f"{model_path}: ONNX Runtime cannot load it: {exc}") from exc
     _check_session(session, signature, model_path)
-    servable = Servable(name, version, path, signature, session, settings, executor)
-    _warm_up(servable, model_path)
-    log.info(
-        "loaded model %s version %d from %s in %.2f s",
-        name,
-        version,
-        path,
-        time.perf_counter() - started,
+    servable = Servable(
+        name, version, path, signature, session, batching or settings.batching, executor
     )
+    _warm_up(servable, model_path)
+    log.debug("loaded %s version %d in %.2f s", name, version, time.perf_counter() - started)
     return servable
 
 

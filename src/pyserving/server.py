@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 
@@ -37,7 +39,9 @@ async def serve(settings: Settings) -> None:
     executor = ThreadPoolExecutor(settings.pool_size, thread_name_prefix="pyserving")
     try:
         manager = ModelManager(settings, executor)
-        await manager.start()
+        if not await _until_stopped(manager.start(), stop):
+            await manager.stop()
+            return
         service = Service(manager, executor, settings)
 
         server = grpc.aio.server(options=grpc_options(settings))
@@ -50,7 +54,7 @@ async def serve(settings: Settings) -> None:
         log.info(
             "serving models %s (default %s); gRPC listening on %s:%d",
             ", ".join(manager.model_names()),
-            settings.default_model,
+            manager.default_model,
             settings.host,
             port,
         )
@@ -60,6 +64,21 @@ async def serve(settings: Settings) -> None:
             settings.shutdown_grace_seconds,
         )
         await server.stop(settings.shutdown_grace_seconds)
+        await manager.stop()
         log.info("stopped")
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` unless `stop` is set first; True if it finished (its errors propagate)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+    task.result()
+    return True

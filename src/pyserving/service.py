@@ -10,7 +10,7 @@ from pyserving.errors import InvalidInput
 from pyserving.manager import ModelManager
 from pyserving.postprocess import top_k
 from pyserving.preprocess import decode_image, features_vector
-from pyserving.results import Classification
+from pyserving.results import Classification, ModelStatus
 from pyserving.settings import Settings
 
 
@@ -38,32 +38,36 @@ class Service:
 
         `deadline` is in event-loop time; `k` 0 means the signature's default.
         """
-        servable = self.manager.get(model_name, model_version)
-        sig = servable.signature
         if k < 0:
             raise InvalidInput(f"top_k must be 0 (the default) or positive, got {k}")
-        if sig.kind == "image":
-            if features:
-                raise InvalidInput(
-                    f"model {servable.name!r} takes an image in `input`, not features"
+        with self.manager.use(model_name, model_version) as servable:
+            sig = servable.signature
+            if sig.kind == "image":
+                if features:
+                    raise InvalidInput(
+                        f"model {servable.name!r} takes an image in `input`, not features"
+                    )
+                loop = asyncio.get_running_loop()
+                array = await loop.run_in_executor(
+                    self._executor,
+                    decode_image,
+                    image,
+                    sig.height,
+                    sig.width,
+                    sig.resize,
+                    self._settings.max_image_pixels,
                 )
-            loop = asyncio.get_running_loop()
-            array = await loop.run_in_executor(
-                self._executor,
-                decode_image,
-                image,
-                sig.height,
-                sig.width,
-                sig.resize,
-                self._settings.max_image_pixels,
-            )
-        else:
-            if image:
-                raise InvalidInput(
-                    f"model {servable.name!r} takes named features "
-                    f"({', '.join(sig.features)}), not an image"
-                )
-            array = features_vector(dict(features or {}), sig.features)
-        scores = await servable.batcher.submit(array, deadline)
-        predictions = top_k(scores, sig.labels, k or sig.top_k, logits=sig.scores == "logits")
-        return Classification(predictions, servable.name, servable.version)
+            else:
+                if image:
+                    raise InvalidInput(
+                        f"model {servable.name!r} takes named features "
+                        f"({', '.join(sig.features)}), not an image"
+                    )
+                array = features_vector(dict(features or {}), sig.features)
+            scores = await servable.batcher.submit(array, deadline)
+            predictions = top_k(scores, sig.labels, k or sig.top_k, sig.scores == "logits")
+            return Classification(predictions, servable.name, servable.version)
+
+    def model_status(self, model_name: str = "") -> list[ModelStatus]:
+        """The lifecycle state of every version (of every model when the name is empty)."""
+        return self.manager.status(model_name)

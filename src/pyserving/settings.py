@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions of a model to serve, as in TensorFlow Serving."""
+
+    kind: Literal["latest", "all", "specific"] = "latest"
+    num_versions: int = 1  # for `latest`
+    versions: tuple[int, ...] = ()  # for `specific`
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    """The batcher's knobs, with TensorFlow Serving's names."""
+
+    max_batch_size: int = 8
+    max_enqueued_batches: int = 16
+    num_batch_threads: int = 1
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """One model the server serves: its name and the folder holding its versions."""
+    """One model the server serves: its name, folder of versions, policy and batching."""
 
     name: str
     base_path: Path
+    policy: VersionPolicy = field(default_factory=VersionPolicy)
+    batching: BatchingSettings | None = None  # None: the server's
 
 
 @dataclass(frozen=True)
@@ -22,21 +43,19 @@ class Settings:
     """Everything `pyserving serve` can be told. Flag names follow TensorFlow Serving."""
 
     models: tuple[ModelConfig, ...]
+    default_model: str = ""  # empty: the first model
+    model_config_file: Path | None = None
+    model_config_file_poll_wait_seconds: float = 0.0  # 0: read once
+    file_system_poll_wait_seconds: float = 2.0  # 0: scan once
     host: str = "0.0.0.0"
     port: int = 9999
     max_request_bytes: int = 20 * MiB
     max_image_pixels: int = 50_000_000
-    max_batch_size: int = 8
-    max_enqueued_batches: int = 16
-    num_batch_threads: int = 1
+    batching: BatchingSettings = field(default_factory=BatchingSettings)
     worker_threads: int = 0  # 0: sized to the machine
     intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per core)
     execution_provider: str = "cpu"  # "cpu" or "cuda"
     shutdown_grace_seconds: float = 20.0
-
-    @property
-    def default_model(self) -> str:
-        return self.models[0].name
 
     @property
     def pool_size(self) -> int:

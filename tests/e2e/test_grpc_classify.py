@@ -240,3 +240,17 @@ def test_cli_reports_unreachable_server(tmp_path: Path, chelsea_jpeg: bytes) -> 
     )
     assert result.returncode == 1
     assert "not reachable" in result.stderr or "UNAVAILABLE" in result.stderr
+
+
+def test_cli_status_lists_versions(server_address: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pyserving", "status", "--server", server_address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    lines = out.splitlines()
+    assert lines[0] == "imagenet"
+    version, state = lines[1].split()
+    assert int(version) > 0 and state == "AVAILABLE"

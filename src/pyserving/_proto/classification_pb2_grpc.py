@@ -39,12 +39,23 @@ class ClassificationServiceStub:
                 request_serializer=classification__pb2.ClassificationRequest.SerializeToString,
                 response_deserializer=classification__pb2.ClassificationResponse.FromString,
                 _registered_method=True)
+        self.get_model_status = channel.unary_unary(
+                '/ClassificationService/get_model_status',
+                request_serializer=classification__pb2.ModelStatusRequest.SerializeToString,
+                response_deserializer=classification__pb2.ModelStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ClassificationServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def classify(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def get_model_status(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +68,11 @@ def add_ClassificationServiceServicer_to_server(servicer, server):
                     servicer.classify,
                     request_deserializer=classification__pb2.ClassificationRequest.FromString,
                     response_serializer=classification__pb2.ClassificationResponse.SerializeToString,
+            ),
+            'get_model_status': grpc.unary_unary_rpc_method_handler(
+                    servicer.get_model_status,
+                    request_deserializer=classification__pb2.ModelStatusRequest.FromString,
+                    response_serializer=classification__pb2.ModelStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +102,33 @@ class ClassificationService:
             '/ClassificationService/classify',
             classification__pb2.ClassificationRequest.SerializeToString,
             classification__pb2.ClassificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def get_model_status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ClassificationService/get_model_status',
+            classification__pb2.ModelStatusRequest.SerializeToString,
+            classification__pb2.ModelStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

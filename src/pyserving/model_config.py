@@ -1,0 +1,109 @@
+"""The model config file (`--model_config_file models.toml`): which models to serve.
+
+default = "imagenet"            # optional; else the first model
+
+[[models]]
+name = "imagenet"
+base_path = "models/imagenet"   # relative paths are relative to this file
+version_policy = "latest"       # "latest", "all" or "specific"
+num_versions = 1                # for latest
+# versions = [1732460000]       # for specific
+
+[models.batching]               # optional; else the server's flags
+max_batch_size = 8
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pyserving.errors import ConfigError
+from pyserving.settings import BatchingSettings, ModelConfig, VersionPolicy
+
+_MODEL_KEYS = {"name", "base_path", "version_policy", "num_versions", "versions", "batching"}
+_BATCHING_KEYS = set(BatchingSettings.__dataclass_fields__)
+
+
+def read_model_config(path: Path) -> tuple[tuple[ModelConfig, ...], str]:
+    """Parse `path` into model configs and the default model's name.
+
+    Raises ConfigError naming the file and the line or key that is wrong.
+    """
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(doc) - {"default", "models"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; expected 'default' and [[models]]")
+    entries = doc.get("models")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: needs at least one [[models]] table")
+    models = tuple(_model(entry, i, path) for i, entry in enumerate(entries))
+    names = [m.name for m in models]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{path}: model {name!r} is listed twice")
+    default = doc.get("default", names[0])
+    if default not in names:
+        raise ConfigError(f"{path}: default = {default!r} is not one of the models ({names})")
+    return models, default
+
+
+def _model(entry: Any, index: int, path: Path) -> ModelConfig:
+    where = f"{path}: models[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = sorted(set(entry) - _MODEL_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected {sorted(_MODEL_KEYS)}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"{where}.name: expected a model name, got {name!r}")
+    where = f"{path}: model {name!r}"
+    base = entry.get("base_path")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{where}: base_path must be a folder path")
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    return ModelConfig(name, base_path, _policy(entry, where), _batching(entry, where))
+
+
+def _policy(entry: dict[str, Any], where: str) -> VersionPolicy:
+    kind = entry.get("version_policy", "latest")
+    if kind == "latest":
+        n = entry.get("num_versions", 1)
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"{where}: num_versions must be a positive integer, got {n!r}")
+        return VersionPolicy("latest", num_versions=n)
+    if kind == "all":
+        return VersionPolicy("all")
+    if kind == "specific":
+        versions = entry.get("versions")
+        if (
+            not isinstance(versions, list)
+            or not versions
+            or not all(isinstance(v, int) and v > 0 for v in versions)
+        ):
+            raise ConfigError(f"{where}: versions must be a list of positive integers")
+        return VersionPolicy("specific", versions=tuple(sorted(set(versions))))
+    raise ConfigError(f"{where}: version_policy {kind!r} is not one of 'latest', 'all', 'specific'")
+
+
+def _batching(entry: dict[str, Any], where: str) -> BatchingSettings | None:
+    table = entry.get("batching")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: batching must be a table")
+    for key, value in table.items():
+        if key not in _BATCHING_KEYS:
+            raise ConfigError(
+                f"{where}: unknown batching key {key!r}; expected {sorted(_BATCHING_KEYS)}"
+            )
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: batching.{key} must be a positive integer")
+    return BatchingSettings(**table)
