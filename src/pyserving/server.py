@@ -10,14 +10,24 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
+from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving.grpc_api import ClassificationApi
+from pyserving.health import HealthReporter
 from pyserving.manager import ModelManager
 from pyserving.service import Service
 from pyserving.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    pb.DESCRIPTOR.services_by_name["ClassificationService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
@@ -44,8 +54,13 @@ async def serve(settings: Settings) -> None:
             return
         service = Service(manager, executor, settings)
 
+        health = HealthReporter(manager)
+        following = asyncio.create_task(health.follow())
+
         server = grpc.aio.server(options=grpc_options(settings))
         pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
+        health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+        reflection.enable_server_reflection(SERVICE_NAMES, server)
         address = f"{settings.host}:{settings.port}"
         port = server.add_insecure_port(address)
         if port == 0:
@@ -59,6 +74,8 @@ async def serve(settings: Settings) -> None:
             port,
         )
         await stop.wait()
+        await health.shutdown()
+        following.cancel()
         log.info(
             "shutting down: finishing calls in flight (up to %.0f s)",
             settings.shutdown_grace_seconds,
