@@ -6,9 +6,11 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 MODELS ?= models
 GRPC_PORT ?= 9999
+WEB_PORT ?= 8080
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve export test lint proto clean
+.PHONY: install run serve export test lint proto clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,12 +29,25 @@ export: install
 		$(BIN)/pyserving export efficientnet-lite0 --repository $(MODELS) --name imagenet; \
 	fi
 
+# The model server and the web app together; Ctrl-C stops both.
 run: export
-	@echo "Classify a photo from another terminal:"
-	@echo "  $(BIN)/pyserving classify photo.jpg --server localhost:$(GRPC_PORT)"
+	@trap 'kill $$server $$web 2>/dev/null; wait' INT TERM EXIT; \
+	$(BIN)/pyserving serve --model_name imagenet --model_base_path $(MODELS)/imagenet \
+		--port $(GRPC_PORT) & server=$$!; \
+	$(BIN)/pyserving web --server localhost:$(GRPC_PORT) --port $(WEB_PORT) & web=$$!; \
+	echo; echo "  Open http://localhost:$(WEB_PORT) and upload a photo."; \
+	echo "  Or: $(BIN)/pyserving classify photo.jpg --server localhost:$(GRPC_PORT)"; echo; \
+	wait -n; exit $$?
+
+serve: export
 	$(BIN)/pyserving serve --model_name imagenet --model_base_path $(MODELS)/imagenet --port $(GRPC_PORT)
 
-test: install
+# Debian's Chromium for the browser tests (`playwright install` cannot download here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--host", default="0.0.0.0")
     web.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
     web.add_argument("--max_upload_mib", type=float, default=20, help="largest upload")
+    web.add_argument(
+        "--models",
+        default="",
+        help="comma-separated model names to offer in a picker; the first is the default",
+    )
     web.set_defaults(run=run_web)
     return parser
 
@@ -168,6 +173,7 @@ def run_web(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_upload_bytes=int(args.max_upload_mib * MiB),
+        models=[m for m in args.models.split(",") if m],
     )
 
 

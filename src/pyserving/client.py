@@ -61,8 +61,10 @@ def _statuses(response: pb.ModelStatusResponse) -> list[ModelStatus]:
 
 
 def _remote_error(error: grpc.RpcError, address: str) -> RemoteError:
-    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
+    # Sync errors are grpc.Call; asyncio ones (AioRpcError) are not, but have the same methods.
+    has_status = isinstance(error, grpc.Call | grpc.aio.AioRpcError)
+    code = error.code() if has_status else grpc.StatusCode.UNKNOWN
+    details = (error.details() if has_status else None) or str(error)
     if code == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
         details = f"the server at {address} is not reachable: {details}"
     return RemoteError(code.name, details)

@@ -1,0 +1,198 @@
+"""The web app: upload photos, see their top classes. A separate process, a gRPC client only.
+
+Routes:
+
+    GET  /               the page: drop zone, file picker, results
+    POST /               the same page with the results rendered on the server (no JavaScript)
+    POST /api/classify   multipart in, JSON out (what the page's JavaScript uses)
+    GET  /healthz        200 when the model server answers, 503 with the reason when not
+    GET  /static/...     CSS, JavaScript, icon
+
+Both POSTs take `multipart/form-data` with one or more files in the field `images` and,
+optionally, the model's name in `model`. The files are classified concurrently.
+
+`POST /api/classify` answers with one entry per file, in upload order, each holding
+either predictions (best first) or an error:
+
+    {"results": [
+        {"filename": "cat.jpg", "model_name": "imagenet", "model_version": 1732460000,
+         "elapsed_ms": 21.4,
+         "predictions": [{"name": "Egyptian cat", "score": 0.61, "index": 285}, ...]},
+        {"filename": "notes.txt", "status": 400, "code": "INVALID_ARGUMENT",
+         "error": "notes.txt is not an image we can read (expected JPEG, PNG, WebP, GIF or BMP)",
+         "detail": "could not decode image (12 bytes, starts with b'hello wo'): ..."}
+    ]}
+
+Its status is 200 when at least one file has predictions. When every file failed, it is the
+status their errors share (400 for unreadable images, 503 when the model server is not
+reachable) or 400 when they differ. An upload that cannot be taken at all gets
+`{"error": "..."}` with 400 (not multipart, no file, too many files, unknown model) or 413
+(over the upload limit; refused from Content-Length before reading, or while reading).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pyserving.settings import MiB
+from pyserving.web.endpoints import Endpoints
+from pyserving.web.model_server import ModelServer
+from pyserving.web.uploads import format_mib
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+TEMPLATES_DIR = HERE / "templates"
+STATIC_DIR = HERE / "static"
+DEFAULT_MAX_UPLOAD_BYTES = 20 * MiB
+SECURITY_HEADERS = {
+    # Scripts only from our own files: even a label that slipped past escaping cannot run.
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(
+    server_address: str,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    models: Sequence[str] = (),
+) -> Starlette:
+    """The web app for the model server at `server_address` (`host:port`).
+
+    `models`: the model names to offer in a picker (shown when there are two or more; the
+    first is the default). Empty: the server's default model. Connects on first use.
+    """
+    if max_upload_bytes <= 0:
+        raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+    model_server = ModelServer(server_address)
+    endpoints = Endpoints(model_server, _templates(), max_upload_bytes, models, _asset_version())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await model_server.close()
+
+    routes = [
+        Route("/", endpoints.page, methods=["GET", "POST"]),
+        Route("/api/classify", endpoints.classify, methods=["POST"]),
+        Route("/healthz", endpoints.healthz, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    return Starlette(
+        routes=routes, middleware=[Middleware(with_security_headers)], lifespan=lifespan
+    )
+
+
+def with_security_headers(app: ASGIApp) -> ASGIApp:
+    """Wrap `app` so that every HTTP response carries SECURITY_HEADERS."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+        else:
+            await app(scope, receive, send_with_headers)
+
+    return wrapped
+
+
+def run(
+    server: str, host: str, port: int, max_upload_bytes: int, models: Sequence[str] = ()
+) -> int:
+    """Serve the web app on `host:port` (0: any free port) until SIGINT or SIGTERM."""
+    app = create_app(server, max_upload_bytes, models)
+    sock = _listen(host, port)
+    config = uvicorn.Config(
+        app,
+        loop="asyncio",
+        log_config=None,  # the CLI configured logging
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    uv = uvicorn.Server(config)
+    shown = f"[{host}]" if ":" in host else host
+    log.info(
+        "web app listening on http://%s:%d (model server %s, uploads up to %s)",
+        shown,
+        sock.getsockname()[1],
+        server,
+        format_mib(max_upload_bytes),
+    )
+    with _stop_on_signals(uv):
+        uv.run(sockets=[sock])
+    log.info("stopped")
+    return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    # Bound and listening here, so the port we log is the real one even for port 0, and a
+    # client connecting right after the log line waits in the backlog instead of failing.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"error: cannot listen on {host}:{port}: {exc}") from None
+    return sock
+
+
+@contextlib.contextmanager
+def _stop_on_signals(uv: uvicorn.Server) -> Iterator[None]:
+    # uvicorn installs its own handlers while it serves and, after its graceful shutdown,
+    # raises the signal again for the handler it found; this one turns that into exit code 0.
+    def stop(sig: int, frame: FrameType | None) -> None:
+        uv.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _asset_version() -> str:
+    # Part of the static URLs, so browsers fetch new CSS and JS after an upgrade.
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.iterdir()):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

@@ -1,0 +1,160 @@
+"""The model server as the web app sees it: classify uploads over gRPC, say what went wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyserving.client import AsyncClient
+from pyserving.errors import RemoteError
+from pyserving.results import Classification
+from pyserving.web.uploads import Upload
+
+TOP_K = 5
+# The server's words for an undecodable image (pyserving.preprocess, which needs numpy and
+# Pillow, so is not imported into the web process).
+ACCEPTED_TEXT = "expected JPEG, PNG, WebP, GIF or BMP"
+# A channel the server refused is replaced at most this often (see ModelServer).
+RECONNECT_SECONDS = 1.0
+# What gRPC and our client put in the details when no connection could be made at all.
+_TRANSPORT_FAILURES = ("not reachable", "connect", "dns", "socket closed", "resolve")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome for one uploaded file: a classification, or an error for people.
+
+    `status` is the HTTP status this file alone would get; `detail` is the server's message.
+    """
+
+    filename: str
+    classification: Classification | None = None
+    elapsed_ms: float = 0.0
+    error: str = ""
+    status: int = 200
+    code: str = ""
+    detail: str = ""
+    server_down: bool = False
+
+
+@dataclass
+class _Connection:
+    client: AsyncClient
+    created: float
+    calls: int = 0
+    retired: bool = False
+
+
+class ModelServer:
+    """One AsyncClient to the model server, replaced when a call finds the server unreachable.
+
+    A gRPC channel reconnects by itself, but with a backoff that grows to two minutes, so a
+    channel that failed is swapped for a fresh one (at most once per RECONNECT_SECONDS); the
+    old one is closed when its last call ends. Used from the event loop only.
+    """
+
+    def __init__(self, address: str, timeout: float = 30.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._connection: _Connection | None = None
+
+    def unreachable_message(self) -> str:
+        """What the page and the API say while no connection to the server can be made."""
+        return f"the classification server at {self.address} is not reachable"
+
+    async def classify_all(self, uploads: Sequence[Upload], model_name: str) -> list[FileResult]:
+        """Classify every upload concurrently; results come back in upload order."""
+        return list(await asyncio.gather(*(self.classify(u, model_name) for u in uploads)))
+
+    async def classify(self, upload: Upload, model_name: str) -> FileResult:
+        """Classify one upload; never raises for a failed call, the result carries the error."""
+        started = time.perf_counter()
+        try:
+            result = await self._call(upload.data, model_name, TOP_K, self.timeout)
+        except RemoteError as exc:
+            return self._failure(upload.filename, exc)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return FileResult(upload.filename, result, elapsed_ms)
+
+    async def check(self, seconds: float = 2.0) -> str | None:
+        """None when the model server answers; otherwise why it cannot be used, for people.
+
+        Sends an empty image: a cheap call that a healthy server refuses with INVALID_ARGUMENT.
+        """
+        try:
+            await self._call(b"", "", 1, seconds)
+        except RemoteError as exc:
+            if _is_unreachable(exc):
+                return self.unreachable_message()
+            if exc.grpc_code == "DEADLINE_EXCEEDED":
+                return (
+                    f"the classification server at {self.address} did not answer in {seconds:g} s"
+                )
+            if exc.grpc_code == "UNAVAILABLE":
+                return f"the classification server at {self.address} is not ready: {exc}"
+        return None
+
+    async def close(self) -> None:
+        """Close the current channel; one retired with calls in flight closes after them."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.client.close()
+
+    async def _call(
+        self, image: bytes, model_name: str, top_k: int, seconds: float
+    ) -> Classification:
+        connection = self._current()
+        connection.calls += 1
+        try:
+            return await connection.client.classify(image, model_name, top_k=top_k, timeout=seconds)
+        except RemoteError as exc:
+            error = exc
+            if _is_unreachable(error) or error.grpc_code == "DEADLINE_EXCEEDED":
+                self._retire(connection)
+            raise error from None
+        finally:
+            connection.calls -= 1
+            if connection.retired and connection.calls == 0:
+                await connection.client.close()
+
+    def _current(self) -> _Connection:
+        if self._connection is None:
+            client = AsyncClient(self.address, self.timeout)
+            self._connection = _Connection(client, time.monotonic())
+        return self._connection
+
+    def _retire(self, connection: _Connection) -> None:
+        if connection is not self._connection:
+            return
+        if time.monotonic() - connection.created < RECONNECT_SECONDS:
+            return
+        connection.retired = True
+        self._connection = None
+
+    def _failure(self, filename: str, exc: RemoteError) -> FileResult:
+        code, detail = exc.grpc_code, str(exc)
+        if _is_unreachable(exc):
+            error = self.unreachable_message()
+        elif code == "INVALID_ARGUMENT" and ACCEPTED_TEXT in detail:
+            error = f"{filename} is not an image we can read ({ACCEPTED_TEXT})"
+        elif code == "DEADLINE_EXCEEDED":
+            error = f"the classification server did not answer within {self.timeout:g} s"
+        elif code == "RESOURCE_EXHAUSTED":
+            error = "the classification server is busy: try again in a moment"
+        else:
+            error = f"{filename} could not be classified: {detail}"
+        return FileResult(
+            filename,
+            error=error,
+            status=exc.http_status,
+            code=code,
+            detail=detail,
+            server_down=_is_unreachable(exc),
+        )
+
+
+def _is_unreachable(exc: RemoteError) -> bool:
+    details = str(exc).lower()
+    return exc.grpc_code == "UNAVAILABLE" and any(m in details for m in _TRANSPORT_FAILURES)
