@@ -22,6 +22,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Real third-party clients for the protocol tests, in their own environment:
+# tritonclient pins an older protobuf than pyserving's gRPC stubs need.
+CLIENTS := .venv-clients/.installed
+$(CLIENTS):
+	$(PYTHON) -m venv .venv-clients
+	.venv-clients/bin/python -m pip install --quiet 'tritonclient[grpc,http]==2.73.0'
+	touch $@
+
 export: install
 	@if ls -d $(MODELS)/imagenet/[0-9]* >/dev/null 2>&1; then \
 		echo "model imagenet already exported under $(MODELS)/imagenet"; \
@@ -47,7 +55,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-test: install chromium
+test: install chromium $(CLIENTS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -63,4 +71,4 @@ proto: install
 	$(PY) protos/generate.py src/pyserving/_proto
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-clients build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -89,11 +90,20 @@ def start_server(model_name: str, base_path: Path, log: Path, *extra: str) -> Ru
             "127.0.0.1",
             "--port",
             "0",
+            "--rest_api_port",
+            "0",
             *extra,
         ],
         GRPC_READY,
         log,
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers that cannot report theirs)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:

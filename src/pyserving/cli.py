@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--num_versions", type=int, default=1, help="for --version_policy latest")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
     serve.add_argument("--port", type=int, default=9999, help="gRPC port (0: any free port)")
+    serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: none)")
     serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
     serve.add_argument("--max_image_pixels", type=int, default=50_000_000)
     serve.add_argument("--max_batch_size", type=int, default=8)
@@ -137,6 +138,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
         host=args.host,
         port=args.port,
+        rest_api_port=args.rest_api_port,
         max_request_bytes=int(args.max_request_mib * MiB),
         max_image_pixels=args.max_image_pixels,
         batching=BatchingSettings(

@@ -6,6 +6,7 @@ import asyncio
 
 import grpc
 
+from pyserving import metrics
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving.errors import PyservingError
@@ -34,18 +35,22 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
     async def classify(
         self, request: pb.ClassificationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassificationResponse:
-        try:
-            result = await self._service.classify(
-                model_name=request.model_name,
-                model_version=request.model_version,
-                image=request.input,
-                features=dict(request.features),
-                k=request.top_k,
-                deadline=deadline_of(context),
-            )
-        except PyservingError as exc:
-            await abort_with(context, exc)
-            raise  # unreachable: abort raises
+        with metrics.track("grpc_classify", self._service.manager.model_names()) as tracked:
+            tracked.model = request.model_name or self._service.manager.default_model
+            try:
+                result = await self._service.classify(
+                    model_name=request.model_name,
+                    model_version=request.model_version,
+                    image=request.input,
+                    features=dict(request.features),
+                    k=request.top_k,
+                    deadline=deadline_of(context),
+                )
+            except PyservingError as exc:
+                tracked.code = exc.grpc_code
+                await abort_with(context, exc)
+                raise  # unreachable: abort raises
+            tracked.version = str(result.model_version)
         return pb.ClassificationResponse(
             classes=[
                 pb.ClassificationClass(name=p.name, score=p.score, index=p.index)

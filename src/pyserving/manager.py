@@ -288,6 +288,14 @@ class ModelManager:
             for n in names
         ]
 
+    def available(self) -> dict[str, list[Servable]]:
+        """Every available servable, per model."""
+        return {name: list(v.values()) for name, v in self._available.items()}
+
+    def available_versions(self, name: str) -> list[int]:
+        """The available versions of `name`, oldest first."""
+        return sorted(self._available.get(name, {}))
+
     def is_available(self, name: str = "") -> bool:
         """Whether `name` (empty: the default model) has an available version."""
         return bool(self._available.get(name or self._default))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -41,3 +43,13 @@ class ModelStatus:
 
     name: str
     versions: tuple[VersionStatus, ...]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Class probabilities for a batch of inputs, `probabilities[i, j]` for input i, class j."""
+
+    probabilities: np.ndarray  # float32 [N, classes]
+    labels: tuple[str, ...]
+    model_name: str
+    model_version: int

@@ -1,30 +1,39 @@
-"""The model server process: one event loop, one thread pool, the gRPC port."""
+"""The model server process: one event loop, one thread pool, the gRPC and REST ports."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+import uvicorn
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from pyserving import metrics
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
+from pyserving._proto import grpc_predict_v2_pb2 as v2_pb
+from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
 from pyserving.grpc_api import ClassificationApi
 from pyserving.health import HealthReporter
+from pyserving.http_api import create_rest_app
 from pyserving.manager import ModelManager
 from pyserving.service import Service
 from pyserving.settings import Settings
+from pyserving.v2_grpc_api import InferenceApi
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["ClassificationService"].full_name,
+    v2_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -53,12 +62,16 @@ async def serve(settings: Settings) -> None:
             await manager.stop()
             return
         service = Service(manager, executor, settings)
-
+        metrics.watch_manager(manager)
         health = HealthReporter(manager)
         following = asyncio.create_task(health.follow())
 
+        def ready() -> bool:
+            return not stop.is_set() and manager.is_available()
+
         server = grpc.aio.server(options=grpc_options(settings))
         pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
+        v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service, ready), server)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         address = f"{settings.host}:{settings.port}"
@@ -66,6 +79,14 @@ async def serve(settings: Settings) -> None:
         if port == 0:
             raise OSError(f"cannot listen on {address} for gRPC (port in use?)")
         await server.start()
+
+        rest: uvicorn.Server | None = None
+        rest_task: asyncio.Task[None] | None = None
+        if settings.rest_api_port:
+            app = create_rest_app(service, ready, settings.max_request_bytes)
+            rest, sock = _rest_server(app, settings)
+            rest_task = asyncio.create_task(rest.serve(sockets=[sock]))
+            log.info("REST listening on http://%s:%d", settings.host, sock.getsockname()[1])
         log.info(
             "serving models %s (default %s); gRPC listening on %s:%d",
             ", ".join(manager.model_names()),
@@ -80,11 +101,41 @@ async def serve(settings: Settings) -> None:
             "shutting down: finishing calls in flight (up to %.0f s)",
             settings.shutdown_grace_seconds,
         )
+        if rest is not None and rest_task is not None:
+            rest.should_exit = True
         await server.stop(settings.shutdown_grace_seconds)
+        if rest_task is not None:
+            await rest_task
         await manager.stop()
         log.info("stopped")
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _rest_server(app: Any, settings: Settings) -> tuple[uvicorn.Server, socket.socket]:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.rest_api_port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"cannot listen on {settings.host}:{settings.rest_api_port} for REST: {exc}"
+        ) from exc
+    sock.listen(2048)
+    config = uvicorn.Config(
+        app,
+        loop="none",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    rest = uvicorn.Server(config)
+    # This process handles SIGINT/SIGTERM itself (see `serve`); uvicorn must not take them.
+    rest.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    return rest, sock
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 
+import numpy as np
+
+from pyserving import metrics
 from pyserving.errors import InvalidInput
 from pyserving.manager import ModelManager
-from pyserving.postprocess import top_k
+from pyserving.postprocess import softmax, top_k
 from pyserving.preprocess import decode_image, features_vector
-from pyserving.results import Classification, ModelStatus
+from pyserving.results import Classification, ModelStatus, Scores
+from pyserving.servable import Servable
 from pyserving.settings import Settings
 
 
@@ -47,16 +52,7 @@ class Service:
                     raise InvalidInput(
                         f"model {servable.name!r} takes an image in `input`, not features"
                     )
-                loop = asyncio.get_running_loop()
-                array = await loop.run_in_executor(
-                    self._executor,
-                    decode_image,
-                    image,
-                    sig.height,
-                    sig.width,
-                    sig.resize,
-                    self._settings.max_image_pixels,
-                )
+                array = await self._decode(servable, image)
             else:
                 if image:
                     raise InvalidInput(
@@ -68,6 +64,69 @@ class Service:
             predictions = top_k(scores, sig.labels, k or sig.top_k, sig.scores == "logits")
             return Classification(predictions, servable.name, servable.version)
 
+    async def predict(
+        self,
+        model_name: str = "",
+        model_version: int = 0,
+        images: Sequence[bytes] | None = None,
+        features: np.ndarray | None = None,
+        deadline: float | None = None,
+    ) -> Scores:
+        """Class probabilities for a batch: encoded `images` for image models, or a
+        `features` matrix [N, F] in the signature's feature order for features models.
+        """
+        with self.manager.use(model_name, model_version) as servable:
+            sig = servable.signature
+            if sig.kind == "image":
+                if images is None:
+                    raise InvalidInput(f"model {servable.name!r} takes encoded images (BYTES)")
+                arrays = await asyncio.gather(*(self._decode(servable, i) for i in images))
+            else:
+                if features is None:
+                    raise InvalidInput(
+                        f"model {servable.name!r} takes features [N, {len(sig.features)}] "
+                        f"({', '.join(sig.features)})"
+                    )
+                arrays = list(_feature_rows(features, sig.features))
+            if not arrays:
+                raise InvalidInput("the request holds no inputs (shape [0])")
+            rows = await asyncio.gather(*(servable.batcher.submit(a, deadline) for a in arrays))
+            scores = np.stack(rows)
+            probs = softmax(scores) if sig.scores == "logits" else scores
+            return Scores(probs.astype(np.float32), sig.labels, servable.name, servable.version)
+
+    async def _decode(self, servable: Servable, image: bytes) -> np.ndarray:
+        sig = servable.signature
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        array = await loop.run_in_executor(
+            self._executor,
+            decode_image,
+            image,
+            sig.height,
+            sig.width,
+            sig.resize,
+            self._settings.max_image_pixels,
+        )
+        metrics.PREPROCESS_SECONDS.labels(servable.name).observe(time.perf_counter() - started)
+        return array
+
+    def servable(self, model_name: str = "", model_version: int = 0) -> Servable:
+        """The servable a request for this name and version would get (for metadata)."""
+        return self.manager.get(model_name, model_version)
+
     def model_status(self, model_name: str = "") -> list[ModelStatus]:
         """The lifecycle state of every version (of every model when the name is empty)."""
         return self.manager.status(model_name)
+
+
+def _feature_rows(features: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    if features.ndim != 2 or features.shape[1] != len(names):
+        raise InvalidInput(
+            f"features must have shape [N, {len(names)}] ({', '.join(names)}), "
+            f"got {list(features.shape)}"
+        )
+    rows = features.astype(np.float32)
+    if not np.all(np.isfinite(rows)):
+        raise InvalidInput("features must be finite numbers (no NaN or infinity)")
+    return rows

@@ -49,6 +49,7 @@ class Settings:
     file_system_poll_wait_seconds: float = 2.0  # 0: scan once
     host: str = "0.0.0.0"
     port: int = 9999
+    rest_api_port: int = 8501  # 0: no REST port
     max_request_bytes: int = 20 * MiB
     max_image_pixels: int = 50_000_000
     batching: BatchingSettings = field(default_factory=BatchingSettings)

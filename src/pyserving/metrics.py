@@ -1,0 +1,133 @@
+"""Prometheus metrics: the only globals in pyserving. Named `pyserving_*`, units in names.
+
+Labels stay bounded: `model` is a configured model name (or empty), `version` a loaded
+version, `api` one of the wire adapters' names, `code` a gRPC status name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from pyserving.errors import PyservingError
+
+if TYPE_CHECKING:
+    from pyserving.manager import ModelManager
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter(
+    "pyserving_requests",
+    "Requests by model, version, API and status code.",
+    ["model", "version", "api", "code"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "pyserving_request_seconds",
+    "Whole-request latency inside the server.",
+    ["model", "api"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+PREPROCESS_SECONDS = Histogram(
+    "pyserving_preprocess_seconds",
+    "Decoding and resizing one input.",
+    ["model"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+QUEUE_SECONDS = Histogram(
+    "pyserving_queue_wait_seconds",
+    "Time an input waited in the batching queue.",
+    ["model"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+INFERENCE_SECONDS = Histogram(
+    "pyserving_inference_seconds",
+    "One ONNX Runtime call on a batch.",
+    ["model"],
+    buckets=_LATENCY,
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "pyserving_batch_size",
+    "Inputs per ONNX Runtime call.",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
+
+
+class ManagerCollector:
+    """Gauges read from the manager at scrape time: versions loaded, queue depth, in flight."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self._manager = manager
+
+    def collect(self) -> Iterable[Metric]:
+        loaded = GaugeMetricFamily(
+            "pyserving_loaded_versions", "Versions available per model.", labels=["model"]
+        )
+        queued = GaugeMetricFamily(
+            "pyserving_queue_depth", "Inputs waiting in batching queues.", labels=["model"]
+        )
+        in_flight = GaugeMetricFamily(
+            "pyserving_in_flight_requests", "Requests being served.", labels=["model"]
+        )
+        for name, servables in self._manager.available().items():
+            loaded.add_metric([name], len(servables))
+            queued.add_metric([name], sum(s.batcher.queue_depth for s in servables))
+            in_flight.add_metric([name], sum(s.in_flight for s in servables))
+        return [loaded, queued, in_flight]
+
+
+def watch_manager(manager: ModelManager) -> None:
+    """Export the manager's gauges (once per process)."""
+    REGISTRY.register(ManagerCollector(manager))
+
+
+def exposition() -> bytes:
+    """The Prometheus text format of every pyserving metric."""
+    return generate_latest(REGISTRY)
+
+
+@dataclass
+class Request:
+    """One request being timed; the adapter fills in the model and version it learns."""
+
+    api: str
+    model: str = ""
+    version: str = ""
+    code: str = "OK"
+
+
+@contextmanager
+def track(api: str, known_models: Iterable[str] = ()) -> Iterator[Request]:
+    """Count and time a request. PyservingErrors set the code and propagate.
+
+    A model name the server does not know is recorded as "" so labels stay bounded.
+    """
+    request = Request(api)
+    started = time.perf_counter()
+    try:
+        yield request
+    except PyservingError as exc:
+        request.code = exc.grpc_code
+        raise
+    except Exception:
+        if request.code == "OK":  # an adapter may have set it before aborting the call
+            request.code = "INTERNAL"
+        raise
+    finally:
+        if request.model not in set(known_models):
+            request.model, request.version = "", ""
+        REQUESTS.labels(request.model, request.version, api, request.code).inc()
+        REQUEST_SECONDS.labels(request.model, api).observe(time.perf_counter() - started)
