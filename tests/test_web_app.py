@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from pyserving.client import AsyncClient
+from pyserving.client import AsyncClient, ClientTLS
 from pyserving.results import Classification, Prediction
 from pyserving.web import model_server
 from pyserving.web.app import STATIC_DIR, create_app
@@ -171,8 +171,8 @@ def test_model_not_served_is_404_per_file(server_address: str, chelsea_jpeg: byt
 def test_a_refused_channel_is_replaced(monkeypatch: pytest.MonkeyPatch, nowhere: str) -> None:
     made: list[AsyncClient] = []
 
-    def recording_client(address: str, timeout: float) -> AsyncClient:
-        made.append(AsyncClient(address, timeout))
+    def recording_client(address: str, timeout: float, tls: ClientTLS | None) -> AsyncClient:
+        made.append(AsyncClient(address, timeout, tls))
         return made[-1]
 
     async def check_twice() -> None:
@@ -201,7 +201,7 @@ def test_files_of_one_upload_are_classified_concurrently(
         in_flight = 0
         gate: asyncio.Event | None = None
 
-        def __init__(self, address: str, timeout: float) -> None:
+        def __init__(self, address: str, timeout: float, tls: ClientTLS | None) -> None:
             pass
 
         async def classify(self, image: bytes, model_name: str, **kwargs: Any) -> Classification:

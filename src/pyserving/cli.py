@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pyserving.client import ClientTLS
 from pyserving.errors import ConfigError, PyservingError
 from pyserving.export.cli import add_export_sources
 from pyserving.model_config import read_model_config
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--intra_op_threads", type=int, default=0, help="0: ONNX Runtime's")
     serve.add_argument("--execution_provider", default="cpu", choices=["cpu", "cuda"])
     serve.add_argument("--shutdown_grace_seconds", type=float, default=20.0)
+    serve.add_argument("--ssl_cert", type=Path, help="PEM certificate: serve TLS on both ports")
+    serve.add_argument("--ssl_key", type=Path, help="PEM private key for --ssl_cert")
+    serve.add_argument(
+        "--ssl_client_ca", type=Path, help="PEM CA: require client certificates it signed (mTLS)"
+    )
     serve.set_defaults(run=run_serve)
 
     export = commands.add_parser("export", help="export a model into a repository")
@@ -90,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--feature", action="append", default=[], metavar="NAME=VALUE", help="for features models"
     )
     classify.add_argument("--timeout", type=float, default=30.0)
+    add_client_tls(classify)
     classify.set_defaults(run=run_classify)
 
     status = commands.add_parser("status", help="show each model version's state")
     status.add_argument("--server", default="localhost:9999")
     status.add_argument("--model", default="", help="one model (default: all)")
     status.add_argument("--timeout", type=float, default=10.0)
+    add_client_tls(status)
     status.set_defaults(run=run_status)
 
     web = commands.add_parser("web", help="the web app: upload photos, see their classes")
@@ -108,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated model names to offer in a picker; the first is the default",
     )
+    add_client_tls(web)
     web.set_defaults(run=run_web)
     return parser
 
@@ -150,13 +159,41 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         intra_op_threads=args.intra_op_threads,
         execution_provider=args.execution_provider,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
+        **_server_tls(args),
     )
+
+
+def _server_tls(args: argparse.Namespace) -> dict[str, Path | None]:
+    if bool(args.ssl_cert) != bool(args.ssl_key):
+        raise ConfigError("--ssl_cert and --ssl_key go together")
+    if args.ssl_client_ca and not args.ssl_cert:
+        raise ConfigError("--ssl_client_ca needs --ssl_cert and --ssl_key")
+    for path in (args.ssl_cert, args.ssl_key, args.ssl_client_ca):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+    return {"ssl_cert": args.ssl_cert, "ssl_key": args.ssl_key, "ssl_client_ca": args.ssl_client_ca}
+
+
+def add_client_tls(parser: argparse.ArgumentParser) -> None:
+    """--ca_file, --client_cert, --client_key for commands that call a server."""
+    parser.add_argument("--ca_file", type=Path, help="PEM CA of a TLS server (turns TLS on)")
+    parser.add_argument("--client_cert", type=Path, help="PEM certificate for mutual TLS")
+    parser.add_argument("--client_key", type=Path, help="PEM key for --client_cert")
+
+
+def client_tls(args: argparse.Namespace) -> ClientTLS | None:
+    """The TLS settings those flags give, or None for a plaintext channel."""
+    if not (args.ca_file or args.client_cert):
+        return None
+    if bool(args.client_cert) != bool(args.client_key):
+        raise ConfigError("--client_cert and --client_key go together")
+    return ClientTLS(args.ca_file, args.client_cert, args.client_key)
 
 
 def run_status(args: argparse.Namespace) -> int:
     from pyserving.client import Client
 
-    with Client(args.server, timeout=args.timeout) as client:
+    with Client(args.server, timeout=args.timeout, tls=client_tls(args)) as client:
         models = client.model_status(args.model)
     for model in models:
         print(model.name)
@@ -176,6 +213,7 @@ def run_web(args: argparse.Namespace) -> int:
         port=args.port,
         max_upload_bytes=int(args.max_upload_mib * MiB),
         models=[m for m in args.models.split(",") if m],
+        tls=client_tls(args),
     )
 
 
@@ -190,7 +228,7 @@ def run_classify(args: argparse.Namespace) -> int:
         return 2
     inputs: list[tuple[str, bytes]] = [(str(p), b"") for p in args.images] or [("features", b"")]
     failed = 0
-    with Client(args.server, timeout=args.timeout) as client:
+    with Client(args.server, timeout=args.timeout, tls=client_tls(args)) as client:
         for label, _ in inputs:
             try:
                 image = Path(label).read_bytes() if args.images else b""

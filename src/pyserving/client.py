@@ -8,23 +8,100 @@ with Client("localhost:9999") as client:
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
-from pyserving.errors import RemoteError
+from pyserving.errors import ConfigError, RemoteError
 from pyserving.results import Classification, ModelStatus, Prediction, VersionStatus
 
 DEFAULT_ADDRESS = "localhost:9999"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_OPTIONS = [
+
+# Balance over every address the target resolves to, and retry calls that found a server
+# unavailable (classify is idempotent): a replica that goes away costs at most its calls
+# in flight.
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [{"service": "ClassificationService"}],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
+_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
 ]
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """TLS for the channel: the CA that signed the server's certificate, and for mutual
+    TLS this client's own certificate and key (PEM files)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: Path | None) -> bytes | None:
+            return path.read_bytes() if path else None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_file),
+            private_key=read(self.key_file),
+            certificate_chain=read(self.cert_file),
+        )
+
+
+def target(address: str) -> str:
+    """A gRPC target for `address`: `host:port`, several `host:port` separated by commas
+    (resolved once, balanced round-robin), or any gRPC target such as `dns:///name:port`.
+    """
+    parts = [a.strip() for a in address.split(",") if a.strip()]
+    if len(parts) <= 1:
+        return address.strip()
+    ips = []
+    for part in parts:
+        host, sep, port = part.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"expected host:port in the server list, got {part!r}")
+        host = host.strip("[]")
+        try:
+            infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ConfigError(f"cannot resolve server {host!r}: {exc}") from exc
+        ip = str(infos[0][4][0])
+        ips.append(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
+    scheme = "ipv6" if all(a.startswith("[") for a in ips) else "ipv4"
+    if scheme == "ipv4" and any(a.startswith("[") for a in ips):
+        raise ConfigError("mix of IPv4 and IPv6 servers; use a dns:/// name instead")
+    return f"{scheme}:{','.join(ips)}"
+
+
+def _channel(address: str, tls: ClientTLS | None, aio: bool) -> Any:
+    module = grpc.aio if aio else grpc
+    if tls is None:
+        return module.insecure_channel(target(address), options=_OPTIONS)
+    return module.secure_channel(target(address), tls.credentials(), options=_OPTIONS)
 
 
 def _request(
@@ -71,12 +148,18 @@ def _remote_error(error: grpc.RpcError, address: str) -> RemoteError:
 
 
 class Client:
-    """Blocking client for `ClassificationService`. Raises RemoteError on any failed call."""
+    """Blocking client for `ClassificationService`. Raises RemoteError on any failed call.
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    `address` may list several servers (`a:9999,b:9999`) or be a `dns:///` name; calls
+    are balanced round-robin and retried on another server when one is unavailable.
+    """
+
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, tls: ClientTLS | None = None
+    ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=_OPTIONS)
+        self._channel = _channel(address, tls, aio=False)
         self._stub = pb_grpc.ClassificationServiceStub(self._channel)
 
     def classify(
@@ -118,12 +201,17 @@ class Client:
 
 
 class AsyncClient:
-    """asyncio client for `ClassificationService`. Raises RemoteError on any failed call."""
+    """asyncio client for `ClassificationService`, balanced and retried as `Client` is.
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    Raises RemoteError on any failed call.
+    """
+
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, tls: ClientTLS | None = None
+    ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        self._channel = _channel(address, tls, aio=True)
         self._stub = pb_grpc.ClassificationServiceStub(self._channel)
 
     async def classify(

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -75,7 +76,10 @@ async def serve(settings: Settings) -> None:
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         address = f"{settings.host}:{settings.port}"
-        port = server.add_insecure_port(address)
+        if settings.ssl_cert and settings.ssl_key:
+            port = server.add_secure_port(address, _server_credentials(settings))
+        else:
+            port = server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"cannot listen on {address} for gRPC (port in use?)")
         await server.start()
@@ -86,7 +90,8 @@ async def serve(settings: Settings) -> None:
             app = create_rest_app(service, ready, settings.max_request_bytes)
             rest, sock = _rest_server(app, settings)
             rest_task = asyncio.create_task(rest.serve(sockets=[sock]))
-            log.info("REST listening on http://%s:%d", settings.host, sock.getsockname()[1])
+            scheme = "https" if settings.ssl_cert else "http"
+            log.info("REST listening on %s://%s:%d", scheme, settings.host, sock.getsockname()[1])
         log.info(
             "serving models %s (default %s); gRPC listening on %s:%d",
             ", ".join(manager.model_names()),
@@ -131,11 +136,25 @@ def _rest_server(app: Any, settings: Settings) -> tuple[uvicorn.Server, socket.s
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        ssl_certfile=settings.ssl_cert,
+        ssl_keyfile=settings.ssl_key,
+        ssl_ca_certs=settings.ssl_client_ca,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if settings.ssl_client_ca else ssl.CERT_NONE,
     )
     rest = uvicorn.Server(config)
     # This process handles SIGINT/SIGTERM itself (see `serve`); uvicorn must not take them.
     rest.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     return rest, sock
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials:
+    assert settings.ssl_cert and settings.ssl_key
+    client_ca = settings.ssl_client_ca.read_bytes() if settings.ssl_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(settings.ssl_key.read_bytes(), settings.ssl_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:

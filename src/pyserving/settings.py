@@ -57,6 +57,9 @@ class Settings:
     intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per core)
     execution_provider: str = "cpu"  # "cpu" or "cuda"
     shutdown_grace_seconds: float = 20.0
+    ssl_cert: Path | None = None  # PEM; with ssl_key, both ports speak TLS
+    ssl_key: Path | None = None
+    ssl_client_ca: Path | None = None  # PEM; set: clients must present a cert it signed
 
     @property
     def pool_size(self) -> int:

@@ -50,6 +50,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pyserving.client import ClientTLS
 from pyserving.settings import MiB
 from pyserving.web.endpoints import Endpoints
 from pyserving.web.model_server import ModelServer
@@ -76,6 +77,7 @@ def create_app(
     server_address: str,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     models: Sequence[str] = (),
+    tls: ClientTLS | None = None,
 ) -> Starlette:
     """The web app for the model server at `server_address` (`host:port`).
 
@@ -84,7 +86,7 @@ def create_app(
     """
     if max_upload_bytes <= 0:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
-    model_server = ModelServer(server_address)
+    model_server = ModelServer(server_address, tls=tls)
     endpoints = Endpoints(model_server, _templates(), max_upload_bytes, models, _asset_version())
 
     @contextlib.asynccontextmanager
@@ -123,10 +125,15 @@ def with_security_headers(app: ASGIApp) -> ASGIApp:
 
 
 def run(
-    server: str, host: str, port: int, max_upload_bytes: int, models: Sequence[str] = ()
+    server: str,
+    host: str,
+    port: int,
+    max_upload_bytes: int,
+    models: Sequence[str] = (),
+    tls: ClientTLS | None = None,
 ) -> int:
     """Serve the web app on `host:port` (0: any free port) until SIGINT or SIGTERM."""
-    app = create_app(server, max_upload_bytes, models)
+    app = create_app(server, max_upload_bytes, models, tls)
     sock = _listen(host, port)
     config = uvicorn.Config(
         app,

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyserving.client import AsyncClient
+from pyserving.client import AsyncClient, ClientTLS
 from pyserving.errors import RemoteError
 from pyserving.results import Classification
 from pyserving.web.uploads import Upload
@@ -55,8 +55,9 @@ class ModelServer:
     old one is closed when its last call ends. Used from the event loop only.
     """
 
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
+    def __init__(self, address: str, timeout: float = 30.0, tls: ClientTLS | None = None) -> None:
         self.address = address
+        self.tls = tls
         self.timeout = timeout
         self._connection: _Connection | None = None
 
@@ -121,7 +122,7 @@ class ModelServer:
 
     def _current(self) -> _Connection:
         if self._connection is None:
-            client = AsyncClient(self.address, self.timeout)
+            client = AsyncClient(self.address, self.timeout, self.tls)
             self._connection = _Connection(client, time.monotonic())
         return self._connection
 
