@@ -63,3 +63,14 @@ def chelsea_jpeg(chelsea: np.ndarray) -> bytes:
 def coffee_jpeg() -> bytes:
     """scikit-image's photo of a cup of coffee, as JPEG."""
     return encode(np.asarray(skimage_data.coffee()), "JPEG", quality=92)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an event loop running in the main thread for the rest of
+    the session once a browser starts, and asyncio tests cannot start a loop after that.
+    """
+    browser = [item for item in items if "/e2e/web/" in item.path.as_posix()]
+    rest = [item for item in items if "/e2e/web/" not in item.path.as_posix()]
+    items[:] = rest + browser
