@@ -10,7 +10,7 @@ WEB_PORT ?= 8080
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve export test lint proto clean chromium
+.PHONY: install run serve export test lint proto clean chromium images
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,14 @@ lint: install
 # Regenerate the committed gRPC stubs from protos/.
 proto: install
 	$(PY) protos/generate.py src/pyserving/_proto
+
+# Container images (needs a Docker engine; tests/test_deploy.py checks deploy/ without one).
+IMAGE_TAG ?= 0.1.0
+images:
+	for target in server web export; do \
+		docker build -f deploy/Dockerfile --target $$target -t pyserving-$$target:$(IMAGE_TAG) . \
+			|| exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .venv-clients build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

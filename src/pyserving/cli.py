@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_tls(status)
     status.set_defaults(run=run_status)
 
+    health = commands.add_parser(
+        "health", help="ask a server's gRPC health service; exit 0 when SERVING (for probes)"
+    )
+    health.add_argument("--server", default="localhost:9999")
+    health.add_argument("--service", default="", help='a model name ("": the whole server)')
+    health.add_argument("--timeout", type=float, default=3.0)
+    add_client_tls(health)
+    health.set_defaults(run=run_health)
+
     web = commands.add_parser("web", help="the web app: upload photos, see their classes")
     web.add_argument("--server", default="localhost:9999", help="model server's gRPC address")
     web.add_argument("--host", default="0.0.0.0")
@@ -202,6 +211,17 @@ def run_status(args: argparse.Namespace) -> int:
         for v in model.versions:
             print(f"  {v.version:>12}  {v.state:<10}  {v.error}".rstrip())
     return 0
+
+
+def run_health(args: argparse.Namespace) -> int:
+    from pyserving.probe import check_health
+
+    tls = client_tls(args)
+    credentials = tls.credentials() if tls else None
+    answer = check_health(args.server, args.service, args.timeout, credentials)
+    print(answer)
+    # Docker reserves exit code 2 for health checks: anything but SERVING is 1.
+    return 0 if answer.serving else 1
 
 
 def run_web(args: argparse.Namespace) -> int:
