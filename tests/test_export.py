@@ -31,6 +31,7 @@ def test_export_writes_a_complete_version(version_dir: Path) -> None:
         "servable.json",
     ]
     assert [p.name for p in version_dir.parent.iterdir()] == [version_dir.name]  # no temp left
+    assert version_dir.stat().st_mode & 0o005 == 0o005  # readable by a server of another user
     sig = load_signature(version_dir)
     assert (sig.kind, sig.height, sig.width, sig.input_dtype) == ("image", 224, 224, "uint8")
     assert sig.labels[285] == "Egyptian cat" and sig.labels[967] == "espresso"

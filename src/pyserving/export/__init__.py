@@ -4,10 +4,16 @@ Every exporter writes into a hidden temporary folder beside the model's versions
 the result with ONNX Runtime against the source framework, and only then renames it to its
 version number. The server ignores folders whose name is not a positive integer, so a
 half-written export is never loaded.
+
+The Python API (each imports its framework only when first used)::
+
+    from pyserving.export import export_torch, export_keras, export_sklearn, export_onnx
 """
 
 from __future__ import annotations
 
+import datetime
+import importlib
 import os
 import shutil
 import sys
@@ -15,11 +21,42 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+import pyserving
 from pyserving.errors import ExportError
 from pyserving.repository import list_versions
 from pyserving.signature import load_signature
+
+if TYPE_CHECKING:
+    from pyserving.export.keras import export_keras as export_keras
+    from pyserving.export.onnx import export_onnx as export_onnx
+    from pyserving.export.sklearn import export_sklearn as export_sklearn
+    from pyserving.export.torch import export_torch as export_torch
+
+# The public exporters and the module each lives in, imported on first use.
+_EXPORTERS = {
+    "export_torch": "pyserving.export.torch",
+    "export_keras": "pyserving.export.keras",
+    "export_sklearn": "pyserving.export.sklearn",
+    "export_onnx": "pyserving.export.onnx",
+}
+
+__all__ = [
+    "Progress",
+    "export_keras",
+    "export_onnx",
+    "export_sklearn",
+    "export_torch",
+    "next_version",
+    "write_servable",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTERS:
+        return getattr(importlib.import_module(_EXPORTERS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Progress:
@@ -37,6 +74,28 @@ class Progress:
         print(
             f"[{self._done}/{self.steps}] {message} ({elapsed:.1f} s)", file=self._out, flush=True
         )
+
+
+def missing_extra(module: str, extra: str) -> ExportError:
+    """The error for a framework that is not installed, naming the extra that installs it.
+
+    Framework modules raise it from their imports: `except ImportError as exc: raise
+    missing_extra(exc.name or "torch", "torch") from exc`.
+    """
+    package = module.split(".")[0]
+    return ExportError(
+        f"{package} is not installed; install it with: pip install 'pyserving[{extra}]'"
+    )
+
+
+def provenance(framework: str, **details: Any) -> dict[str, Any]:
+    """The `source` section of servable.json: framework, details, export time, pyserving."""
+    return {
+        "framework": framework,
+        **details,
+        "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "pyserving_version": pyserving.__version__,
+    }
 
 
 def next_version(model_dir: Path) -> int:
@@ -62,6 +121,8 @@ def write_servable(repository: Path, name: str, write: Callable[[Path], None]) -
         write(tmp)
         load_signature(tmp)
         _fsync_files(tmp)
+        # mkdtemp made it private (0700); servers may run as another user than the exporter.
+        tmp.chmod(0o755)
         while True:
             final = model_dir / str(next_version(model_dir))
             try:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pyserving.errors import ExportError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_MEAN_STD_HELP = (
+    "per channel, 1 or 3 values on the 0–1 scale: the graph computes (x/255 - mean)/std"
+)
 
 
 def add_export_sources(sources: Any) -> None:
@@ -12,13 +21,143 @@ def add_export_sources(sources: Any) -> None:
     zoo = sources.add_parser(
         "efficientnet-lite0", help="EfficientNet-Lite0 with ImageNet weights (offline)"
     )
-    _add_destination(zoo)
+    _add_destination(zoo, "imagenet")
     zoo.set_defaults(run=run_export_zoo, zoo_model="efficientnet-lite0")
 
+    torch = sources.add_parser("torch", help="a PyTorch image classifier (torch.nn.Module)")
+    torch.add_argument(
+        "--factory",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="builds the model, e.g. package.module:build_model (the current folder is searched)",
+    )
+    torch.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="weights saved with torch.save: a state dict, or a dict holding one under "
+        "'state_dict' or 'model'",
+    )
+    _add_image_options(torch, size_required=True, mean="ImageNet's", std="ImageNet's")
+    _add_common(torch)
+    torch.set_defaults(run=run_export_torch)
 
-def _add_destination(parser: argparse.ArgumentParser, name: str = "imagenet") -> None:
+    keras = sources.add_parser("keras", help="a Keras .keras file or a TensorFlow SavedModel")
+    keras.add_argument("model", type=Path, help="a .keras (or .h5) file or a SavedModel folder")
+    keras.add_argument("--weights", type=Path, help="a weights file to load into the model")
+    keras.add_argument("--signature", default="serving_default", help="SavedModel signature")
+    keras.add_argument("--output", help="the output holding the scores, if there are several")
+    _add_image_options(keras, size_required=False, mean="0", std="1/255: pixels as 0–255")
+    _add_common(keras)
+    keras.set_defaults(run=run_export_keras)
+
+    sklearn = sources.add_parser("sklearn", help="a scikit-learn classifier saved with joblib")
+    sklearn.add_argument("model", type=Path, help="a fitted classifier or pipeline (joblib.dump)")
+    sklearn.add_argument(
+        "--features",
+        help="the feature names in the order the model takes them, comma-separated "
+        "(default: the names it was fitted with)",
+    )
+    sklearn.add_argument(
+        "--labels",
+        help="class names in the order of the model's classes_: a file, one per line, or "
+        "a comma-separated list (default: the classes themselves)",
+    )
+    sklearn.add_argument(
+        "--samples", type=Path, help="a CSV file of rows to verify the ONNX model on"
+    )
+    sklearn.add_argument("--top-k", type=int, default=5, help="default number of classes")
+    _add_destination(sklearn)
+    sklearn.set_defaults(run=run_export_sklearn)
+
+    onnx = sources.add_parser("onnx", help="an existing ONNX model, as it is")
+    onnx.add_argument("model", type=Path, help="a .onnx file")
+    onnx.add_argument(
+        "--features", help="for a model on features [N, F]: their names, comma-separated"
+    )
+    onnx.add_argument("--layout", choices=["auto", "NCHW", "NHWC"], default="auto")
+    onnx.add_argument("--output", help="the output holding the scores, if there are several")
+    _add_image_options(onnx, size_required=False, mean="0", std="1/255: pixels as 0–255")
+    _add_common(onnx)
+    onnx.set_defaults(run=run_export_onnx)
+
+
+def _add_destination(parser: argparse.ArgumentParser, name: str | None = None) -> None:
     parser.add_argument("--repository", type=Path, default=Path("models"))
-    parser.add_argument("--name", default=name, help="model name in the repository")
+    parser.add_argument(
+        "--name",
+        default=name,
+        help="model name in the repository" + ("" if name else " (default: the file's name)"),
+    )
+
+
+def _add_image_options(
+    parser: argparse.ArgumentParser, size_required: bool, mean: str, std: str
+) -> None:
+    parser.add_argument(
+        "--input-size",
+        type=_size,
+        required=size_required,
+        metavar="N|HxW",
+        help="the model's input height and width"
+        + ("" if size_required else " (default: read from the model)"),
+    )
+    parser.add_argument("--mean", type=float, nargs="+", help=f"{_MEAN_STD_HELP} (default {mean})")
+    parser.add_argument("--std", type=float, nargs="+", help=f"(default {std})")
+    parser.add_argument(
+        "--resize", default="bilinear", choices=["bilinear", "bicubic", "nearest", "lanczos"]
+    )
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--labels",
+        required=True,
+        help="class names: a file with one per line (line i is class i), or a comma-separated list",
+    )
+    parser.add_argument(
+        "--background",
+        action="store_true",
+        help="class 0 is 'background' and the labels name classes 1..N (1001-class models)",
+    )
+    parser.add_argument(
+        "--scores",
+        choices=["logits", "probabilities"],
+        help="what the output holds (default: told from the outputs)",
+    )
+    parser.add_argument("--top-k", type=int, default=5, help="default number of classes")
+    _add_destination(parser)
+
+
+def _size(text: str) -> tuple[int, ...]:
+    try:
+        sides = tuple(int(part) for part in text.lower().split("x"))
+        if len(sides) not in (1, 2) or min(sides) < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected N or HxW with positive integers, got {text!r}"
+        ) from None
+    return sides
+
+
+def _image_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "labels": args.labels,
+        "input_size": args.input_size,
+        "scores": args.scores,
+        "background": args.background,
+        "resize": args.resize,
+        "top_k": args.top_k,
+    }
+    if args.mean is not None:
+        kwargs["mean"] = args.mean
+    if args.std is not None:
+        kwargs["std"] = args.std
+    return kwargs
+
+
+def _name(args: argparse.Namespace, path: Path) -> str:
+    return str(args.name or path.resolve().name.split(".")[0])
 
 
 def run_export_zoo(args: argparse.Namespace) -> int:
@@ -27,3 +166,89 @@ def run_export_zoo(args: argparse.Namespace) -> int:
     path = ZOO[args.zoo_model](args.repository, args.name)
     print(path)
     return 0
+
+
+def run_export_torch(args: argparse.Namespace) -> int:
+    from pyserving.export import Progress
+    from pyserving.export.torch import STEPS, export_torch, load_checkpoint, load_factory
+
+    progress = Progress(STEPS + 1 + (args.checkpoint is not None))
+    progress.step(f"building the model with {args.factory}")
+    model = load_factory(args.factory)
+    if args.checkpoint is not None:
+        progress.step(f"loading checkpoint {args.checkpoint}")
+        load_checkpoint(model, args.checkpoint)
+    default = args.checkpoint.stem if args.checkpoint else args.factory.rpartition(":")[2]
+    path = export_torch(
+        model,
+        args.repository,
+        args.name or default,
+        source={"factory": args.factory, "checkpoint": str(args.checkpoint or "")},
+        progress=progress,
+        **_image_kwargs(args),
+    )
+    print(path)
+    return 0
+
+
+def run_export_keras(args: argparse.Namespace) -> int:
+    from pyserving.export.keras import export_keras
+
+    path = export_keras(
+        args.model,
+        args.repository,
+        _name(args, args.model),
+        weights=args.weights,
+        signature=args.signature,
+        output=args.output,
+        **_image_kwargs(args),
+    )
+    print(path)
+    return 0
+
+
+def run_export_sklearn(args: argparse.Namespace) -> int:
+    from pyserving.export.sklearn import export_sklearn
+
+    samples = _read_csv(args.samples) if args.samples is not None else None
+    path = export_sklearn(
+        args.model,
+        args.repository,
+        _name(args, args.model),
+        features=args.features,
+        labels=args.labels,
+        samples=samples,
+        top_k=args.top_k,
+    )
+    print(path)
+    return 0
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    from pyserving.export.onnx import export_onnx
+
+    path = export_onnx(
+        args.model,
+        args.repository,
+        _name(args, args.model),
+        features=args.features,
+        layout=args.layout,
+        output=args.output,
+        **_image_kwargs(args),
+    )
+    print(path)
+    return 0
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """Numeric rows of a CSV file; a header line is skipped."""
+    import numpy as np
+
+    try:
+        rows = np.genfromtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"cannot read samples {path}: {exc}") from exc
+    rows = rows[~np.all(np.isnan(rows), axis=1)]
+    if rows.size == 0 or np.isnan(rows).any():
+        raise ExportError(f"samples {path}: expected rows of numbers separated by commas")
+    return np.asarray(rows, dtype=np.float64)

@@ -1,20 +1,39 @@
-"""PyTorch → ONNX: wrap the network so the graph takes uint8 NHWC images, export, verify."""
+"""PyTorch → ONNX: any `nn.Module`, wrapped so the graph takes uint8 NHWC images, verified."""
 
 from __future__ import annotations
 
+import importlib
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import numpy as np
-import onnxruntime as ort
-import torch
+from typing import Any, Literal
 
 from pyserving.errors import ExportError
+from pyserving.export import Progress, missing_extra, provenance, write_servable
+from pyserving.export.image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INPUT_NAME,
+    image_signature,
+    image_size,
+    pixel_normalisation,
+)
+from pyserving.export.labels import Labels, match_labels, read_labels
+from pyserving.export.verify import compare, sample_images
+from pyserving.signature import MODEL_FILE, write_signature
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
+try:
+    import torch
+except ImportError as exc:
+    raise missing_extra("torch", "torch") from exc
+
+__all__ = ["ImageInput", "export_image_model", "export_torch", "load_checkpoint", "load_factory"]
+
+OUTPUT_NAME = "scores"
 OPSET = 17
+STEPS = 4  # export, verify, agree, wrote
+_LISTED = 5  # keys named in a mismatch message before "and N more"
 
 
 class ImageInput(torch.nn.Module):
@@ -38,8 +57,10 @@ class ImageInput(torch.nn.Module):
         return self.net((x - self.mean) / self.std)  # type: ignore[no-any-return]
 
 
-def export_image_model(module: ImageInput, path: Path, height: int, width: int) -> None:
-    """Write `module` to `path` as ONNX with input `image` uint8 [N,H,W,3], output `logits`."""
+def export_image_model(
+    module: ImageInput, path: Path, height: int, width: int, output_name: str = OUTPUT_NAME
+) -> None:
+    """Write `module` to `path` as ONNX: input `image` uint8 [N,H,W,3], one output."""
     module.eval()
     example = torch.zeros((1, height, width, 3), dtype=torch.uint8)
     try:
@@ -51,8 +72,8 @@ def export_image_model(module: ImageInput, path: Path, height: int, width: int) 
                 (example,),
                 str(path),
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                output_names=[output_name],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
                 opset_version=OPSET,
                 dynamo=False,
             )
@@ -60,22 +81,171 @@ def export_image_model(module: ImageInput, path: Path, height: int, width: int) 
         raise ExportError(f"torch.onnx.export failed: {exc}") from exc
 
 
-def sample_images(height: int, width: int, count: int = 4, seed: int = 0) -> np.ndarray:
-    """Deterministic test images: random noise plus smooth gradients, uint8 [N,H,W,3]."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(count, height, width, 3), dtype=np.uint8)
-    ramp = np.linspace(0, 255, width, dtype=np.float32)
-    images[0] = np.stack([np.tile(ramp, (height, 1))] * 3, axis=-1).astype(np.uint8)
-    return images
+def export_torch(
+    model: torch.nn.Module,
+    repository: Path | str,
+    name: str,
+    *,
+    labels: Labels,
+    input_size: int | Sequence[int],
+    mean: float | Sequence[float] = IMAGENET_MEAN,
+    std: float | Sequence[float] = IMAGENET_STD,
+    scores: Literal["logits", "probabilities"] | None = None,
+    background: bool = False,
+    resize: str = "bilinear",
+    top_k: int = 5,
+    tolerance: float = 1e-3,
+    source: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Export an image classifier taking float NCHW input as a servable; returns its folder.
+
+    The graph takes uint8 NHWC pixels and computes `(x / 255 - mean) / std` (per channel,
+    0–1 scale, ImageNet's by default) before `model`. `scores` says whether the model
+    outputs logits or probabilities; by default it is told from the outputs themselves.
+    """
+    progress = progress or Progress(STEPS)
+    class_names = read_labels(labels)
+    height, width = image_size(input_size)
+    mean_px, std_px = pixel_normalisation(mean, std)
+    module = ImageInput(model, mean_px, std_px).eval()
+
+    def reference(images: Any) -> Any:
+        with torch.no_grad():
+            return module(torch.from_numpy(images)).numpy()
+
+    def write(folder: Path) -> None:
+        progress.step("exporting to ONNX (uint8 NHWC input, normalisation inside the graph)")
+        export_image_model(module, folder / MODEL_FILE, height, width)
+        agreement = compare(
+            folder / MODEL_FILE,
+            INPUT_NAME,
+            OUTPUT_NAME,
+            sample_images(height, width),
+            reference,
+            "PyTorch",
+            progress,
+            tolerance,
+        )
+        details = {
+            "model": type(model).__name__,
+            **(source or {}),
+            "mean": mean_px,
+            "std": std_px,
+            "torch_version": torch.__version__,
+            "max_abs_difference": agreement.max_abs_difference,
+        }
+        signature = image_signature(
+            height,
+            width,
+            OUTPUT_NAME,
+            scores or agreement.looks_like,
+            match_labels(class_names, agreement.classes, background),
+            provenance("pytorch", **details),
+            resize,
+            top_k,
+        )
+        write_signature(signature, folder)
+
+    path = write_servable(Path(repository), name, write)
+    progress.step(f"wrote {path}")
+    return path
 
 
-def max_difference(module: torch.nn.Module, onnx_path: Path, images: np.ndarray) -> float:
-    """Largest absolute difference between ONNX Runtime's and PyTorch's outputs."""
+def load_factory(spec: str) -> torch.nn.Module:
+    """Build a model from `package.module:function` (a function or class taking no arguments).
+
+    The current directory is searched first, as `python -m` does.
+    """
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ExportError(f"--factory takes package.module:function, got {spec!r}")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
     try:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        (ours,) = session.run([OUTPUT_NAME], {INPUT_NAME: images})
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ExportError(f"cannot import {module_name!r} for --factory {spec}: {exc}") from exc
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ExportError(f"{module_name} has no {attribute!r} (--factory {spec})")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ExportError(f"--factory {spec} is not a function or class")
+    model = target()
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(
+            f"--factory {spec} returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def load_checkpoint(model: torch.nn.Module, path: Path | str) -> None:
+    """Load weights saved with `torch.save` into `model`, strictly.
+
+    The file holds a state dict, or a dict holding one under "state_dict" or "model".
+    A "module." prefix (from DataParallel) is dropped. Raises ExportError naming the
+    missing, unexpected and mis-shaped keys.
+    """
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise ExportError(f"checkpoint {path}: no such file") from exc
     except Exception as exc:
-        raise ExportError(f"ONNX Runtime cannot run the exported model: {exc}") from exc
-    with torch.no_grad():
-        reference = module(torch.from_numpy(images)).numpy()
-    return float(np.max(np.abs(np.asarray(ours) - reference)))
+        raise ExportError(
+            f"cannot load checkpoint {path} as weights ({exc}); save it with "
+            "torch.save(model.state_dict(), path)"
+        ) from exc
+    state = _state_dict(checkpoint, path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mis_shaped = [
+        f"{k} (checkpoint {list(state[k].shape)}, model {list(expected[k].shape)})"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    problems = [
+        _listed(missing, "missing key", "missing keys"),
+        _listed(unexpected, "unexpected key", "unexpected keys"),
+        _listed(mis_shaped, "shape mismatch", "shape mismatches"),
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        raise ExportError(
+            f"checkpoint {path} does not fit the model {type(model).__name__}: "
+            + "; ".join(problems)
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _state_dict(checkpoint: Any, path: Path | str) -> dict[str, torch.Tensor]:
+    candidates = [checkpoint]
+    if isinstance(checkpoint, Mapping):
+        candidates += [checkpoint[k] for k in ("state_dict", "model") if k in checkpoint]
+    for candidate in reversed(candidates):
+        if (
+            isinstance(candidate, Mapping)
+            and candidate
+            and all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in candidate.items()
+            )
+        ):
+            state = dict(candidate)
+            if all(k.startswith("module.") for k in state):
+                state = {k.removeprefix("module."): v for k, v in state.items()}
+            return state
+    keys = list(checkpoint)[:_LISTED] if isinstance(checkpoint, Mapping) else []
+    found = f"a dict with keys {keys}" if keys else type(checkpoint).__name__
+    raise ExportError(
+        f"checkpoint {path} holds {found}: expected a state dict, or a dict holding one "
+        "under 'state_dict' or 'model'"
+    )
+
+
+def _listed(items: list[str], singular: str, plural: str) -> str:
+    if not items:
+        return ""
+    shown = ", ".join(items[:_LISTED])
+    more = f" and {len(items) - _LISTED} more" if len(items) > _LISTED else ""
+    return f"{len(items)} {singular if len(items) == 1 else plural}: {shown}{more}"

