@@ -10,7 +10,7 @@ WEB_PORT ?= 8080
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve export test lint proto clean chromium images
+.PHONY: install run serve export test lint proto clean chromium images bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ test: install chromium $(CLIENTS)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# Throughput and latency against the in-process baseline; writes bench/results.md.
+# Run it on an idle machine; BENCH_ARGS passes options (see bench/README.md).
+bench: export
+	$(PY) -m bench.run --repository $(MODELS) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

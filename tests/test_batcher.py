@@ -123,3 +123,91 @@ async def test_failure_reaches_every_caller_and_batcher_recovers(
     with pytest.raises(ValueError, match="negative"):
         await batcher.submit(np.array([-1.0]))
     assert (await batcher.submit(np.array([3.0]))).tolist() == [6.0]
+
+
+async def test_timeout_waits_for_more_and_runs_once_the_batch_is_full(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    batcher = Batcher(model, executor, max_batch_size=4, batch_timeout_micros=60_000_000)
+    first = asyncio.ensure_future(batcher.submit(np.array([1.0])))
+    await asyncio.sleep(0)  # the drain loop starts and waits for more
+    rest = [asyncio.ensure_future(batcher.submit(np.array([float(i)]))) for i in range(2, 5)]
+    async with asyncio.timeout(10):  # far below the batch timeout: a full batch runs at once
+        results = await asyncio.gather(first, *rest)
+    assert [r.tolist() for r in results] == [[2.0], [4.0], [6.0], [8.0]]
+    assert model.batches == [4]
+
+
+async def test_timeout_runs_a_partial_batch_once_its_oldest_request_waited_that_long(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    batcher = Batcher(model, executor, max_batch_size=8, batch_timeout_micros=50_000)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = asyncio.ensure_future(batcher.submit(np.array([1.0])))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(batcher.submit(np.array([2.0])))
+    assert [r.tolist() for r in await asyncio.gather(first, second)] == [[2.0], [4.0]]
+    assert model.batches == [2]
+    assert loop.time() - started >= 0.05 - 1e-3
+
+
+async def test_request_whose_deadline_passes_while_the_batch_fills_is_dropped(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    batcher = Batcher(model, executor, max_batch_size=8, batch_timeout_micros=50_000)
+    loop = asyncio.get_running_loop()
+    with pytest.raises(DeadlineExceeded):
+        await batcher.submit(np.array([1.0]), deadline=loop.time() + 0.01)
+    assert model.batches == []
+
+
+async def test_zero_timeout_never_waits_for_more(executor: ThreadPoolExecutor) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = Batcher(model, executor, max_batch_size=8, batch_timeout_micros=0)
+    first = asyncio.ensure_future(batcher.submit(np.array([1.0])))
+    await _wait_entered(model)  # ran alone, with seven free places in its batch
+    second = asyncio.ensure_future(batcher.submit(np.array([2.0])))
+    await asyncio.sleep(0)
+    model.gate.set()
+    assert [r.tolist() for r in await asyncio.gather(first, second)] == [[2.0], [4.0]]
+    assert model.batches == [1, 1]
+
+
+async def test_queue_wait_is_reported_for_every_input_that_runs(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    waits: list[float] = []
+    batcher = Batcher(model, executor, max_batch_size=2, on_queue_wait=waits.append)
+    first = asyncio.ensure_future(batcher.submit(np.array([1.0])))
+    await _wait_entered(model)
+    queued = [asyncio.ensure_future(batcher.submit(np.array([float(i)]))) for i in (2, 3)]
+    await asyncio.sleep(0.02)  # they wait behind the first, which is held at the gate
+    model.gate.set()
+    await asyncio.gather(first, *queued)
+    assert len(waits) == 3
+    assert waits[0] < 0.02 <= min(waits[1:])
+
+
+async def test_admission_turns_requests_away_once_queue_and_running_batches_are_full(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    batcher = Batcher(model, executor, max_batch_size=2, max_enqueued_batches=1)
+    # Room for one waiting batch and one running batch: four inputs.
+    with batcher.admit(3), batcher.admit():
+        with pytest.raises(QueueFull, match="the batching queue is full"), batcher.admit():
+            pass
+        assert model.batches == []  # turned away before costing anything
+    with batcher.admit(4):  # places are given back when requests end
+        pass
+    with pytest.raises(RuntimeError), batcher.admit(4):
+        raise RuntimeError("a failed request gives its places back too")
+    with batcher.admit(4):
+        assert (await batcher.submit(np.array([1.0]))).tolist() == [2.0]

@@ -40,6 +40,19 @@ max_batch_size = 4
     assert models[1].batching == BatchingSettings(max_batch_size=4)
 
 
+def test_batching_keys_left_out_take_the_server_flags(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[[models]]\nname = "x"\nbase_path = "x"\n'
+        "[models.batching]\nmax_batch_size = 2\nbatch_timeout_micros = 0\n",
+    )
+    server = BatchingSettings(max_batch_size=16, batch_timeout_micros=500, max_enqueued_batches=3)
+    (model,), _ = read_model_config(path, server)
+    assert model.batching == BatchingSettings(
+        max_batch_size=2, batch_timeout_micros=0, max_enqueued_batches=3
+    )
+
+
 def test_default_is_the_first_model(tmp_path: Path) -> None:
     path = write(tmp_path, '[[models]]\nname = "x"\nbase_path = "x"\n')
     assert read_model_config(path)[1] == "x"
@@ -62,6 +75,15 @@ def test_default_is_the_first_model(tmp_path: Path) -> None:
         (
             '[[models]]\nname = "x"\nbase_path = "x"\n[models.batching]\nmax_batch = 2\n',
             "unknown batching key 'max_batch'",
+        ),
+        (
+            '[[models]]\nname = "x"\nbase_path = "x"\n[models.batching]\nmax_batch_size = 0\n',
+            "batching.max_batch_size must be a positive integer",
+        ),
+        (
+            '[[models]]\nname = "x"\nbase_path = "x"\n[models.batching]\n'
+            "batch_timeout_micros = -1\n",
+            "batching.batch_timeout_micros must be a non-negative integer",
         ),
     ],
 )

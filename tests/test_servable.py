@@ -90,3 +90,51 @@ def test_cuda_provider_is_selectable_and_refused_clearly_without_a_gpu(
     else:
         with pytest.raises(ServableError, match="CUDAExecutionProvider is not available"):
             load_servable("m", 1, folder, settings, executor)
+
+
+def test_session_options_follow_the_settings() -> None:
+    import onnxruntime as ort
+
+    from pyserving.servable import session_options
+
+    options = session_options(SETTINGS)
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.enable_cpu_mem_arena
+    assert options.inter_op_num_threads == 1
+    lean = Settings(
+        models=SETTINGS.models,
+        intra_op_threads=1,
+        graph_optimization_level="basic",
+        cpu_memory_arena=False,
+    )
+    options = session_options(lean)
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert not options.enable_cpu_mem_arena
+    assert options.intra_op_num_threads == 1
+
+
+def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
+    from pyserving.cli import build_parser, serve_settings
+    from pyserving.errors import ConfigError
+    from pyserving.settings import BatchingSettings
+
+    def settings(*flags: str) -> Settings:
+        args = build_parser().parse_args(["serve", "--model_base_path", str(tmp_path), *flags])
+        return serve_settings(args)
+
+    chosen = settings(
+        "--max_batch_size=4",
+        "--batch_timeout_micros=250",
+        "--max_enqueued_batches=2",
+        "--num_batch_threads=2",
+        "--graph_optimization_level=extended",
+        "--disable_cpu_mem_arena",
+    )
+    assert chosen.batching == BatchingSettings(4, 250, 2, 2)
+    assert chosen.graph_optimization_level == "extended"
+    assert not chosen.cpu_memory_arena
+    assert settings().batching == BatchingSettings(8, 0, 16, 1)
+    with pytest.raises(ConfigError, match="--max_batch_size must be at least 1"):
+        settings("--max_batch_size=0")
+    with pytest.raises(ConfigError, match="--batch_timeout_micros must be at least 0"):
+        settings("--batch_timeout_micros=-5")

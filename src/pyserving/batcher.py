@@ -1,16 +1,20 @@
 """Dynamic batching for one servable: concurrent requests share one inference call.
 
-The batcher never waits to fill a batch: a drain task takes whatever is queued (up to
-`max_batch_size`), runs it in the thread pool, and repeats while work remains. On a CPU
-that keeps latency at its floor at low load and batches naturally under high load.
+By default (`batch_timeout_micros` 0) the batcher never waits to fill a batch: a drain task
+takes whatever is queued (up to `max_batch_size`), runs it in the thread pool, and repeats
+while work remains. On a CPU that keeps latency at its floor at low load and batches
+naturally under high load. With a timeout (for accelerators, where a fuller batch is
+nearly free), a partial batch waits until it is full or its oldest request has waited
+that long, as in TensorFlow Serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +27,7 @@ class _Item:
     array: np.ndarray
     future: asyncio.Future[np.ndarray]
     deadline: float | None  # event-loop time
+    enqueued: float  # event-loop time
 
 
 class Batcher:
@@ -31,6 +36,11 @@ class Batcher:
     Called from the event loop only; `run` (stacked inputs → one output row per input)
     executes in `executor`. `submit` raises QueueFull when `max_enqueued_batches` batches
     are already waiting and DeadlineExceeded when the deadline passed before inference.
+    `admit` applies the same bound earlier, to whole requests from their arrival (before
+    they cost decoding), counting the batches running as well as those waiting.
+    `batch_timeout_micros` > 0 lets a partial batch wait that long (from its oldest
+    request) for more requests; 0 runs whatever is queued at once. `on_queue_wait` is
+    told, in seconds, how long each input that goes on to run waited.
     """
 
     def __init__(
@@ -40,13 +50,20 @@ class Batcher:
         max_batch_size: int = 8,
         max_enqueued_batches: int = 16,
         num_batch_threads: int = 1,
+        batch_timeout_micros: int = 0,
+        on_queue_wait: Callable[[float], None] | None = None,
     ) -> None:
         self._run = run
         self._executor = executor
         self.max_batch_size = max(1, max_batch_size)
         self._max_queued = self.max_batch_size * max(1, max_enqueued_batches)
         self._num_threads = max(1, num_batch_threads)
+        self._timeout = max(0, batch_timeout_micros) / 1_000_000  # seconds
+        self._on_queue_wait = on_queue_wait
+        self._full = asyncio.Event()  # set when a whole batch is queued; for the timeout
         self._queue: deque[_Item] = deque()
+        self._admitted = 0  # inputs of requests inside `admit`
+        self._max_admitted = self._max_queued + self.max_batch_size * self._num_threads
         self._active = 0  # drain loops running; changed only between awaits
         self._tasks: set[asyncio.Task[None]] = set()  # strong references, so tasks aren't GC'd
         self._idle = asyncio.Event()
@@ -56,6 +73,24 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    @contextmanager
+    def admit(self, inputs: int = 1) -> Iterator[None]:
+        """Hold places for a request's `inputs` while it is decoded, queued and run.
+
+        Raises QueueFull at once when the queue and the running batches are full, so an
+        overloaded server turns requests away before spending CPU on them.
+        """
+        if self._admitted + inputs > self._max_admitted:
+            raise QueueFull(
+                f"the batching queue is full ({self._admitted} inputs queued or running, "
+                f"at most {self._max_admitted}); retry later"
+            )
+        self._admitted += inputs
+        try:
+            yield
+        finally:
+            self._admitted -= inputs
+
     async def submit(self, array: np.ndarray, deadline: float | None = None) -> np.ndarray:
         """Run `array` (one input, no batch axis) and return its output row."""
         if len(self._queue) >= self._max_queued:
@@ -63,8 +98,10 @@ class Batcher:
                 f"the batching queue is full ({len(self._queue)} requests waiting); retry later"
             )
         loop = asyncio.get_running_loop()
-        item = _Item(array, loop.create_future(), deadline)
+        item = _Item(array, loop.create_future(), deadline, loop.time())
         self._queue.append(item)
+        if self._timeout and len(self._queue) >= self.max_batch_size:
+            self._full.set()
         if self._active < self._num_threads:
             self._active += 1
             self._idle.clear()
@@ -90,6 +127,8 @@ class Batcher:
     async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
+            if self._timeout and len(self._queue) < self.max_batch_size:
+                await self._wait_for_more(loop)
             batch = self._take(loop.time())
             if not batch:
                 continue
@@ -106,6 +145,16 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_result(row)
 
+    async def _wait_for_more(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until a whole batch is queued or the oldest request has waited the timeout."""
+        wait = self._queue[0].enqueued + self._timeout - loop.time()
+        if wait <= 0:
+            return
+        self._full.clear()
+        with suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._full.wait()
+
     def _take(self, now: float) -> list[_Item]:
         batch: list[_Item] = []
         while self._queue and len(batch) < self.max_batch_size:
@@ -118,6 +167,8 @@ class Batcher:
                 )
                 continue
             batch.append(item)
+            if self._on_queue_wait is not None:
+                self._on_queue_wait(now - item.enqueued)
         return batch
 
     def _run_stacked(self, arrays: list[np.ndarray]) -> np.ndarray:

@@ -69,11 +69,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: none)")
     serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
     serve.add_argument("--max_image_pixels", type=int, default=50_000_000)
-    serve.add_argument("--max_batch_size", type=int, default=8)
-    serve.add_argument("--max_enqueued_batches", type=int, default=16)
-    serve.add_argument("--num_batch_threads", type=int, default=1)
+    serve.add_argument("--max_batch_size", type=int, default=8, help="inputs per ONNX call")
+    serve.add_argument(
+        "--batch_timeout_micros",
+        type=int,
+        default=0,
+        help="how long a partial batch waits for more (0: never; right for CPUs)",
+    )
+    serve.add_argument(
+        "--max_enqueued_batches",
+        type=int,
+        default=16,
+        help="queue bound in batches; beyond it requests fail with RESOURCE_EXHAUSTED",
+    )
+    serve.add_argument(
+        "--num_batch_threads", type=int, default=1, help="batches run at once per version"
+    )
     serve.add_argument("--worker_threads", type=int, default=0, help="0: cores + 2")
     serve.add_argument("--intra_op_threads", type=int, default=0, help="0: ONNX Runtime's")
+    serve.add_argument(
+        "--graph_optimization_level",
+        default="all",
+        choices=["disable", "basic", "extended", "all"],
+        help="ONNX Runtime graph optimisations",
+    )
+    serve.add_argument(
+        "--disable_cpu_mem_arena",
+        action="store_true",
+        help="don't keep ONNX Runtime's buffers between calls (less memory, slower)",
+    )
     serve.add_argument("--execution_provider", default="cpu", choices=["cpu", "cuda"])
     serve.add_argument("--shutdown_grace_seconds", type=float, default=20.0)
     serve.add_argument("--ssl_cert", type=Path, help="PEM certificate: serve TLS on both ports")
@@ -143,8 +167,22 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         raise ConfigError("give either --model_base_path (one model) or --model_config_file")
     models: tuple[ModelConfig, ...] = ()
     default = ""
+    batching = BatchingSettings(
+        max_batch_size=args.max_batch_size,
+        batch_timeout_micros=args.batch_timeout_micros,
+        max_enqueued_batches=args.max_enqueued_batches,
+        num_batch_threads=args.num_batch_threads,
+    )
+    for flag, value, least in (
+        ("--max_batch_size", batching.max_batch_size, 1),
+        ("--batch_timeout_micros", batching.batch_timeout_micros, 0),
+        ("--max_enqueued_batches", batching.max_enqueued_batches, 1),
+        ("--num_batch_threads", batching.num_batch_threads, 1),
+    ):
+        if value < least:
+            raise ConfigError(f"{flag} must be at least {least}, got {value}")
     if args.model_config_file is not None:
-        models, default = read_model_config(args.model_config_file)
+        models, default = read_model_config(args.model_config_file, batching)
     else:
         policy = VersionPolicy(args.version_policy, num_versions=args.num_versions)
         models = (ModelConfig(args.model_name, args.model_base_path, policy),)
@@ -159,13 +197,11 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         rest_api_port=args.rest_api_port,
         max_request_bytes=int(args.max_request_mib * MiB),
         max_image_pixels=args.max_image_pixels,
-        batching=BatchingSettings(
-            max_batch_size=args.max_batch_size,
-            max_enqueued_batches=args.max_enqueued_batches,
-            num_batch_threads=args.num_batch_threads,
-        ),
+        batching=batching,
         worker_threads=args.worker_threads,
         intra_op_threads=args.intra_op_threads,
+        graph_optimization_level=args.graph_optimization_level,
+        cpu_memory_arena=not args.disable_cpu_mem_arena,
         execution_provider=args.execution_provider,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         **_server_tls(args),

@@ -66,7 +66,9 @@ class ModelManager:
         serving as soon as it can; other models keep loading after that.
         """
         if self._settings.model_config_file is not None:
-            self._apply_config(*read_model_config(self._settings.model_config_file))
+            self._apply_config(
+                *read_model_config(self._settings.model_config_file, self._settings.batching)
+            )
         await self.reconcile(only=self._default)
         poll = self._settings.file_system_poll_wait_seconds
         while not self._available.get(self._default):
@@ -104,7 +106,7 @@ class ModelManager:
         path = self._settings.model_config_file
         assert path is not None
         try:
-            models, default = read_model_config(path)
+            models, default = read_model_config(path, self._settings.batching)
         except ConfigError as exc:
             log.error("%s; keeping the last good config", exc)
             return

@@ -6,6 +6,7 @@ version, `api` one of the wire adapters' names, `code` a gRPC status name.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -121,6 +122,9 @@ def track(api: str, known_models: Iterable[str] = ()) -> Iterator[Request]:
         yield request
     except PyservingError as exc:
         request.code = exc.grpc_code
+        raise
+    except asyncio.CancelledError:  # the client went away, or its deadline passed
+        request.code = "CANCELLED"
         raise
     except Exception:
         if request.code == "OK":  # an adapter may have set it before aborting the call

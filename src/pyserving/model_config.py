@@ -9,12 +9,14 @@ version_policy = "latest"       # "latest", "all" or "specific"
 num_versions = 1                # for latest
 # versions = [1732460000]       # for specific
 
-[models.batching]               # optional; else the server's flags
+[models.batching]               # optional; keys left out take the server's flags
 max_batch_size = 8
+batch_timeout_micros = 0
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,12 @@ _MODEL_KEYS = {"name", "base_path", "version_policy", "num_versions", "versions"
 _BATCHING_KEYS = set(BatchingSettings.__dataclass_fields__)
 
 
-def read_model_config(path: Path) -> tuple[tuple[ModelConfig, ...], str]:
+def read_model_config(
+    path: Path, batching: BatchingSettings | None = None
+) -> tuple[tuple[ModelConfig, ...], str]:
     """Parse `path` into model configs and the default model's name.
+
+    A model's `[batching]` table overrides `batching` (the server's flags) key by key.
 
     Raises ConfigError naming the file and the line or key that is wrong.
     """
@@ -43,7 +49,9 @@ def read_model_config(path: Path) -> tuple[tuple[ModelConfig, ...], str]:
     entries = doc.get("models")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: needs at least one [[models]] table")
-    models = tuple(_model(entry, i, path) for i, entry in enumerate(entries))
+    models = tuple(
+        _model(entry, i, path, batching or BatchingSettings()) for i, entry in enumerate(entries)
+    )
     names = [m.name for m in models]
     for name in names:
         if names.count(name) > 1:
@@ -54,7 +62,7 @@ def read_model_config(path: Path) -> tuple[tuple[ModelConfig, ...], str]:
     return models, default
 
 
-def _model(entry: Any, index: int, path: Path) -> ModelConfig:
+def _model(entry: Any, index: int, path: Path, batching: BatchingSettings) -> ModelConfig:
     where = f"{path}: models[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a table")
@@ -69,7 +77,7 @@ def _model(entry: Any, index: int, path: Path) -> ModelConfig:
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{where}: base_path must be a folder path")
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
-    return ModelConfig(name, base_path, _policy(entry, where), _batching(entry, where))
+    return ModelConfig(name, base_path, _policy(entry, where), _batching(entry, where, batching))
 
 
 def _policy(entry: dict[str, Any], where: str) -> VersionPolicy:
@@ -93,7 +101,9 @@ def _policy(entry: dict[str, Any], where: str) -> VersionPolicy:
     raise ConfigError(f"{where}: version_policy {kind!r} is not one of 'latest', 'all', 'specific'")
 
 
-def _batching(entry: dict[str, Any], where: str) -> BatchingSettings | None:
+def _batching(
+    entry: dict[str, Any], where: str, defaults: BatchingSettings
+) -> BatchingSettings | None:
     table = entry.get("batching")
     if table is None:
         return None
@@ -104,6 +114,8 @@ def _batching(entry: dict[str, Any], where: str) -> BatchingSettings | None:
             raise ConfigError(
                 f"{where}: unknown batching key {key!r}; expected {sorted(_BATCHING_KEYS)}"
             )
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where}: batching.{key} must be a positive integer")
-    return BatchingSettings(**table)
+        least = 0 if key == "batch_timeout_micros" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            kind = "a non-negative" if least == 0 else "a positive"
+            raise ConfigError(f"{where}: batching.{key} must be {kind} integer")
+    return dataclasses.replace(defaults, **table)

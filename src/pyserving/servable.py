@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from pyserving import metrics
 from pyserving.batcher import Batcher
 from pyserving.errors import ModelNotReady, ServableError
 from pyserving.settings import BatchingSettings, Settings
@@ -21,6 +22,12 @@ from pyserving.signature import MODEL_FILE, Signature, load_signature
 log = logging.getLogger(__name__)
 
 _ORT_TYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
 _PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -49,12 +56,16 @@ class Servable:
         self.path = path
         self.signature = signature
         self.session: ort.InferenceSession | None = session
+        self._inference_seconds = metrics.INFERENCE_SECONDS.labels(name)
+        self._batch_size = metrics.BATCH_SIZE.labels(name)
         self.batcher = Batcher(
             self.run,
             executor,
             max_batch_size=batching.max_batch_size,
+            batch_timeout_micros=batching.batch_timeout_micros,
             max_enqueued_batches=batching.max_enqueued_batches,
             num_batch_threads=batching.num_batch_threads,
+            on_queue_wait=metrics.QUEUE_SECONDS.labels(name).observe,
         )
         self._in_flight = 0
         self._drained = asyncio.Event()
@@ -65,7 +76,10 @@ class Servable:
         session = self.session
         if session is None:
             raise ModelNotReady(f"model {self.name!r} version {self.version} was unloaded")
+        started = time.perf_counter()
         (scores,) = session.run([self.signature.output_name], {self.signature.input_name: batch})
+        self._inference_seconds.observe(time.perf_counter() - started)
+        self._batch_size.observe(len(batch))
         return np.asarray(scores).reshape(len(batch), -1)
 
     @contextmanager
@@ -104,7 +118,9 @@ class Servable:
 def session_options(settings: Settings) -> ort.SessionOptions:
     """ONNX Runtime options chosen for serving (see DESIGN.md, "Performance model")."""
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = _OPTIMIZATION_LEVELS[settings.graph_optimization_level]
+    # The arena keeps buffers between calls, so a steady load allocates nothing new.
+    options.enable_cpu_mem_arena = settings.cpu_memory_arena
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = 1
     # Spinning worker threads steal the CPU that decoding needs.

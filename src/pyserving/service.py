@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from pyserving import metrics
-from pyserving.errors import InvalidInput
+from pyserving.errors import DeadlineExceeded, InvalidInput
 from pyserving.manager import ModelManager
 from pyserving.postprocess import softmax, top_k
 from pyserving.preprocess import decode_image, features_vector
@@ -45,7 +45,11 @@ class Service:
         """
         if k < 0:
             raise InvalidInput(f"top_k must be 0 (the default) or positive, got {k}")
-        with self.manager.use(model_name, model_version) as servable:
+        with (
+            self.manager.use(model_name, model_version) as servable,
+            servable.batcher.admit(),
+        ):
+            _check_deadline(deadline)
             sig = servable.signature
             if sig.kind == "image":
                 if features:
@@ -75,7 +79,15 @@ class Service:
         """Class probabilities for a batch: encoded `images` for image models, or a
         `features` matrix [N, F] in the signature's feature order for features models.
         """
-        with self.manager.use(model_name, model_version) as servable:
+        if images is not None:
+            inputs = len(images)
+        else:
+            inputs = len(features) if features is not None and features.ndim else 1
+        with (
+            self.manager.use(model_name, model_version) as servable,
+            servable.batcher.admit(max(1, inputs)),
+        ):
+            _check_deadline(deadline)
             sig = servable.signature
             if sig.kind == "image":
                 if images is None:
@@ -118,6 +130,12 @@ class Service:
     def model_status(self, model_name: str = "") -> list[ModelStatus]:
         """The lifecycle state of every version (of every model when the name is empty)."""
         return self.manager.status(model_name)
+
+
+def _check_deadline(deadline: float | None) -> None:
+    """Turn away a request whose deadline passed before it cost anything."""
+    if deadline is not None and deadline <= asyncio.get_running_loop().time():
+        raise DeadlineExceeded("the request's deadline passed before it could be served")
 
 
 def _feature_rows(features: np.ndarray, names: tuple[str, ...]) -> np.ndarray:

@@ -24,6 +24,7 @@ class BatchingSettings:
     """The batcher's knobs, with TensorFlow Serving's names."""
 
     max_batch_size: int = 8
+    batch_timeout_micros: int = 0  # 0: run whatever is queued, never wait for more
     max_enqueued_batches: int = 16
     num_batch_threads: int = 1
 
@@ -55,6 +56,8 @@ class Settings:
     batching: BatchingSettings = field(default_factory=BatchingSettings)
     worker_threads: int = 0  # 0: sized to the machine
     intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per core)
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    cpu_memory_arena: bool = True  # reuse ONNX Runtime's buffers between calls
     execution_provider: str = "cpu"  # "cpu" or "cuda"
     shutdown_grace_seconds: float = 20.0
     ssl_cert: Path | None = None  # PEM; with ssl_key, both ports speak TLS

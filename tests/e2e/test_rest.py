@@ -287,7 +287,22 @@ def _counter(http: httpx.Client, api: str, code: str) -> float:
     return total
 
 
+def _histogram_count(http: httpx.Client, name: str) -> float:
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        if family.name == name:
+            return sum(
+                s.value
+                for s in family.samples
+                if s.name == f"{name}_count" and s.labels.get("model") == "imagenet"
+            )
+    return 0.0
+
+
 def test_metrics_count_exactly_the_requests_sent(http: httpx.Client, chelsea_jpeg: bytes) -> None:
+    stages = ("pyserving_queue_wait_seconds", "pyserving_preprocess_seconds")
+    stages_before = {name: _histogram_count(http, name) for name in stages}
+    batches_before = _histogram_count(http, "pyserving_batch_size")
+    inferences_before = _histogram_count(http, "pyserving_inference_seconds")
     ok_before = _counter(http, "tfs_rest", "OK")
     bad_before = _counter(http, "tfs_rest", "INVALID_ARGUMENT")
     for _ in range(7):
@@ -310,6 +325,11 @@ def test_metrics_count_exactly_the_requests_sent(http: httpx.Client, chelsea_jpe
         )
     assert _counter(http, "tfs_rest", "OK") - ok_before == 7
     assert _counter(http, "tfs_rest", "INVALID_ARGUMENT") - bad_before == 3
+    for name in stages:  # one observation per image that was decoded and queued
+        assert _histogram_count(http, name) - stages_before[name] == 7, name
+    inferences = _histogram_count(http, "pyserving_inference_seconds") - inferences_before
+    assert 1 <= inferences <= 7
+    assert _histogram_count(http, "pyserving_batch_size") - batches_before == inferences
     names = {f.name for f in text_string_to_metric_families(http.get("/metrics").text)}
     assert {
         "pyserving_request_seconds",

@@ -1,0 +1,124 @@
+"""The in-process baseline: decode, resize and ONNX Runtime in one process, no server.
+
+The same work the server does for one request (`pyserving.preprocess.decode_image`, one
+`session.run` with the server's session options, the top-K), run by a pool of threads.
+The best of several pool sizes is the limit the server is compared against.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps
+
+from bench.stats import Measurement, own_cpu_seconds
+from pyserving.postprocess import top_k
+from pyserving.preprocess import decode_image
+from pyserving.servable import session_options
+from pyserving.settings import Settings
+from pyserving.signature import MODEL_FILE, Signature, load_signature
+
+Decoder = Callable[[bytes, int, int, str], np.ndarray]
+_FILTERS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def decode_full_size(data: bytes, height: int, width: int, resize: str = "bilinear") -> np.ndarray:
+    """`decode_image` without JPEG draft mode: every pixel decoded, then resized."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opened = Image.open(io.BytesIO(data))
+        opened.load()
+        rgb = ImageOps.exif_transpose(opened).convert("RGB")
+        return np.asarray(rgb.resize((width, height), _FILTERS[resize]), dtype=np.uint8)
+
+
+class Pipeline:
+    """One servable's work for one image, exactly as the server does it, minus the server."""
+
+    def __init__(self, version_folder: Path, settings: Settings) -> None:
+        self.signature: Signature = load_signature(version_folder)
+        self.session = ort.InferenceSession(
+            str(version_folder / MODEL_FILE),
+            sess_options=session_options(settings),
+            providers=["CPUExecutionProvider"],
+        )
+
+    def __call__(self, jpeg: bytes, decode: Decoder = decode_image) -> None:
+        sig = self.signature
+        array = decode(jpeg, sig.height, sig.width, sig.resize)
+        (scores,) = self.session.run([sig.output_name], {sig.input_name: array[np.newaxis]})
+        top_k(np.asarray(scores)[0], sig.labels, sig.top_k, sig.scores == "logits")
+
+    def baseline(
+        self,
+        jpeg: bytes,
+        pool_sizes: Iterable[int],
+        requests: int,
+        seconds: float,
+        full_size: bool = False,
+    ) -> dict[int, Measurement]:
+        """Measure `jpeg` at each pool size (draft-mode decode unless `full_size`)."""
+        decode = decode_full_size if full_size else decode_image
+        return {
+            n: measure(lambda: self(jpeg, decode), n, requests, seconds, warmup=2 * n)
+            for n in pool_sizes
+        }
+
+
+def measure(
+    work: Callable[[], None], workers: int, requests: int, seconds: float, warmup: int
+) -> Measurement:
+    """Run `work` `requests` times (or until `seconds` pass) on `workers` threads."""
+    for _ in range(warmup):
+        work()
+    lock = threading.Lock()
+    issued = 0
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        nonlocal issued
+        while True:
+            with lock:
+                if issued >= requests or time.perf_counter() >= deadline:
+                    return
+                issued += 1
+            started = time.perf_counter()
+            try:
+                work()
+            except Exception as exc:  # counted, never fatal: the table reports errors
+                with lock:
+                    errors[type(exc).__name__] += 1
+                continue
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+
+    started, cpu = time.perf_counter(), own_cpu_seconds()
+    with ThreadPoolExecutor(workers, thread_name_prefix="bench") as pool:
+        for future in [pool.submit(worker) for _ in range(workers)]:
+            future.result()
+    wall = time.perf_counter() - started
+    return Measurement(
+        len(latencies),
+        sum(errors.values()),
+        wall,
+        tuple(latencies),
+        errors,
+        cpu_seconds=own_cpu_seconds() - cpu,
+    )
