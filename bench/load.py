@@ -5,6 +5,7 @@ as the previous one is answered, until a fixed count is sent or a time bound pas
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -28,12 +29,15 @@ async def closed_loop(
     seconds: float,
     warmup: int = 0,
     server_pid: int | None = None,
+    backoff: float = 0.0,
 ) -> Measurement:
     """Keep `concurrency` calls in flight; count and time every one that completes.
 
     Stops after `requests` calls or `seconds`, whichever comes first; the `warmup` calls
     before that (made at the same concurrency) are not counted. The CPU time of this
-    process and of `server_pid` is measured over the counted calls.
+    process and of `server_pid` is measured over the counted calls. After a failed call a
+    worker waits `backoff` seconds (±50%, at random) before its next, as gRPC's retry
+    backoff does; 0 retries at once.
     """
     await _spread(call, concurrency, warmup, seconds)
     issued = 0
@@ -49,12 +53,13 @@ async def closed_loop(
             started = time.perf_counter()
             try:
                 await call()
-            except RemoteError as exc:
-                errors[str(exc.grpc_code)] += 1
-                error_latencies.append(time.perf_counter() - started)
-            except grpc.aio.AioRpcError as exc:
-                errors[exc.code().name] += 1
-                error_latencies.append(time.perf_counter() - started)
+            except (RemoteError, grpc.aio.AioRpcError) as exc:
+                failed = time.perf_counter()
+                code = exc.grpc_code if isinstance(exc, RemoteError) else exc.code().name
+                errors[str(code)] += 1
+                error_latencies.append(failed - started)
+                if backoff:
+                    await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             else:
                 latencies.append(time.perf_counter() - started)
 
@@ -101,6 +106,7 @@ async def classify_load(
     features: dict[str, float] | None = None,
     warmup: int = 0,
     server_pid: int | None = None,
+    backoff: float = 0.0,
 ) -> Measurement:
     """Closed-loop `classify` calls through `pyserving.client.AsyncClient`."""
     async with AsyncClient(address) as client:
@@ -108,7 +114,7 @@ async def classify_load(
         async def call() -> object:
             return await client.classify(image, features=features)
 
-        return await closed_loop(call, concurrency, requests, seconds, warmup, server_pid)
+        return await closed_loop(call, concurrency, requests, seconds, warmup, server_pid, backoff)
 
 
 async def echo_load(

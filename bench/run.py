@@ -53,6 +53,7 @@ SERVER, TINY, EMPTY = "server", "server, tiny model", "grpc.aio empty call"
 OVERLOAD = "server, queue bound 1 batch"
 OVERLOAD_FLAGS = ("--max_enqueued_batches=1",)
 OVERLOAD_CONCURRENCY = 64
+OVERLOAD_BACKOFF = 0.05  # seconds a turned-away client waits (±50%) before it tries again
 BEST = " (best)"
 
 Key = tuple[str, str, int]  # workload, input, concurrency (threads in-process)
@@ -230,6 +231,7 @@ async def _round(
                 image=images[label],
                 warmup=2 * c,
                 server_pid=servers[OVERLOAD].pid,
+                backoff=OVERLOAD_BACKOFF,
             )
             _record(measured, (OVERLOAD, label, c), m)
     for c in options.tiny_concurrency:

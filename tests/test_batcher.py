@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -211,3 +212,63 @@ async def test_admission_turns_requests_away_once_queue_and_running_batches_are_
         raise RuntimeError("a failed request gives its places back too")
     with batcher.admit(4):
         assert (await batcher.submit(np.array([1.0]))).tolist() == [2.0]
+
+
+async def test_idle_batcher_prepares_and_runs_an_input_in_one_trip(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    waits: list[float] = []
+    batcher = Batcher(model, executor, max_batch_size=8, on_queue_wait=waits.append)
+    prepared_in: list[str] = []
+
+    def prepare() -> np.ndarray:
+        prepared_in.append(threading.current_thread().name)
+        return np.array([5.0])
+
+    row = await batcher.run_alone(prepare)
+    assert row is not None and row.tolist() == [10.0]
+    assert model.batches == [1] and waits == [0.0]
+    assert prepared_in and prepared_in[0] != threading.main_thread().name  # off the loop
+    await asyncio.wait_for(batcher.wait_idle(), 1)
+
+
+async def test_busy_batcher_declines_and_drains_what_queued_meanwhile(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = Batcher(model, executor, max_batch_size=8, num_batch_threads=1)
+    alone = asyncio.ensure_future(batcher.run_alone(lambda: np.array([1.0])))
+    await _wait_entered(model)  # it holds the only batch thread
+    prepared = False
+
+    def prepare() -> np.ndarray:
+        nonlocal prepared
+        prepared = True
+        return np.array([0.0])
+
+    assert await batcher.run_alone(prepare) is None and not prepared
+    queued = [asyncio.ensure_future(batcher.submit(np.array([float(i)]))) for i in (2, 3)]
+    await asyncio.sleep(0)
+    model.gate.set()
+    first = await alone
+    assert first is not None and first.tolist() == [2.0]
+    assert [r.tolist() for r in await asyncio.gather(*queued)] == [[4.0], [6.0]]
+    assert model.batches == [1, 2]
+
+
+async def test_run_alone_drops_an_input_whose_deadline_passed_while_it_was_prepared(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    batcher = Batcher(model, executor)
+    deadline = asyncio.get_running_loop().time() + 0.01
+
+    def slow_prepare() -> np.ndarray:
+        time.sleep(0.02)  # the work that outlasts the deadline
+        return np.array([1.0])
+
+    with pytest.raises(DeadlineExceeded):
+        await batcher.run_alone(slow_prepare, deadline)
+    assert model.batches == []

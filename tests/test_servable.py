@@ -98,6 +98,7 @@ def test_session_options_follow_the_settings() -> None:
     from pyserving.servable import session_options
 
     options = session_options(SETTINGS)
+    assert options.intra_op_num_threads >= 1
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert options.enable_cpu_mem_arena
     assert options.inter_op_num_threads == 1
@@ -116,7 +117,8 @@ def test_session_options_follow_the_settings() -> None:
 def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
     from pyserving.cli import build_parser, serve_settings
     from pyserving.errors import ConfigError
-    from pyserving.settings import BatchingSettings
+    from pyserving.servable import session_options
+    from pyserving.settings import BatchingSettings, cores
 
     def settings(*flags: str) -> Settings:
         args = build_parser().parse_args(["serve", "--model_base_path", str(tmp_path), *flags])
@@ -133,8 +135,31 @@ def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
     assert chosen.batching == BatchingSettings(4, 250, 2, 2)
     assert chosen.graph_optimization_level == "extended"
     assert not chosen.cpu_memory_arena
-    assert settings().batching == BatchingSettings(8, 0, 16, 1)
+    defaults = settings()
+    assert defaults.batching == BatchingSettings(8, 0, 16, 0)
+    # By default every core runs its own batch with one ONNX Runtime thread.
+    assert defaults.batching.batch_threads == cores()
+    assert session_options(defaults).intra_op_num_threads == 1
+    one_batch = settings("--num_batch_threads=1")
+    assert session_options(one_batch).intra_op_num_threads == cores()
     with pytest.raises(ConfigError, match="--max_batch_size must be at least 1"):
         settings("--max_batch_size=0")
     with pytest.raises(ConfigError, match="--batch_timeout_micros must be at least 0"):
         settings("--batch_timeout_micros=-5")
+
+
+def test_worker_threads_run_at_a_lower_priority() -> None:
+    import os
+    import threading
+
+    from pyserving.workers import worker_pool
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = niceness()
+    with worker_pool(Settings(models=SETTINGS.models, worker_niceness=5)) as pool:
+        assert pool.submit(niceness).result() == min(mine + 5, 19)
+    with worker_pool(Settings(models=SETTINGS.models, worker_niceness=0)) as pool:
+        assert pool.submit(niceness).result() == mine
+    assert niceness() == mine  # the calling thread keeps its own

@@ -83,10 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="queue bound in batches; beyond it requests fail with RESOURCE_EXHAUSTED",
     )
     serve.add_argument(
-        "--num_batch_threads", type=int, default=1, help="batches run at once per version"
+        "--num_batch_threads",
+        type=int,
+        default=0,
+        help="batches of a version run at once (0: one per core)",
     )
     serve.add_argument("--worker_threads", type=int, default=0, help="0: cores + 2")
-    serve.add_argument("--intra_op_threads", type=int, default=0, help="0: ONNX Runtime's")
+    serve.add_argument(
+        "--intra_op_threads",
+        type=int,
+        default=0,
+        help="ONNX Runtime threads per call (0: cores / --num_batch_threads)",
+    )
+    serve.add_argument(
+        "--worker_niceness",
+        type=int,
+        default=10,
+        help="nice value added to decode/inference threads, so the network side stays "
+        "responsive under load (0: off)",
+    )
     serve.add_argument(
         "--graph_optimization_level",
         default="all",
@@ -177,7 +192,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         ("--max_batch_size", batching.max_batch_size, 1),
         ("--batch_timeout_micros", batching.batch_timeout_micros, 0),
         ("--max_enqueued_batches", batching.max_enqueued_batches, 1),
-        ("--num_batch_threads", batching.num_batch_threads, 1),
+        ("--num_batch_threads", batching.num_batch_threads, 0),
     ):
         if value < least:
             raise ConfigError(f"{flag} must be at least {least}, got {value}")
@@ -200,6 +215,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         batching=batching,
         worker_threads=args.worker_threads,
         intra_op_threads=args.intra_op_threads,
+        worker_niceness=args.worker_niceness,
         graph_optimization_level=args.graph_optimization_level,
         cpu_memory_arena=not args.disable_cpu_mem_arena,
         execution_provider=args.execution_provider,

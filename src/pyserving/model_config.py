@@ -114,7 +114,7 @@ def _batching(
             raise ConfigError(
                 f"{where}: unknown batching key {key!r}; expected {sorted(_BATCHING_KEYS)}"
             )
-        least = 0 if key == "batch_timeout_micros" else 1
+        least = 0 if key in ("batch_timeout_micros", "num_batch_threads") else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             kind = "a non-negative" if least == 0 else "a positive"
             raise ConfigError(f"{where}: batching.{key} must be {kind} integer")

@@ -64,7 +64,7 @@ class Servable:
             max_batch_size=batching.max_batch_size,
             batch_timeout_micros=batching.batch_timeout_micros,
             max_enqueued_batches=batching.max_enqueued_batches,
-            num_batch_threads=batching.num_batch_threads,
+            num_batch_threads=batching.batch_threads,
             on_queue_wait=metrics.QUEUE_SECONDS.labels(name).observe,
         )
         self._in_flight = 0
@@ -115,13 +115,20 @@ class Servable:
         return (len(sig.features),)
 
 
-def session_options(settings: Settings) -> ort.SessionOptions:
-    """ONNX Runtime options chosen for serving (see DESIGN.md, "Performance model")."""
+def session_options(
+    settings: Settings, batching: BatchingSettings | None = None
+) -> ort.SessionOptions:
+    """ONNX Runtime options chosen for serving (see DESIGN.md, "Performance model").
+
+    `batching` is the model's own, where it has one; else the server's.
+    """
     options = ort.SessionOptions()
     options.graph_optimization_level = _OPTIMIZATION_LEVELS[settings.graph_optimization_level]
     # The arena keeps buffers between calls, so a steady load allocates nothing new.
     options.enable_cpu_mem_arena = settings.cpu_memory_arena
-    options.intra_op_num_threads = settings.intra_op_threads
+    # One thread per call and a call per core spends less CPU per image under load than
+    # every call using every core; a single batch thread gets all cores instead.
+    options.intra_op_num_threads = settings.intra_op_threads_for(batching or settings.batching)
     options.inter_op_num_threads = 1
     # Spinning worker threads steal the CPU that decoding needs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -165,7 +172,7 @@ def load_servable(
     try:
         session = ort.InferenceSession(
             str(model_path),
-            sess_options=session_options(settings),
+            sess_options=session_options(settings, batching),
             providers=providers(settings.execution_provider),
         )
     except ServableError:

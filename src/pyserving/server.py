@@ -9,7 +9,6 @@ import signal
 import socket
 import ssl
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -29,6 +28,7 @@ from pyserving.manager import ModelManager
 from pyserving.service import Service
 from pyserving.settings import Settings
 from pyserving.v2_grpc_api import InferenceApi
+from pyserving.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    executor = ThreadPoolExecutor(settings.pool_size, thread_name_prefix="pyserving")
+    executor = worker_pool(settings)
     try:
         manager = ModelManager(settings, executor)
         if not await _until_stopped(manager.start(), stop):

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
+from functools import partial
 
 import numpy as np
 
@@ -56,7 +57,12 @@ class Service:
                     raise InvalidInput(
                         f"model {servable.name!r} takes an image in `input`, not features"
                     )
-                array = await self._decode(servable, image)
+                scores = await servable.batcher.run_alone(
+                    partial(self._timed_decode, servable, image), deadline
+                )
+                if scores is None:
+                    array = await self._decode(servable, image)
+                    scores = await servable.batcher.submit(array, deadline)
             else:
                 if image:
                     raise InvalidInput(
@@ -64,7 +70,7 @@ class Service:
                         f"({', '.join(sig.features)}), not an image"
                     )
                 array = features_vector(dict(features or {}), sig.features)
-            scores = await servable.batcher.submit(array, deadline)
+                scores = await servable.batcher.submit(array, deadline)
             predictions = top_k(scores, sig.labels, k or sig.top_k, sig.scores == "logits")
             return Classification(predictions, servable.name, servable.version)
 
@@ -108,17 +114,15 @@ class Service:
             return Scores(probs.astype(np.float32), sig.labels, servable.name, servable.version)
 
     async def _decode(self, servable: Servable, image: bytes) -> np.ndarray:
-        sig = servable.signature
         loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._timed_decode, servable, image)
+
+    def _timed_decode(self, servable: Servable, image: bytes) -> np.ndarray:
+        """Decode and resize for `servable` (in the pool), and record how long it took."""
+        sig = servable.signature
         started = time.perf_counter()
-        array = await loop.run_in_executor(
-            self._executor,
-            decode_image,
-            image,
-            sig.height,
-            sig.width,
-            sig.resize,
-            self._settings.max_image_pixels,
+        array = decode_image(
+            image, sig.height, sig.width, sig.resize, self._settings.max_image_pixels
         )
         metrics.PREPROCESS_SECONDS.labels(servable.name).observe(time.perf_counter() - started)
         return array

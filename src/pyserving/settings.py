@@ -26,7 +26,12 @@ class BatchingSettings:
     max_batch_size: int = 8
     batch_timeout_micros: int = 0  # 0: run whatever is queued, never wait for more
     max_enqueued_batches: int = 16
-    num_batch_threads: int = 1
+    num_batch_threads: int = 0  # 0: one per core
+
+    @property
+    def batch_threads(self) -> int:
+        """Batches of one version that may run at once."""
+        return self.num_batch_threads or cores()
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,11 @@ class Settings:
     max_image_pixels: int = 50_000_000
     batching: BatchingSettings = field(default_factory=BatchingSettings)
     worker_threads: int = 0  # 0: sized to the machine
-    intra_op_threads: int = 0  # 0: ONNX Runtime's default (one per core)
+    intra_op_threads: int = 0  # 0: the cores shared among a version's batch threads
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     cpu_memory_arena: bool = True  # reuse ONNX Runtime's buffers between calls
     execution_provider: str = "cpu"  # "cpu" or "cuda"
+    worker_niceness: int = 10  # added to the nice value of decode/inference threads
     shutdown_grace_seconds: float = 20.0
     ssl_cert: Path | None = None  # PEM; with ssl_key, both ports speak TLS
     ssl_key: Path | None = None
@@ -67,4 +73,15 @@ class Settings:
     @property
     def pool_size(self) -> int:
         """Threads for decoding and inference: enough to keep every core busy while some wait."""
-        return self.worker_threads or (os.cpu_count() or 1) + 2
+        return self.worker_threads or cores() + 2
+
+    def intra_op_threads_for(self, batching: BatchingSettings) -> int:
+        """ONNX Runtime threads per inference call, so that concurrent batches fill the cores."""
+        return self.intra_op_threads or max(1, cores() // batching.batch_threads)
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
