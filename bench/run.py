@@ -369,6 +369,17 @@ def _targets(
             3.0,
         ),
     ]
+    tiny_c = max(options.tiny_concurrency)
+    checks.append(
+        (
+            f"tiny model at concurrency {tiny_c}",
+            "≥ 0.6× the empty grpc.aio call",
+            (TINY, "4 features", tiny_c),
+            (EMPTY, "0 bytes", tiny_c),
+            "share",
+            0.6,
+        )
+    )
     for name, required, server, reference, f, limit in checks:
         if server not in measured or reference not in measured:
             continue
@@ -399,6 +410,7 @@ def _fmt(value: float, f: str) -> str:
         "times": f"{value:.1f}×",
         "rejected p99": f"{value:.2f} ms",
         "p99 times": f"{value:.2f}×",
+        "share": f"{value:.2f}×",
     }[f]
 
 

@@ -64,6 +64,7 @@ def test_quick_benchmark_fills_every_row_without_errors(
         "throughput at concurrency 4, 4000×3000",
         "rejected requests at concurrency 64, queue bound 1 batch",
         "p99 of accepted requests at concurrency 64, queue bound 1 batch",
+        "tiny model at concurrency 4",
     ):
         assert f"| {target} |" in text
     for fact in ("cores", "onnxruntime", "grpcio", "Measured 20"):
