@@ -272,3 +272,23 @@ async def test_run_alone_drops_an_input_whose_deadline_passed_while_it_was_prepa
     with pytest.raises(DeadlineExceeded):
         await batcher.run_alone(slow_prepare, deadline)
     assert model.batches == []
+
+
+async def test_exception_fails_exactly_the_requests_of_its_batch(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    model.gate.clear()
+    batcher = Batcher(model, executor, max_batch_size=2)
+    first = asyncio.ensure_future(batcher.submit(np.array([1.0])))
+    await _wait_entered(model)
+    # Queued behind it: one batch with a bad input and its neighbour, then another batch.
+    same_batch = [asyncio.ensure_future(batcher.submit(np.array([x]))) for x in (-1.0, 2.0)]
+    later = asyncio.ensure_future(batcher.submit(np.array([3.0])))
+    await asyncio.sleep(0)
+    model.gate.set()
+    outcomes = await asyncio.gather(first, *same_batch, later, return_exceptions=True)
+    assert model.batches == [1, 2, 1]
+    assert isinstance(outcomes[0], np.ndarray) and outcomes[0].tolist() == [2.0]
+    assert all(isinstance(o, ValueError) for o in outcomes[1:3])
+    assert isinstance(outcomes[3], np.ndarray) and outcomes[3].tolist() == [6.0]
