@@ -135,7 +135,7 @@ class Report:
 
 def _table(rows: list[Row], unit: str, ratio: str) -> list[str]:
     header = [c.format(unit=unit) for c in COLUMNS] + [ratio]
-    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    lines = _markdown_header(header)
     for row in rows:
         m = row.measurement
         runs = row.runs or [m]
@@ -146,11 +146,7 @@ def _table(rows: list[Row], unit: str, ratio: str) -> list[str]:
             errors += " (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")"
         low, high = min(r.throughput for r in runs), max(r.throughput for r in runs)
         cells = [
-            row.workload,
-            row.input,
-            str(row.concurrency),
-            str(m.ok + m.errors),
-            f"{m.throughput:,.1f}",
+            *_row_start(row),
             f"{low:,.0f}–{high:,.0f}",
             _ms(m.p50_ms),
             _ms(m.p99_ms),
@@ -161,6 +157,23 @@ def _table(rows: list[Row], unit: str, ratio: str) -> list[str]:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _markdown_header(header: list[str]) -> list[str]:
+    """A table's header line and its alignment line (text columns left, numbers right)."""
+    return ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+
+
+def _row_start(row: Row) -> list[str]:
+    """The cells every table starts with: what, on what, how many at once, how many, rate."""
+    m = row.measurement
+    return [
+        row.workload,
+        row.input,
+        str(row.concurrency),
+        str(m.ok + m.errors),
+        f"{m.throughput:,.1f}",
+    ]
 
 
 def _overload_table(rows: list[Row]) -> list[str]:
@@ -177,16 +190,12 @@ def _overload_table(rows: list[Row]) -> list[str]:
         "rejected p99 ms",
         "other errors",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    lines = _markdown_header(header)
     for row in rows:
         m = row.measurement
         rejected = m.error_kinds.get("RESOURCE_EXHAUSTED", 0)
         cells = [
-            row.workload,
-            row.input,
-            str(row.concurrency),
-            str(m.ok + m.errors),
-            f"{m.throughput:,.1f}",
+            *_row_start(row),
             _ms(m.p50_ms),
             _ms(m.p99_ms),
             str(rejected),
