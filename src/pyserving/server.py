@@ -57,6 +57,17 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     executor = worker_pool(settings)
+    batching = settings.batching
+    log.info(
+        "%d worker threads (niceness +%d); per version %d batch thread(s) of up to %d "
+        "inputs, %d ONNX Runtime thread(s) each, batch timeout %d µs",
+        settings.pool_size,
+        settings.worker_niceness,
+        batching.batch_threads,
+        batching.max_batch_size,
+        settings.intra_op_threads_for(batching),
+        batching.batch_timeout_micros,
+    )
     try:
         manager = ModelManager(settings, executor)
         if not await _until_stopped(manager.start(), stop):
