@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.stats import Measurement
+from pyserving.settings import cores
 
 PACKAGES = ("pyserving", "onnxruntime", "grpcio", "protobuf", "numpy", "pillow")
 COLUMNS = (
@@ -226,13 +227,6 @@ def _load(load: tuple[float, float, float]) -> str:
 def machine() -> str:
     """CPU model, the cores this process may use, and the OS."""
     return f"{cpu_model()}, {cores()} cores, {platform.system()} {platform.release()}"
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def cpu_model() -> str:

@@ -125,11 +125,7 @@ class Batcher:
         try:
             return await loop.run_in_executor(self._executor, self._run_alone, prepare, deadline)
         finally:
-            self._active -= 1
-            if self._queue and self._active < self._num_threads:
-                self._start_drain(loop)  # requests that arrived meanwhile found no thread
-            elif not self._active:
-                self._idle.set()
+            self._release_thread(loop)
 
     def _run_alone(self, prepare: Callable[[], np.ndarray], deadline: float | None) -> np.ndarray:
         array = prepare()
@@ -156,11 +152,19 @@ class Batcher:
         try:
             await self._drain_queue()
         finally:
-            # No await between the loop seeing an empty queue and this, so a request
-            # submitted meanwhile always finds a drain loop or starts one.
-            self._active -= 1
-            if not self._active:
-                self._idle.set()
+            self._release_thread(asyncio.get_running_loop())
+
+    def _release_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give a batch thread back; start a drain loop for whatever queued meanwhile.
+
+        No await between a drain loop seeing an empty queue and this, so a request
+        submitted meanwhile always finds a drain loop or starts one.
+        """
+        self._active -= 1
+        if self._queue and self._active < self._num_threads:
+            self._start_drain(loop)
+        elif not self._active:
+            self._idle.set()
 
     async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()

@@ -35,7 +35,7 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
     async def classify(
         self, request: pb.ClassificationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassificationResponse:
-        with metrics.track("grpc_classify", self._service.manager.model_names()) as tracked:
+        with metrics.track("grpc_classify", self._service.manager.configured) as tracked:
             tracked.model = request.model_name or self._service.manager.default_model
             try:
                 result = await self._service.classify(

@@ -13,7 +13,7 @@ import ctypes
 import ctypes.util
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, KeysView
 from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 
@@ -56,6 +56,11 @@ class ModelManager:
 
     def model_names(self) -> list[str]:
         return sorted(self._models)
+
+    @property
+    def configured(self) -> KeysView[str]:
+        """The configured model names, as a live view: no copy on the request path."""
+        return self._models.keys()
 
     # -- lifecycle -------------------------------------------------------------------
 

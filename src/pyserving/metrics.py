@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -111,7 +111,7 @@ class Request:
 
 
 @contextmanager
-def track(api: str, known_models: Iterable[str] = ()) -> Iterator[Request]:
+def track(api: str, known_models: Container[str] = ()) -> Iterator[Request]:
     """Count and time a request. PyservingErrors set the code and propagate.
 
     A model name the server does not know is recorded as "" so labels stay bounded.
@@ -131,7 +131,7 @@ def track(api: str, known_models: Iterable[str] = ()) -> Iterator[Request]:
             request.code = "INTERNAL"
         raise
     finally:
-        if request.model not in set(known_models):
+        if request.model not in known_models:
             request.model, request.version = "", ""
         REQUESTS.labels(request.model, request.version, api, request.code).inc()
         REQUEST_SECONDS.labels(request.model, api).observe(time.perf_counter() - started)

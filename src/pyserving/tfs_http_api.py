@@ -121,7 +121,7 @@ class TfServingRoutes:
         )
 
     async def _classify(self, request: Request, name: str, version: int) -> Response:
-        with metrics.track("tfs_rest", self._service.manager.model_names()) as tracked:
+        with metrics.track("tfs_rest", self._service.manager.configured) as tracked:
             tracked.model = name
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             top_k = _top_k(request.query_params.get("top_k"))
@@ -177,7 +177,7 @@ class TfServingRoutes:
         return await self._service.classify(name, version, features=features, k=top_k)
 
     async def _predict(self, request: Request, name: str, version: int) -> Response:
-        with metrics.track("tfs_rest", self._service.manager.model_names()) as tracked:
+        with metrics.track("tfs_rest", self._service.manager.configured) as tracked:
             tracked.model = name
             doc = _json(await read_body(request, self._limit))
             instances = doc.get("instances")

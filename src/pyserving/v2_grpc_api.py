@@ -65,7 +65,7 @@ class InferenceApi(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        with metrics.track("v2_grpc", self._service.manager.model_names()) as tracked:
+        with metrics.track("v2_grpc", self._service.manager.configured) as tracked:
             try:
                 tracked.model = request.model_name
                 inputs = [

@@ -51,7 +51,7 @@ class V2Routes:
 
     async def infer(self, request: Request) -> Response:
         name, version = _model(request)
-        with metrics.track("v2_rest", self._service.manager.model_names()) as tracked:
+        with metrics.track("v2_rest", self._service.manager.configured) as tracked:
             tracked.model = name
             body = await read_body(request, self._limit)
             doc, binary = _split(body, request.headers.get(HEADER_LENGTH))

@@ -9,16 +9,15 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from pyserving.client import AsyncClient, Client
 from pyserving.errors import RemoteError
 from tests.conftest import encode
 from tests.processes import RunningProcess, free_port, start_server, wait_for
+from tests.scrape import metric_sum, scrape
 
 EGYPTIAN_CAT = 285
 
@@ -41,17 +40,6 @@ def small_queue_server(
     )
     yield f"127.0.0.1:{server.match.group(1)}", f"http://127.0.0.1:{rest}"
     server.stop()
-
-
-def _count(rest: str, family_name: str, sample_name: str, **labels: str) -> float:
-    text = httpx.get(f"{rest}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == family_name
-        for sample in family.samples
-        if sample.name == sample_name and labels.items() <= sample.labels.items()
-    )
 
 
 def test_full_queue_turns_requests_away_and_serves_the_rest(
@@ -77,16 +65,14 @@ def test_full_queue_turns_requests_away_and_serves_the_rest(
             await asyncio.gather(*(one() for _ in range(48)))
         return outcomes
 
-    rejected_before = _count(
-        rest, "pyserving_requests", "pyserving_requests_total", code="RESOURCE_EXHAUSTED"
-    )
+    def rejections() -> float:
+        return metric_sum(scrape(rest), "pyserving_requests_total", code="RESOURCE_EXHAUSTED")
+
+    rejected_before = rejections()
     outcomes = asyncio.run(load())
     assert set(outcomes) == {"OK", "RESOURCE_EXHAUSTED"}, outcomes
     assert outcomes["OK"] >= 2 and sum(outcomes.values()) == 48
-    rejected = _count(
-        rest, "pyserving_requests", "pyserving_requests_total", code="RESOURCE_EXHAUSTED"
-    )
-    assert rejected - rejected_before == outcomes["RESOURCE_EXHAUSTED"]
+    assert rejections() - rejected_before == outcomes["RESOURCE_EXHAUSTED"]
     with Client(address) as client:  # the overload left nothing behind
         assert client.classify(chelsea_jpeg).predictions[0].index == EGYPTIAN_CAT
 
@@ -101,10 +87,8 @@ def test_request_whose_deadline_passes_costs_no_inference(
     given_up = ("CANCELLED", "DEADLINE_EXCEEDED")  # the server's view: either, by timing
 
     def counts() -> tuple[float, float]:
-        seen = sum(
-            _count(rest, "pyserving_requests", "pyserving_requests_total", code=c) for c in given_up
-        )
-        return seen, _count(rest, "pyserving_inference_seconds", inferences, model="imagenet")
+        seen = sum(metric_sum(scrape(rest), "pyserving_requests_total", code=c) for c in given_up)
+        return seen, metric_sum(scrape(rest), inferences, model="imagenet")
 
     with Client(address) as client:
         assert client.classify(photo).predictions[0].index == EGYPTIAN_CAT  # connected

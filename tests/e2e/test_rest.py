@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.onnx_models import publish, write_features_servable
 from tests.processes import RunningProcess, free_port, start_server
+from tests.scrape import metric_sum
 
 ROOT = Path(__file__).parent.parent.parent
 CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
@@ -271,31 +272,15 @@ def test_tritonclient(
 
 
 def _counter(http: httpx.Client, api: str, code: str) -> float:
-    families = text_string_to_metric_families(http.get("/metrics").text)
-    total = 0.0
-    for family in families:
-        if family.name == "pyserving_requests":
-            for sample in family.samples:
-                labels = sample.labels
-                if (
-                    sample.name.endswith("_total")
-                    and labels["api"] == api
-                    and labels["code"] == code
-                    and labels["model"] in ("imagenet", "")
-                ):
-                    total += sample.value
-    return total
+    text = http.get("/metrics").text
+    return sum(
+        metric_sum(text, "pyserving_requests_total", api=api, code=code, model=model)
+        for model in ("imagenet", "")
+    )
 
 
 def _histogram_count(http: httpx.Client, name: str) -> float:
-    for family in text_string_to_metric_families(http.get("/metrics").text):
-        if family.name == name:
-            return sum(
-                s.value
-                for s in family.samples
-                if s.name == f"{name}_count" and s.labels.get("model") == "imagenet"
-            )
-    return 0.0
+    return metric_sum(http.get("/metrics").text, f"{name}_count", model="imagenet")
 
 
 def test_metrics_count_exactly_the_requests_sent(http: httpx.Client, chelsea_jpeg: bytes) -> None:

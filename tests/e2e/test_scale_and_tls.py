@@ -12,26 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pyserving.client import Client, ClientTLS
 from pyserving.errors import RemoteError
 from tests.onnx_models import publish, write_version_servable
 from tests.processes import RunningProcess, free_port, start_server, wait_for
+from tests.scrape import metric_sum, scrape
 
 
 def served(rest: str) -> float:
     """How many classify calls this replica answered, from its own /metrics."""
-    text = httpx.get(f"{rest}/metrics", timeout=10).text
-    return sum(
-        s.value
-        for f in text_string_to_metric_families(text)
-        if f.name == "pyserving_requests"
-        for s in f.samples
-        if s.name.endswith("_total")
-        and s.labels["api"] == "grpc_classify"
-        and s.labels["code"] == "OK"
-    )
+    return metric_sum(scrape(rest), "pyserving_requests_total", api="grpc_classify", code="OK")
 
 
 @pytest.fixture
