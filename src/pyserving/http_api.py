@@ -6,8 +6,10 @@ its PyservingError carries; anything unexpected is logged and becomes a 500 that
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,6 +22,9 @@ from pyserving.errors import InvalidInput, PyservingError, RequestTooLarge
 from pyserving.service import Service
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+OFF_LOOP_BYTES = 64 * 1024  # parsing a body this large takes long enough to stall other calls
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -39,6 +44,17 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise RequestTooLarge(f"the request is over the limit of {limit:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def parse_body(body: bytes, parse: Callable[[bytes], T]) -> T:
+    """`parse(body)`: on the event loop for a small body, in a thread for a large one.
+
+    JSON with base64 images runs to megabytes, and parsing it is CPU work that would hold
+    up every other call on the loop.
+    """
+    if len(body) < OFF_LOOP_BYTES:
+        return parse(body)
+    return await asyncio.to_thread(parse, body)
 
 
 def error_response(status: int, message: str) -> JSONResponse:

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from pyserving import metrics
 from pyserving.errors import InvalidInput, ModelNotFound, RequestTooLarge
-from pyserving.http_api import read_body
+from pyserving.http_api import parse_body, read_body
 from pyserving.results import Classification, VersionStatus
 from pyserving.service import Service
 
@@ -132,7 +132,7 @@ class TfServingRoutes:
                 images = await self._uploads(request)
                 results = await self._classify_images(name, version, images, top_k)
             else:
-                doc = _json(await read_body(request, self._limit))
+                doc = await parse_body(await read_body(request, self._limit), _json)
                 examples = doc.get("examples")
                 if not isinstance(examples, list) or not examples:
                     raise InvalidInput("`examples` must be a non-empty list")
@@ -179,7 +179,7 @@ class TfServingRoutes:
     async def _predict(self, request: Request, name: str, version: int) -> Response:
         with metrics.track("tfs_rest", self._service.manager.configured) as tracked:
             tracked.model = name
-            doc = _json(await read_body(request, self._limit))
+            doc = await parse_body(await read_body(request, self._limit), _json)
             instances = doc.get("instances")
             if instances is None and isinstance(doc.get("inputs"), list):
                 instances = doc["inputs"]

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from pyserving import metrics, oip
 from pyserving.errors import InvalidInput, PyservingError
-from pyserving.http_api import read_body
+from pyserving.http_api import parse_body, read_body
 from pyserving.service import Service
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -53,9 +53,10 @@ class V2Routes:
         name, version = _model(request)
         with metrics.track("v2_rest", self._service.manager.configured) as tracked:
             tracked.model = name
-            body = await read_body(request, self._limit)
-            doc, binary = _split(body, request.headers.get(HEADER_LENGTH))
-            inputs = _inputs(doc, binary)
+            header_length = request.headers.get(HEADER_LENGTH)
+            doc, inputs = await parse_body(
+                await read_body(request, self._limit), lambda b: _parse(b, header_length)
+            )
             outputs = _requested_outputs(doc)
             loop_deadline = _deadline(request)
             scores, tensors = await oip.infer(
@@ -113,6 +114,12 @@ def _deadline(request: Request) -> float | None:
     except ValueError:
         raise InvalidInput(f"timeout must be a number of seconds, got {timeout!r}") from None
     return asyncio.get_running_loop().time() + seconds
+
+
+def _parse(body: bytes, header_length: str | None) -> tuple[dict[str, Any], list[oip.InputTensor]]:
+    """The JSON head and the input tensors, base64 and binary data decoded."""
+    doc, binary = _split(body, header_length)
+    return doc, _inputs(doc, binary)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
