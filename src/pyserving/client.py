@@ -28,7 +28,9 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 # Balance over every address the target resolves to, and retry calls that found a server
 # unavailable (classify is idempotent): a replica that goes away costs at most its calls
-# in flight.
+# in flight. CANCELLED is retried too: a server that shuts down cancels calls it had
+# received but not yet handed to a handler (grpc/grpc#41785). gRPC never retries a call
+# this client cancelled itself, and a deadline ends retries with DEADLINE_EXCEEDED.
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
@@ -39,7 +41,7 @@ SERVICE_CONFIG = {
                 "initialBackoff": "0.05s",
                 "maxBackoff": "1s",
                 "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
+                "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
             },
         }
     ],
