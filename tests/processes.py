@@ -78,22 +78,15 @@ GRPC_READY = r"gRPC listening on [^\s]+:(\d+)"
 
 
 def start_server(model_name: str, base_path: Path, log: Path, *extra: str) -> RunningProcess:
-    """A real `pyserving serve` on a free loopback port; its port is `match.group(1)`."""
+    """A real `pyserving serve` of one model; its gRPC port is `match.group(1)`."""
+    return start_serve(log, "--model_name", model_name, "--model_base_path", str(base_path), *extra)
+
+
+def start_serve(log: Path, *args: str) -> RunningProcess:
+    """A real `pyserving serve ARGS` on free loopback ports; its gRPC port is `match.group(1)`."""
     return start_process(
-        [
-            "serve",
-            "--model_name",
-            model_name,
-            "--model_base_path",
-            str(base_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--rest_api_port",
-            "0",
-            *extra,
-        ],
+        # ARGS come last so that a test's own --port or --rest_api_port wins.
+        ["serve", "--host", "127.0.0.1", "--port", "0", "--rest_api_port", "0", *args],
         GRPC_READY,
         log,
     )

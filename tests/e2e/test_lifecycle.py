@@ -15,7 +15,7 @@ import pytest
 from pyserving.client import AsyncClient, Client
 from pyserving.errors import RemoteError
 from tests.onnx_models import publish, write_version_servable
-from tests.processes import RunningProcess, rss_bytes, start_process, start_server, wait_for
+from tests.processes import RunningProcess, rss_bytes, start_serve, start_server, wait_for
 
 POLL = "0.1"
 
@@ -228,24 +228,14 @@ def test_models_from_a_config_file_are_added_and_removed(
             }
         )
     )
-    server = start_process(
-        [
-            "serve",
-            "--model_config_file",
-            str(config),
-            "--model_config_file_poll_wait_seconds",
-            POLL,
-            "--file_system_poll_wait_seconds",
-            POLL,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--rest_api_port",
-            "0",
-        ],
-        r"gRPC listening on [^\s]+:(\d+)",
+    server = start_serve(
         tmp_path / "server.log",
+        "--model_config_file",
+        str(config),
+        "--model_config_file_poll_wait_seconds",
+        POLL,
+        "--file_system_poll_wait_seconds",
+        POLL,
     )
     server_factory.append(server)
     client = Client(f"127.0.0.1:{server.match.group(1)}", timeout=10)
@@ -278,22 +268,12 @@ def test_a_bad_config_edit_keeps_the_last_good_config(
     publish(base, 1, lambda f: write_version_servable(f, 1))
     config = tmp_path / "models.toml"
     config.write_text(_config({"a": (base, "")}))
-    server = start_process(
-        [
-            "serve",
-            "--model_config_file",
-            str(config),
-            "--model_config_file_poll_wait_seconds",
-            POLL,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--rest_api_port",
-            "0",
-        ],
-        r"gRPC listening on [^\s]+:(\d+)",
+    server = start_serve(
         tmp_path / "server.log",
+        "--model_config_file",
+        str(config),
+        "--model_config_file_poll_wait_seconds",
+        POLL,
     )
     server_factory.append(server)
     client = Client(f"127.0.0.1:{server.match.group(1)}", timeout=10)
