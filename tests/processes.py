@@ -46,15 +46,18 @@ def start_process(
     log: Path,
     timeout: float = 60.0,
     env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> RunningProcess:
     """Run `python -m pyserving ARGS`, and return once its output matches the regex `ready`.
+
+    `prefix` runs it under another program (`strace ...`).
 
     Raises RuntimeError with the output if the process exits or the deadline passes first.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pyserving", *args],
+            [*prefix, sys.executable, "-m", "pyserving", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -82,13 +85,14 @@ def start_server(model_name: str, base_path: Path, log: Path, *extra: str) -> Ru
     return start_serve(log, "--model_name", model_name, "--model_base_path", str(base_path), *extra)
 
 
-def start_serve(log: Path, *args: str) -> RunningProcess:
+def start_serve(log: Path, *args: str, prefix: Sequence[str] = ()) -> RunningProcess:
     """A real `pyserving serve ARGS` on free loopback ports; its gRPC port is `match.group(1)`."""
     return start_process(
         # ARGS come last so that a test's own --port or --rest_api_port wins.
         ["serve", "--host", "127.0.0.1", "--port", "0", "--rest_api_port", "0", *args],
         GRPC_READY,
         log,
+        prefix=prefix,
     )
 
 
