@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build from this machine's disk; a plain `torch` would pull CUDA packages.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[export,tensorflow,sklearn,web,dev]'
+	$(PY) -m pip install --quiet -e '.[export,tensorflow,sklearn,web,openvino,dev]'
 	touch $@
 
 install: $(STAMP)

@@ -415,7 +415,7 @@ def test_hadolint_fails_a_bad_dockerfile(tmp_path: Path) -> None:
 
 
 def test_images_start_from_the_pinned_base_and_run_as_a_user() -> None:
-    assert {"serving-venv", "web-venv", "export", "server", "web"} <= set(STAGES)
+    assert {"serving-venv", "server-venv", "web-venv", "export", "server", "web"} <= set(STAGES)
     for stage in STAGES.values():
         assert stage.base in STAGES or stage.base == BASE_IMAGE, stage
     for target, ports in {"server": {"9999", "8501"}, "web": {"8080"}}.items():
@@ -431,7 +431,7 @@ def test_images_start_from_the_pinned_base_and_run_as_a_user() -> None:
         assert healthcheck, f"{target} has no HEALTHCHECK"
         healthcheck.exec_form()
         assert image_argv(target)[0] == "pyserving", "the server is PID 1, with no shell around"
-    assert {i.flags["from"] for i in STAGES["server"].all("COPY")} == {"serving-venv", "export"}
+    assert {i.flags["from"] for i in STAGES["server"].all("COPY")} == {"server-venv", "export"}
     assert {i.flags["from"] for i in STAGES["web"].all("COPY")} == {"web-venv"}
 
 
@@ -495,14 +495,14 @@ def test_every_pyserving_command_parses() -> None:
 
 
 def test_server_and_web_images_work_outside_a_container(tmp_path: Path) -> None:
-    serving = chain("serving-venv")
+    serving = chain("server-venv")
     sandbox = make_sandbox(tmp_path, serving)
     user = STAGES["server"].last("USER")
     assert user
     build(sandbox, serving, user.rest)
 
     packages = installed(sandbox.venv)
-    assert "pyserving" in packages
+    assert {"pyserving", "openvino"} <= packages, "the server image has both engines"
     assert not {"torch", "onnx", "jinja2"} & packages, "the server image has only serving"
     assert not [p for p in packages if p.startswith("nvidia")]
     env = sandbox.env(chain("server"))
@@ -577,7 +577,12 @@ def test_export_stage_installs_cpu_torch_and_bakes_a_readable_model(tmp_path: Pa
     (model,) = (tmp_path / "models").iterdir()
     (version,) = model.iterdir()
     assert version.name.isdigit()
-    assert {p.name for p in version.iterdir()} == {"model.onnx", "servable.json", "labels.txt"}
+    assert {p.name for p in version.iterdir()} == {
+        "model.onnx",
+        "servable.json",
+        "labels.txt",
+        "reference.npz",
+    }
     assert version.stat().st_mode & 0o005 == 0o005, "the server's user must read the version"
     serve = build_parser().parse_args(image_argv("server")[1:])
     assert serve.model_base_path == Path("/models") / model.name

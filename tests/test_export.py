@@ -28,6 +28,7 @@ def test_export_writes_a_complete_version(version_dir: Path) -> None:
     assert sorted(p.name for p in version_dir.iterdir()) == [
         "labels.txt",
         "model.onnx",
+        "reference.npz",
         "servable.json",
     ]
     assert [p.name for p in version_dir.parent.iterdir()] == [version_dir.name]  # no temp left

@@ -72,11 +72,11 @@ async def test_unloading_waits_for_requests_in_flight(
         while states(manager).get(1) != "UNLOADING":
             await manager.changed.wait()
         assert manager.get("m").version == 2  # new requests already go to version 2
-        assert held.session is not None  # ours can still finish
+        assert held.engine is not None  # ours can still finish
         assert not reconciling.done()
     await reconciling
     assert states(manager)[1] == "END"
-    assert held.session is None
+    assert held.engine is None
 
 
 async def test_failed_version_is_retried_once_its_files_change(

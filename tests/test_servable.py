@@ -84,9 +84,8 @@ def test_cuda_provider_is_selectable_and_refused_clearly_without_a_gpu(
     folder = write_image_servable(tmp_path / "1")
     settings = Settings(models=SETTINGS.models, execution_provider="cuda")
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        session = load_servable("m", 1, folder, settings, executor).session
-        assert session is not None
-        assert session.get_providers()[0] == "CUDAExecutionProvider"
+        servable = load_servable("m", 1, folder, settings, executor)
+        assert (servable.engine_info.name, servable.engine_info.device) == ("onnxruntime", "cuda")
     else:
         with pytest.raises(ServableError, match="CUDAExecutionProvider is not available"):
             load_servable("m", 1, folder, settings, executor)
@@ -95,9 +94,10 @@ def test_cuda_provider_is_selectable_and_refused_clearly_without_a_gpu(
 def test_session_options_follow_the_settings() -> None:
     import onnxruntime as ort
 
-    from pyserving.servable import session_options
+    from pyserving.engines.onnxruntime import session_options
+    from pyserving.servable import engine_options
 
-    options = session_options(SETTINGS)
+    options = session_options(engine_options(SETTINGS))
     assert options.intra_op_num_threads >= 1
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert options.enable_cpu_mem_arena
@@ -108,7 +108,7 @@ def test_session_options_follow_the_settings() -> None:
         graph_optimization_level="basic",
         cpu_memory_arena=False,
     )
-    options = session_options(lean)
+    options = session_options(engine_options(lean))
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     assert not options.enable_cpu_mem_arena
     assert options.intra_op_num_threads == 1
@@ -117,7 +117,7 @@ def test_session_options_follow_the_settings() -> None:
 def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
     from pyserving.cli import build_parser, serve_settings
     from pyserving.errors import ConfigError
-    from pyserving.servable import session_options
+    from pyserving.servable import engine_options
     from pyserving.settings import BatchingSettings, cores
 
     def settings(*flags: str) -> Settings:
@@ -139,9 +139,11 @@ def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
     assert defaults.batching == BatchingSettings(8, 0, 16, 0)
     # By default every core runs its own batch with one ONNX Runtime thread.
     assert defaults.batching.batch_threads == cores()
-    assert session_options(defaults).intra_op_num_threads == 1
+    assert engine_options(defaults).threads == 1
+    assert engine_options(defaults).concurrency == cores()
     one_batch = settings("--num_batch_threads=1")
-    assert session_options(one_batch).intra_op_num_threads == cores()
+    assert engine_options(one_batch).threads == cores()
+    assert engine_options(one_batch).concurrency == 1
     with pytest.raises(ConfigError, match="--max_batch_size must be at least 1"):
         settings("--max_batch_size=0")
     with pytest.raises(ConfigError, match="--batch_timeout_micros must be at least 0"):

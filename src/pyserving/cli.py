@@ -14,7 +14,15 @@ from pyserving.client import ClientTLS
 from pyserving.errors import ConfigError, PyservingError
 from pyserving.export.cli import add_export_sources
 from pyserving.model_config import read_model_config
-from pyserving.settings import BatchingSettings, MiB, ModelConfig, Settings, VersionPolicy
+from pyserving.settings import (
+    ENGINE_CHOICES,
+    PRECISION_CHOICES,
+    BatchingSettings,
+    MiB,
+    ModelConfig,
+    Settings,
+    VersionPolicy,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="don't keep ONNX Runtime's buffers between calls (less memory, slower)",
     )
     serve.add_argument("--execution_provider", default="cpu", choices=["cpu", "cuda"])
+    serve.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINE_CHOICES,
+        help="what runs model.onnx (auto: the fastest installed engine whose answers are "
+        "verified, timed when each version loads)",
+    )
+    serve.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISION_CHOICES,
+        help="f32, bf16 (OpenVINO on a CPU with bf16), or auto: bf16 only where it is faster "
+        "and the version's reference set passes through it",
+    )
+    serve.add_argument(
+        "--precision_tolerance",
+        type=float,
+        default=0.02,
+        help="largest probability difference on the reference set a reduced precision may make",
+    )
     serve.add_argument("--shutdown_grace_seconds", type=float, default=20.0)
     serve.add_argument("--ssl_cert", type=Path, help="PEM certificate: serve TLS on both ports")
     serve.add_argument("--ssl_key", type=Path, help="PEM private key for --ssl_cert")
@@ -196,6 +224,11 @@ def serve_settings(args: argparse.Namespace) -> Settings:
     ):
         if value < least:
             raise ConfigError(f"{flag} must be at least {least}, got {value}")
+    if not 0 <= args.precision_tolerance <= 1:
+        raise ConfigError(
+            f"--precision_tolerance is a probability difference from 0 to 1, got "
+            f"{args.precision_tolerance}"
+        )
     if args.model_config_file is not None:
         models, default = read_model_config(args.model_config_file, batching)
     else:
@@ -219,6 +252,9 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         graph_optimization_level=args.graph_optimization_level,
         cpu_memory_arena=not args.disable_cpu_mem_arena,
         execution_provider=args.execution_provider,
+        engine=args.engine,
+        precision=args.precision,
+        precision_tolerance=args.precision_tolerance,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         **_server_tls(args),
     )
@@ -261,7 +297,8 @@ def run_status(args: argparse.Namespace) -> int:
         if not model.versions:
             print("  (no versions yet)")
         for v in model.versions:
-            print(f"  {v.version:>12}  {v.state:<10}  {v.error}".rstrip())
+            runs = f"{v.engine} {v.precision}" if v.engine else ""
+            print(f"  {v.version:>12}  {v.state:<10}  {runs:<16}  {v.error}".rstrip())
     return 0
 
 

@@ -131,7 +131,13 @@ def _statuses(response: pb.ModelStatusResponse) -> list[ModelStatus]:
         ModelStatus(
             m.name,
             tuple(
-                VersionStatus(v.version, pb.VersionStatus.State.Name(v.state), v.error)
+                VersionStatus(
+                    v.version,
+                    pb.VersionStatus.State.Name(v.state),
+                    v.error,
+                    v.engine,
+                    v.precision,
+                )
                 for v in m.versions
             ),
         )

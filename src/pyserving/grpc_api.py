@@ -77,6 +77,8 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
                             version=v.version,
                             state=v.state,  # type: ignore[arg-type]  # protobuf takes enum names
                             error=v.error,
+                            engine=v.engine,
+                            precision=v.precision,
                         )
                         for v in m.versions
                     ],

@@ -187,7 +187,7 @@ class ModelManager:
                 path,
                 self._settings,
                 self._executor,
-                config.batching,
+                config,
             )
         except Exception as exc:
             reason = str(exc) if isinstance(exc, PyservingError) else f"{type(exc).__name__}: {exc}"
@@ -200,7 +200,10 @@ class ModelManager:
         previous = max(versions) if versions else None
         # One dict assignment: requests see either the old set or the new one.
         self._available[config.name] = {**versions, version: servable}
-        self._set_status(config.name, VersionStatus(version, "AVAILABLE"))
+        self._set_status(
+            config.name,
+            VersionStatus(version, "AVAILABLE", "", servable.engine_info.name, servable.precision),
+        )
         log.info(
             "model %s version %d loaded from %s in %.2f s%s",
             config.name,

@@ -83,11 +83,18 @@ class ManagerCollector:
         in_flight = GaugeMetricFamily(
             "pyserving_in_flight_requests", "Requests being served.", labels=["model"]
         )
+        engines = GaugeMetricFamily(
+            "pyserving_version_engine",
+            "1 for each available version, labelled with the engine and precision it runs on.",
+            labels=["model", "version", "engine", "precision"],
+        )
         for name, servables in self._manager.available().items():
+            for s in servables:
+                engines.add_metric([name, str(s.version), s.engine_info.name, s.precision], 1)
             loaded.add_metric([name], len(servables))
             queued.add_metric([name], sum(s.batcher.queue_depth for s in servables))
             in_flight.add_metric([name], sum(s.in_flight for s in servables))
-        return [loaded, queued, in_flight]
+        return [loaded, queued, in_flight, engines]
 
 
 def watch_manager(manager: ModelManager) -> None:

@@ -9,6 +9,9 @@ version_policy = "latest"       # "latest", "all" or "specific"
 num_versions = 1                # for latest
 # versions = [1732460000]       # for specific
 
+engine = "auto"                 # optional: onnxruntime, openvino or auto (the server's flag)
+precision = "auto"              # optional: f32, bf16 or auto (the server's flag)
+
 [models.batching]               # optional; keys left out take the server's flags
 max_batch_size = 8
 batch_timeout_micros = 0
@@ -22,9 +25,24 @@ from pathlib import Path
 from typing import Any
 
 from pyserving.errors import ConfigError
-from pyserving.settings import BatchingSettings, ModelConfig, VersionPolicy
+from pyserving.settings import (
+    ENGINE_CHOICES,
+    PRECISION_CHOICES,
+    BatchingSettings,
+    ModelConfig,
+    VersionPolicy,
+)
 
-_MODEL_KEYS = {"name", "base_path", "version_policy", "num_versions", "versions", "batching"}
+_MODEL_KEYS = {
+    "name",
+    "base_path",
+    "version_policy",
+    "num_versions",
+    "versions",
+    "batching",
+    "engine",
+    "precision",
+}
 _BATCHING_KEYS = set(BatchingSettings.__dataclass_fields__)
 
 
@@ -77,7 +95,21 @@ def _model(entry: Any, index: int, path: Path, batching: BatchingSettings) -> Mo
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{where}: base_path must be a folder path")
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
-    return ModelConfig(name, base_path, _policy(entry, where), _batching(entry, where, batching))
+    return ModelConfig(
+        name,
+        base_path,
+        _policy(entry, where),
+        _batching(entry, where, batching),
+        engine=_choice(entry, "engine", ENGINE_CHOICES, where),
+        precision=_choice(entry, "precision", PRECISION_CHOICES, where),
+    )
+
+
+def _choice(entry: dict[str, Any], key: str, choices: tuple[str, ...], where: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and value not in choices:
+        raise ConfigError(f"{where}: {key} {value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def _policy(entry: dict[str, Any], where: str) -> VersionPolicy:

@@ -76,7 +76,13 @@ def model_metadata(servable: Servable, versions: Sequence[int]) -> dict[str, Any
         "platform": PLATFORM,
         "inputs": inputs,
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, sig.num_classes]}],
-        "parameters": {"kind": sig.kind, "features": list(sig.features), "labels": len(sig.labels)},
+        "parameters": {
+            "kind": sig.kind,
+            "features": list(sig.features),
+            "labels": len(sig.labels),
+            "engine": servable.engine_info.name,
+            "precision": servable.precision,
+        },
     }
 
 

@@ -35,6 +35,8 @@ class VersionStatus:
     version: int
     state: str  # one of STATES
     error: str = ""
+    engine: str = ""  # what runs an AVAILABLE version: onnxruntime or openvino
+    precision: str = ""  # f32, bf16, or int8 for a quantised export
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Literal
 
 MiB = 1024 * 1024
+ENGINE_CHOICES = ("auto", "onnxruntime", "openvino")  # auto: the fastest verified one
+PRECISION_CHOICES = ("auto", "f32", "bf16")  # auto: a reduced one only once verified
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class ModelConfig:
     base_path: Path
     policy: VersionPolicy = field(default_factory=VersionPolicy)
     batching: BatchingSettings | None = None  # None: the server's
+    engine: str | None = None  # None: the server's
+    precision: str | None = None  # None: the server's
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class Settings:
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     cpu_memory_arena: bool = True  # reuse ONNX Runtime's buffers between calls
     execution_provider: str = "cpu"  # "cpu" or "cuda"
+    engine: str = "auto"  # "onnxruntime", "openvino", or "auto": the fastest verified
+    precision: str = "auto"  # "f32", "bf16", or "auto": reduced only once verified
+    precision_tolerance: float = 0.02  # largest probability change a reduced precision may make
     worker_niceness: int = 10  # added to the nice value of decode/inference threads
     shutdown_grace_seconds: float = 20.0
     ssl_cert: Path | None = None  # PEM; with ssl_key, both ports speak TLS

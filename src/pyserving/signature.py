@@ -10,6 +10,9 @@ A version folder holds `model.onnx`, `servable.json` (the signature) and `labels
      "top_k": 5,
      "source": {"framework": "pytorch", "model": "efficientnet-lite0", ...}}
 
+A quantised export adds `"precision": "int8"`; f32 is the default. `reference.npz` beside
+them (see `pyserving.reference`) holds the exporter's reference set.
+
 `kind: features` models have `"input": {"name": ..., "dtype": "float32", "features": [...]}`.
 """
 
@@ -32,6 +35,7 @@ SCORE_KINDS = ("logits", "probabilities")
 RESIZE_FILTERS = ("bilinear", "bicubic", "nearest", "lanczos")
 IMAGE_DTYPES = ("uint8", "float32")
 LAYOUTS = ("NHWC",)
+MODEL_PRECISIONS = ("f32", "int8")  # int8: a quantised export; servable.json says so
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Signature:
     resize: str = "bilinear"
     # features models
     features: tuple[str, ...] = ()
+    precision: str = "f32"  # of the weights in model.onnx: f32, or int8 when quantised
     source: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -70,7 +75,7 @@ class Signature:
             }
         else:
             inp["features"] = list(self.features)
-        return {
+        doc: dict[str, Any] = {
             "format": FORMAT,
             "kind": self.kind,
             "input": inp,
@@ -82,6 +87,9 @@ class Signature:
             "top_k": self.top_k,
             "source": self.source,
         }
+        if self.precision != "f32":
+            doc["precision"] = self.precision
+        return doc
 
 
 def write_signature(signature: Signature, folder: Path) -> None:
@@ -137,6 +145,9 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
         raise fail(f"output.classes must be a positive integer, got {classes!r}")
     if len(labels) != classes:
         raise fail(f"{LABELS_FILE} has {len(labels)} labels but the output has {classes} classes")
+    precision = doc.get("precision", "f32")
+    if precision not in MODEL_PRECISIONS:
+        raise fail(f"precision {precision!r} is not one of {', '.join(MODEL_PRECISIONS)}")
     top_k = doc.get("top_k", 5)
     if not isinstance(top_k, int) or top_k < 1:
         raise fail(f"top_k must be a positive integer, got {top_k!r}")
@@ -148,6 +159,7 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
         "scores": scores,
         "labels": tuple(labels),
         "top_k": min(top_k, classes),
+        "precision": precision,
         "source": doc.get("source") or {},
     }
     if kind == "features":

@@ -115,7 +115,11 @@ class TfServingRoutes:
                 "metadata": {
                     "signature_def": {
                         "signature_def": {"serving_default": signature, "classify": signature}
-                    }
+                    },
+                    "engine": {
+                        "name": servable.engine_info.name,
+                        "precision": servable.precision,
+                    },
                 },
             }
         )
@@ -222,11 +226,14 @@ class TfServingRoutes:
 
 def _tf_status(v: VersionStatus) -> dict[str, Any]:
     failed = v.state == "FAILED"
-    return {
+    status: dict[str, Any] = {
         "version": str(v.version),
         "state": "END" if failed else v.state,
         "status": {"error_code": "UNKNOWN" if failed else "OK", "error_message": v.error},
     }
+    if v.engine:
+        status["engine"] = {"name": v.engine, "precision": v.precision}
+    return status
 
 
 def _json(body: bytes) -> dict[str, Any]:

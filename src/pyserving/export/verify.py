@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from pyserving.errors import ExportError
 from pyserving.export import Progress
+from pyserving.reference import write_reference
 
 # Domains whose operators ONNX Runtime implements; an op elsewhere is foreign to ONNX.
 _KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -115,7 +116,8 @@ def compare(
     """Run `inputs` through ONNX Runtime and through `reference` (the source framework).
 
     The outputs must be [N, classes] and agree within `tolerance`, relative to their
-    magnitude when that is above 1. Raises ExportError saying how they differ.
+    magnitude when that is above 1. Raises ExportError saying how they differ. The inputs
+    and the framework's outputs are stored beside the model as its reference set.
     """
     progress.step(f"verifying ONNX Runtime against {framework} on {len(inputs)} inputs")
     ours = run_onnx(load_session(model_path), input_name, output_name, inputs)
@@ -139,5 +141,6 @@ def compare(
             f"ONNX and {framework} disagree: max abs difference {diff:.2e} (allowed {allowed:.2e})"
         )
     kind = looks_like(theirs)
+    write_reference(model_path.parent, inputs, theirs)
     progress.step(f"outputs agree: max abs difference on {kind} {diff:.2e}")
     return Agreement(diff, int(ours.shape[1]), kind)
