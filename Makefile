@@ -9,15 +9,24 @@ GRPC_PORT ?= 9999
 WEB_PORT ?= 8080
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
+LINT_STAMP := $(VENV)/.lint-installed
+# Dev tools at the versions in constraints.txt, in every environment.
+PIP_INSTALL := $(PY) -m pip install --quiet -c constraints.txt
 
-.PHONY: install run serve export test lint proto clean chromium strace images bench
+.PHONY: install run serve export test test-fast lint proto clean chromium strace images bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build from this machine's disk; a plain `torch` would pull CUDA packages.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[export,tensorflow,sklearn,web,openvino,dev]'
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e '.[export,tensorflow,sklearn,web,openvino,dev]'
+	touch $@ $(LINT_STAMP)
+
+# What linting and type checking need: no torch, no TensorFlow.
+$(LINT_STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -e '.[web,dev]'
 	touch $@
 
 install: $(STAMP)
@@ -60,18 +69,19 @@ strace:
 	@command -v strace >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; }
 
-test: install chromium strace $(CLIENTS)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
-	$(BIN)/pytest
+test: install chromium strace $(CLIENTS) lint
+	$(BIN)/pytest --cov --cov-report=term
+
+# Everything but the tests that start processes, a browser or an export (under a minute).
+test-fast: install
+	$(BIN)/pytest -m "not slow" -q
 
 # Throughput and latency against the in-process baseline; writes bench/results.md.
 # Run it on an idle machine; BENCH_ARGS passes options (see bench/README.md).
 bench: export
 	$(PY) -m bench.run --repository $(MODELS) $(BENCH_ARGS)
 
-lint: install
+lint: $(LINT_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -65,12 +65,22 @@ def coffee_jpeg() -> bytes:
     return encode(np.asarray(skimage_data.coffee()), "JPEG", quality=92)
 
 
+# Whole files that start processes, a browser or an export; the rest run in `make test-fast`.
+SLOW_FILES = ("test_deploy.py", "test_bench.py", "test_export_")
+SLOW_FIXTURES = {"imagenet_repository", "imagenet_server", "server_address"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the browser tests last.
+    """Mark the slow tests, and run the browser tests last.
 
     Playwright's sync API keeps an event loop running in the main thread for the rest of
     the session once a browser starts, and asyncio tests cannot start a loop after that.
     """
+    for item in items:
+        path = item.path.as_posix()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "/e2e/" in path or item.path.name.startswith(SLOW_FILES) or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
     browser = [item for item in items if "/e2e/web/" in item.path.as_posix()]
     rest = [item for item in items if "/e2e/web/" not in item.path.as_posix()]
     items[:] = rest + browser
