@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skimage_data
 
-SIZES = {"640×480": (640, 480), "4000×3000": (4000, 3000)}
+SIZES = {"640×480": (640, 480), "1920×1080": (1920, 1080), "4000×3000": (4000, 3000)}
 
 
 def chelsea_jpeg(width: int, height: int, quality: int = 90) -> bytes:
@@ -22,5 +22,5 @@ def chelsea_jpeg(width: int, height: int, quality: int = 90) -> bytes:
 
 
 def benchmark_images() -> dict[str, bytes]:
-    """The two photos every image row uses, by their size label."""
+    """The photos the image rows use, by their size label."""
     return {label: chelsea_jpeg(w, h) for label, (w, h) in SIZES.items()}

@@ -1,7 +1,7 @@
-"""The in-process baseline: decode, resize and ONNX Runtime in one process, no server.
+"""The in-process baseline: decode, resize and an engine in one process, no server.
 
 The same work the server does for one request (`pyserving.preprocess.decode_image`, one
-`session.run` with the server's session options, the top-K), run by a pool of threads.
+`engine.run` with the server's engine options, the top-K), run by a pool of threads.
 The best of several pool sizes is the limit the server is compared against.
 """
 
@@ -14,16 +14,17 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image, ImageOps
 
 from bench.stats import Measurement, own_cpu_seconds
+from pyserving.engines import load_engine
 from pyserving.postprocess import top_k
 from pyserving.preprocess import decode_image
-from pyserving.servable import session_options
+from pyserving.servable import engine_options
 from pyserving.settings import Settings
 from pyserving.signature import MODEL_FILE, Signature, load_signature
 
@@ -47,21 +48,37 @@ def decode_full_size(data: bytes, height: int, width: int, resize: str = "biline
 
 
 class Pipeline:
-    """One servable's work for one image, exactly as the server does it, minus the server."""
+    """One servable's work for one image, exactly as the server does it, minus the server.
 
-    def __init__(self, version_folder: Path, settings: Settings) -> None:
+    `engine` and `precision` are what runs the model (`pyserving.engines`), with the
+    server's engine options for `settings`. Raises ServableError where this machine cannot.
+    """
+
+    def __init__(
+        self,
+        version_folder: Path,
+        settings: Settings,
+        engine: str = "onnxruntime",
+        precision: str = "f32",
+    ) -> None:
         self.signature: Signature = load_signature(version_folder)
-        self.session = ort.InferenceSession(
-            str(version_folder / MODEL_FILE),
-            sess_options=session_options(settings),
-            providers=["CPUExecutionProvider"],
+        self.engine = load_engine(
+            engine,
+            version_folder / MODEL_FILE,
+            replace(engine_options(settings), precision=precision),
+            self.signature.input_name,
+            self.signature.output_name,
         )
 
     def __call__(self, jpeg: bytes, decode: Decoder = decode_image) -> None:
         sig = self.signature
         array = decode(jpeg, sig.height, sig.width, sig.resize)
-        (scores,) = self.session.run([sig.output_name], {sig.input_name: array[np.newaxis]})
+        scores = self.engine.run(array[np.newaxis])
         top_k(np.asarray(scores)[0], sig.labels, sig.top_k, sig.scores == "logits")
+
+    def close(self) -> None:
+        """Release the engine."""
+        self.engine.close()
 
     def baseline(
         self,

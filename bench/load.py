@@ -14,12 +14,23 @@ from typing import Any
 
 import grpc
 
+from bench.http_client import HttpError, KeepAliveClient
 from bench.stats import Measurement, own_cpu_seconds, process_cpu_seconds
 from pyserving.client import AsyncClient
 from pyserving.errors import RemoteError
 
 Call = Callable[[], Awaitable[Any]]
 ECHO_METHOD = "/bench.Echo/echo"
+FAILURES = (RemoteError, grpc.aio.AioRpcError, HttpError)  # counted as errors, never fatal
+
+
+def _code(exc: BaseException) -> str:
+    """The error's kind for the table: a gRPC status code, or an HTTP status."""
+    if isinstance(exc, RemoteError):
+        return str(exc.grpc_code)
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return str(exc.code().name)
+    return exc.code if isinstance(exc, HttpError) else type(exc).__name__
 
 
 async def closed_loop(
@@ -53,10 +64,9 @@ async def closed_loop(
             started = time.perf_counter()
             try:
                 await call()
-            except (RemoteError, grpc.aio.AioRpcError) as exc:
+            except FAILURES as exc:
                 failed = time.perf_counter()
-                code = exc.grpc_code if isinstance(exc, RemoteError) else exc.code().name
-                errors[str(code)] += 1
+                errors[_code(exc)] += 1
                 error_latencies.append(failed - started)
                 if backoff:
                     await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
@@ -91,7 +101,7 @@ async def _spread(call: Call, concurrency: int, count: int, seconds: float) -> N
         nonlocal remaining
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
-            with suppress(RemoteError, grpc.aio.AioRpcError):  # the measured calls count them
+            with suppress(*FAILURES):  # the measured calls count them
                 await call()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -133,3 +143,18 @@ async def echo_load(
             return await echo(b"", timeout=30.0)
 
         return await closed_loop(call, concurrency, requests, seconds, warmup, server_pid)
+
+
+async def http_load(
+    address: str,
+    path: str,
+    concurrency: int,
+    requests: int,
+    seconds: float,
+    image: bytes,
+    warmup: int = 0,
+    server_pid: int | None = None,
+) -> Measurement:
+    """Closed-loop POSTs of `image` (as image/jpeg) to `path`, a keep-alive connection each."""
+    async with KeepAliveClient(address, path, image, "image/jpeg") as client:
+        return await closed_loop(client.post, concurrency, requests, seconds, warmup, server_pid)

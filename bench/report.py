@@ -14,7 +14,17 @@ from pathlib import Path
 from bench.stats import Measurement
 from pyserving.settings import cores
 
-PACKAGES = ("pyserving", "onnxruntime", "grpcio", "protobuf", "numpy", "pillow")
+PACKAGES = (
+    "pyserving",
+    "onnxruntime",
+    "openvino",
+    "grpcio",
+    "protobuf",
+    "numpy",
+    "pillow",
+    "fastapi",
+    "uvicorn",
+)
 COLUMNS = (
     "workload",
     "input",
@@ -34,7 +44,8 @@ COLUMNS = (
 class Row:
     """One table line: the median round of a measurement, and every round's.
 
-    `ratio` compares its throughput with a reference (the in-process best, or the empty call).
+    `ratio` compares its throughput with a reference (the in-process best, the empty call,
+    or pyserving's gRPC row).
     """
 
     workload: str
@@ -47,12 +58,12 @@ class Row:
 
 @dataclass(frozen=True)
 class Target:
-    """One of the issue's targets, with what was measured against it."""
+    """One of the issue's targets, with what was measured against it (`met` None: skipped)."""
 
     name: str
     required: str
     measured: str
-    met: bool
+    met: bool | None
 
 
 @dataclass
@@ -60,6 +71,9 @@ class Report:
     """Everything one benchmark run measured, and where."""
 
     images: list[Row] = field(default_factory=list)
+    http: list[Row] = field(default_factory=list)  # REST, and the plain FastAPI app
+    engines: list[Row] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # rows this machine cannot run, and why
     overhead: list[Row] = field(default_factory=list)
     overload: list[Row] = field(default_factory=list)  # rejections expected: not errors
     targets: list[Target] = field(default_factory=list)
@@ -70,7 +84,7 @@ class Report:
     load_after: tuple[float, float, float] | None = None
 
     def rows(self) -> list[Row]:
-        return self.images + self.overhead
+        return self.images + self.http + self.engines + self.overhead
 
     def errors(self) -> int:
         """Failed requests in every round of every row; under overload, those not turned away."""
@@ -101,6 +115,25 @@ class Report:
             "",
             *_table(self.images, "img/s", ratio="server / in-process"),
             "",
+            "## REST, and a plain FastAPI + ONNX Runtime app",
+            "",
+            "pyserving's REST port (`POST /v1/models/{name}:classify`, the raw JPEG) and the "
+            "plain app (`bench/plain_app.py`: Pillow and ONNX Runtime in a FastAPI endpoint, "
+            "uvicorn, one worker), each through one keep-alive connection per client; the "
+            "ratio is over pyserving's gRPC row of the same input and concurrency.",
+            "",
+            *_table(self.http, "img/s", ratio="vs. gRPC"),
+            "",
+            "## Engines and precisions",
+            "",
+            "Per `--engines` pair: the in-process pipeline with that engine, at the best pool "
+            "size, and a server started with `--engine E --precision P`; for an `auto` pair, "
+            "the in-process row is what its server chose.",
+            "",
+            *_table(self.engines, "img/s", ratio="server / in-process"),
+            "",
+            *[f"- skipped: {line}" for line in self.skipped],
+            *([""] if self.skipped else []),
             "## Per-request overhead: tiny model and an empty gRPC call",
             "",
             *_table(self.overhead, "req/s", ratio="vs. empty call"),
@@ -125,7 +158,7 @@ class Report:
                 "| target | required | measured | met |",
                 "|---|---|---|---|",
                 *(
-                    f"| {t.name} | {t.required} | {t.measured} | {'yes' if t.met else '**no**'} |"
+                    f"| {t.name} | {t.required} | {t.measured} | {_met(t.met)} |"
                     for t in self.targets
                 ),
                 "",
@@ -206,6 +239,10 @@ def _overload_table(rows: list[Row]) -> list[str]:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _met(met: bool | None) -> str:
+    return "skipped" if met is None else "yes" if met else "**no**"
 
 
 def _cpu(m: Measurement) -> str:

@@ -1,16 +1,19 @@
 """`python -m bench.run`: the in-process baseline, then real servers under closed-loop load.
 
-1. In-process: decode + resize + ONNX Runtime in one process, with the server's session
+1. In-process: decode + resize + ONNX Runtime in one process, with the server's engine
    options, on 1..4 threads; the best is the limit the server is compared against (and,
    for the 4000×3000 photo, the same work with every pixel decoded).
 2. A real `pyserving serve` of EfficientNet-Lite0 on 127.0.0.1 at each concurrency, with
-   a 640×480 and a 4000×3000 JPEG.
-3. A tiny four-feature model, beside an empty `grpc.aio` call measured the same way: the
+   a 640×480, a 1920×1080 and a 4000×3000 JPEG, over gRPC and over REST (keep-alive).
+3. A plain FastAPI + ONNX Runtime app (`bench/plain_app.py`) under the same HTTP load.
+4. Per `--engines` pair: the in-process pipeline with that engine, and a server started
+   with `--engine E --precision P`.
+5. A tiny four-feature model, beside an empty `grpc.aio` call measured the same way: the
    server's own cost per request, and the protocol's ceiling.
 
 Other work on the machine moves the numbers, so everything is measured in `--rounds`
-interleaved rounds (the servers stay up, idle, while the in-process rows run) and each
-row reports its median round. Every loop is bounded by a request count and a time limit.
+interleaved rounds (the servers stay up, idle, while the other rows run) and each row
+reports its median round. Every loop is bounded by a request count and a time limit.
 Prints the tables and writes them, with the machine and package versions, to
 `bench/results.md`.
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -29,34 +31,54 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import load
+from bench.enginerows import EngineRows, start_engines
+from bench.engines import parse_pairs
 from bench.images import benchmark_images
 from bench.inprocess import Pipeline
+from bench.keys import (
+    EMPTY,
+    FEATURES,
+    FULL_SIZE,
+    HD,
+    IN_PROCESS,
+    LARGE,
+    NO_BYTES,
+    OVERLOAD,
+    OVERLOAD_CONCURRENCY,
+    PLAIN,
+    REST,
+    SERVER,
+    SMALL,
+    TINY,
+    Key,
+)
 from bench.models import TINY_INPUT, imagenet_base_path, newest_version, write_tiny_servable
 from bench.processes import (
     ECHO_READY,
+    PLAIN_APP_READY,
+    REST_READY,
     SERVER_READY,
     Endpoint,
     echo_server,
+    free_port,
+    plain_app,
     pyserving_server,
     running,
 )
-from bench.report import Report, Row, Target
+from bench.report import Report, Row
 from bench.stats import Measurement
+from bench.targets import evaluate, standard_checks
 from pyserving.cli import build_parser, serve_settings
 from pyserving.settings import Settings
 
-SMALL, LARGE = "640×480", "4000×3000"
 SATURATED = 16  # the concurrency the throughput targets are read at
+HD_CONCURRENCY = 4  # the 1920×1080 rows' (pyserving and the plain app)
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.md"
-IN_PROCESS, FULL_SIZE = "in-process", "in-process, full-size decode"
-SERVER, TINY, EMPTY = "server", "server, tiny model", "grpc.aio empty call"
-OVERLOAD = "server, queue bound 1 batch"
+DEFAULT_ENGINES = "onnxruntime:f32,openvino:f32,auto:auto"
 OVERLOAD_FLAGS = ("--max_enqueued_batches=1",)
-OVERLOAD_CONCURRENCY = 64
 OVERLOAD_BACKOFF = 0.05  # seconds a turned-away client waits (±50%) before it tries again
+PLAIN_PATH = "/classify"
 BEST = " (best)"
-
-Key = tuple[str, str, int]  # workload, input, concurrency (threads in-process)
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,7 @@ class Options:
     tiny_concurrency: tuple[int, ...]
     pool_sizes: tuple[int, ...]
     requests: int  # per row with the 640×480 photo
+    hd_requests: int  # per row with the 1920×1080 photo
     large_requests: int  # per row with the 4000×3000 photo
     full_size_requests: int  # per in-process row decoding 4000×3000 at full size
     tiny_requests: int  # per row of the tiny model and of the empty call
@@ -76,7 +99,21 @@ class Options:
     model_name: str
     output: Path | None
     server_args: tuple[str, ...]
+    engines: str  # engine:precision pairs, comma-separated
     quick: bool
+
+    @property
+    def saturated(self) -> int:
+        """The concurrency the throughput targets are read at."""
+        return SATURATED if SATURATED in self.concurrency else max(self.concurrency)
+
+    @property
+    def rest_concurrency(self) -> tuple[int, ...]:
+        return tuple(sorted({1, self.saturated}))
+
+    @property
+    def plain_concurrency(self) -> tuple[int, ...]:
+        return tuple(sorted({1, HD_CONCURRENCY, self.saturated}))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -86,15 +123,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="tiny counts: checks, not numbers")
-    parser.add_argument("--concurrency", default="1,4,16,64", help="image rows, comma-separated")
+    parser.add_argument("--concurrency", default="1,4,16,64", help="gRPC rows, comma-separated")
     parser.add_argument("--tiny-concurrency", default="1,64", help="tiny-model and empty rows")
     parser.add_argument("--pool-sizes", default="1,2,3,4", help="in-process thread counts")
     parser.add_argument("--requests", type=int, default=250, help="per 640×480 row")
+    parser.add_argument("--hd-requests", type=int, default=120, help="per 1920×1080 row")
     parser.add_argument("--large-requests", type=int, default=80, help="per 4000×3000 row")
     parser.add_argument("--full-size-requests", type=int, default=20)
     parser.add_argument("--tiny-requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=15.0, help="time bound of each row")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; median wins")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; median wins")
+    parser.add_argument(
+        "--engines",
+        default=DEFAULT_ENGINES,
+        help="engine:precision pairs, comma-separated: an in-process and a server row each",
+    )
     parser.add_argument(
         "--repository", type=Path, help="reuse a repository holding the model (else export one)"
     )
@@ -105,16 +148,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         action="append",
         default=[],
         metavar="FLAG",
-        help="a `pyserving serve` flag for both servers and the baseline's session options, "
+        help="a `pyserving serve` flag for every server and the baseline's engine options, "
         "e.g. --server-arg=--intra_op_threads=1",
     )
     args = parser.parse_args(argv)
+    parse_pairs(args.engines)  # fail now, not after the servers are up
     quick = bool(args.quick)
     return Options(
         concurrency=(1, 4) if quick else _ints(args.concurrency),
         tiny_concurrency=(1, 4) if quick else _ints(args.tiny_concurrency),
         pool_sizes=(1, 2) if quick else _ints(args.pool_sizes),
         requests=8 if quick else args.requests,
+        hd_requests=4 if quick else args.hd_requests,
         large_requests=4 if quick else args.large_requests,
         full_size_requests=2 if quick else args.full_size_requests,
         tiny_requests=16 if quick else args.tiny_requests,
@@ -124,6 +169,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         model_name=args.model_name,
         output=None if str(args.output) == "-" else args.output,
         server_args=tuple(args.server_arg),
+        engines=args.engines,
         quick=quick,
     )
 
@@ -149,122 +195,213 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if report.errors() else 0
 
 
+@dataclass
+class Bench:
+    """What every round measures with, and what the rounds measured so far."""
+
+    options: Options
+    images: dict[str, bytes]
+    pipeline: Pipeline
+    endpoints: dict[str, Endpoint]
+    engines: EngineRows
+    measured: dict[Key, list[Measurement]]
+    pool: int = 0  # the best in-process pool size for 640×480 in the first round
+
+    def record(self, key: Key, m: Measurement) -> None:
+        self.measured.setdefault(key, []).append(m)
+        workload, label, c = key
+        cpu = m.cpu_ms_per_request(m.cpu_seconds)
+        _progress(
+            f"  {workload:<36} {label:>10}  c={c:<3} {m.throughput:8.1f}/s  "
+            f"p50 {m.p50_ms:7.2f} ms  p99 {m.p99_ms:7.2f} ms  "
+            f"cpu {cpu or 0:6.2f} ms/req  errors {m.errors}"
+        )
+
+    async def grpc(
+        self, workload: str, label: str, c: int, count: int, endpoint: Endpoint | None = None
+    ) -> None:
+        """One closed-loop gRPC row against `endpoint` (by default the workload's server)."""
+        endpoint = endpoint or self.endpoints[workload]
+        m = await load.classify_load(
+            endpoint.address,
+            c,
+            count,
+            self.options.seconds,
+            image=self.images[label],
+            warmup=2 * c,
+            server_pid=endpoint.pid,
+        )
+        self.record((workload, label, c), m)
+
+    async def http(self, workload: str, label: str, c: int, count: int) -> None:
+        """One closed-loop row of keep-alive POSTs of the photo: REST, or the plain app."""
+        if workload == REST:
+            endpoint = self.endpoints[SERVER]
+            address, path = endpoint.rest, f"/v1/models/{self.options.model_name}:classify"
+        else:
+            endpoint = self.endpoints[PLAIN]
+            address, path = endpoint.address, PLAIN_PATH
+        assert address is not None, "the server was started with a REST port"
+        m = await load.http_load(
+            address,
+            path,
+            c,
+            count,
+            self.options.seconds,
+            self.images[label],
+            warmup=2 * c,
+            server_pid=endpoint.pid,
+        )
+        self.record((workload, label, c), m)
+
+
 async def run(options: Options) -> Report:
     """Every measurement, round after round; the report holds each row's median round."""
     report = Report()
     if options.quick:
         report.notes.append("`--quick` run: counts too small for the numbers to mean anything.")
-    measured: dict[Key, list[Measurement]] = {}
     with tempfile.TemporaryDirectory(prefix="pyserving-bench-") as scratch_dir, ExitStack() as up:
         scratch = Path(scratch_dir)
         images = benchmark_images()
         _progress("preparing EfficientNet-Lite0" + ("" if options.repository else " (export)"))
         base = imagenet_base_path(options.repository, scratch / "models", options.model_name)
+        version = newest_version(base)
         settings = _server_settings(base, options.server_args)
-        pipeline = Pipeline(newest_version(base), settings)
+        pipeline = Pipeline(version, settings)
+        up.callback(pipeline.close)
         tiny_base = write_tiny_servable(scratch / "tiny")
+        name, extra = options.model_name, options.server_args
         servers = {
-            SERVER: pyserving_server(options.model_name, base, options.server_args),
-            OVERLOAD: pyserving_server(
-                options.model_name, base, (*options.server_args, *OVERLOAD_FLAGS)
-            ),
-            TINY: pyserving_server("tiny", tiny_base, options.server_args),
-            EMPTY: echo_server(),
+            SERVER: (pyserving_server(name, base, extra, free_port()), SERVER_READY),
+            OVERLOAD: (pyserving_server(name, base, (*extra, *OVERLOAD_FLAGS)), SERVER_READY),
+            TINY: (pyserving_server("tiny", tiny_base, extra), SERVER_READY),
+            EMPTY: (echo_server(), ECHO_READY),
+            PLAIN: (plain_app(version), PLAIN_APP_READY),
         }
-        ready = {SERVER: SERVER_READY, OVERLOAD: SERVER_READY, TINY: SERVER_READY}
-        ready[EMPTY] = ECHO_READY
+        _progress("starting the servers")
         endpoints = {
-            name: up.enter_context(running(args, ready[name], scratch / f"{i}.log"))
-            for i, (name, args) in enumerate(servers.items())
+            workload: up.enter_context(
+                running(
+                    args,
+                    ready,
+                    scratch / f"{i}.log",
+                    rest_ready=REST_READY if workload == SERVER else None,
+                )
+            )
+            for i, (workload, (args, ready)) in enumerate(servers.items())
         }
+        engines = start_engines(
+            parse_pairs(options.engines), name, base, version, settings, extra, scratch, up
+        )
+        report.notes += engines.notes(endpoints[SERVER])
+        bench = Bench(options, images, pipeline, endpoints, engines, {})
         for number in range(1, options.rounds + 1):
             _progress(f"round {number} of {options.rounds}")
-            await _round(options, pipeline, endpoints, images, measured)
+            await _round(bench)
     report.load_after = os.getloadavg()
-    _fill(report, options, measured)
+    _fill(report, bench)
     return report
 
 
 def _server_settings(base: Path, server_args: Sequence[str]) -> Settings:
-    """The Settings the benchmark's server runs with, for the baseline's session options."""
+    """The Settings the benchmark's server runs with, for the baseline's engine options."""
     args = build_parser().parse_args(["serve", "--model_base_path", str(base), *server_args])
     return serve_settings(args)
 
 
-async def _round(
-    options: Options,
-    pipeline: Pipeline,
-    servers: dict[str, Endpoint],
-    images: dict[str, bytes],
-    measured: dict[Key, list[Measurement]],
-) -> None:
+async def _round(bench: Bench) -> None:
     """One measurement of every row; rows compared with each other run back to back."""
-    for label, requests in ((SMALL, options.requests), (LARGE, options.large_requests)):
-        plans = [(IN_PROCESS, requests, False)]
-        if label == LARGE:
-            plans.append((FULL_SIZE, options.full_size_requests, True))
-        for workload, count, full_size in plans:
+    options = bench.options
+    runs = bench.pipeline.baseline(
+        bench.images[SMALL], options.pool_sizes, options.requests, options.seconds
+    )
+    for threads, m in runs.items():
+        bench.record((IN_PROCESS, SMALL, threads), m)
+    bench.pool = bench.pool or max(runs, key=lambda n: runs[n].throughput)
+    for c in sorted({*options.concurrency, *options.rest_concurrency, *options.plain_concurrency}):
+        if c in options.concurrency:
+            await bench.grpc(SERVER, SMALL, c, options.requests)
+        if c in options.rest_concurrency:
+            await bench.http(REST, SMALL, c, options.requests)
+        if c in options.plain_concurrency:
+            await bench.http(PLAIN, SMALL, c, options.requests)
+    await _engine_rows(bench)
+    await _overload(bench)
+    await bench.grpc(SERVER, HD, HD_CONCURRENCY, options.hd_requests)
+    await bench.http(PLAIN, HD, HD_CONCURRENCY, options.hd_requests)
+    await _large(bench)
+    await _tiny(bench)
+
+
+async def _engine_rows(bench: Bench) -> None:
+    """Per pair, its in-process row (once per concrete pair), then its server's."""
+    options, engines = bench.options, bench.engines
+    done: set[Key] = set()
+    for pair in engines.pairs:
+        pipeline = engines.pipeline(pair)
+        key = engines.in_process_key(pair, bench.pool)
+        if pipeline is not None and key is not None and key not in done:
             runs = pipeline.baseline(
-                images[label], options.pool_sizes, count, options.seconds, full_size
+                bench.images[SMALL], [bench.pool], options.requests, options.seconds
             )
-            for threads, m in runs.items():
-                _record(measured, (workload, label, threads), m)
-        for c in options.concurrency:
-            m = await load.classify_load(
-                servers[SERVER].address,
-                c,
-                requests,
-                options.seconds,
-                image=images[label],
-                warmup=2 * c,
-                server_pid=servers[SERVER].pid,
-            )
-            _record(measured, (SERVER, label, c), m)
-        if label == SMALL:
-            # Overload: more clients than the queue holds; the surplus is turned away.
-            c = OVERLOAD_CONCURRENCY
-            m = await load.classify_load(
-                servers[OVERLOAD].address,
-                c,
-                4 * requests,
-                options.seconds,
-                image=images[label],
-                warmup=2 * c,
-                server_pid=servers[OVERLOAD].pid,
-                backoff=OVERLOAD_BACKOFF,
-            )
-            _record(measured, (OVERLOAD, label, c), m)
+            bench.record(key, runs[bench.pool])
+            done.add(key)
+        endpoint = engines.servers.get(pair)
+        if endpoint is not None:
+            workload = engines.served_key(pair, options.saturated)[0]
+            await bench.grpc(workload, SMALL, options.saturated, options.requests, endpoint)
+
+
+async def _overload(bench: Bench) -> None:
+    """More clients than the queue holds; the surplus is turned away."""
+    options, endpoint = bench.options, bench.endpoints[OVERLOAD]
+    c = OVERLOAD_CONCURRENCY
+    m = await load.classify_load(
+        endpoint.address,
+        c,
+        4 * options.requests,
+        options.seconds,
+        image=bench.images[SMALL],
+        warmup=2 * c,
+        server_pid=endpoint.pid,
+        backoff=OVERLOAD_BACKOFF,
+    )
+    bench.record((OVERLOAD, SMALL, c), m)
+
+
+async def _large(bench: Bench) -> None:
+    """4000×3000: in process with draft-mode decode and decoding every pixel, then served."""
+    options, image = bench.options, bench.images[LARGE]
+    plans = (
+        (IN_PROCESS, options.large_requests, False),
+        (FULL_SIZE, options.full_size_requests, True),
+    )
+    for workload, count, full_size in plans:
+        runs = bench.pipeline.baseline(image, options.pool_sizes, count, options.seconds, full_size)
+        for threads, m in runs.items():
+            bench.record((workload, LARGE, threads), m)
+    for c in options.concurrency:
+        await bench.grpc(SERVER, LARGE, c, options.large_requests)
+
+
+async def _tiny(bench: Bench) -> None:
+    """The tiny model, and the empty call at the same concurrency right after it."""
+    options, tiny, empty = bench.options, bench.endpoints[TINY], bench.endpoints[EMPTY]
     for c in options.tiny_concurrency:
         m = await load.classify_load(
-            servers[TINY].address,
+            tiny.address,
             c,
             options.tiny_requests,
             options.seconds,
             features=TINY_INPUT,
             warmup=2 * c,
-            server_pid=servers[TINY].pid,
+            server_pid=tiny.pid,
         )
-        _record(measured, (TINY, "4 features", c), m)
+        bench.record((TINY, FEATURES, c), m)
         m = await load.echo_load(
-            servers[EMPTY].address,
-            c,
-            options.tiny_requests,
-            options.seconds,
-            2 * c,
-            servers[EMPTY].pid,
+            empty.address, c, options.tiny_requests, options.seconds, 2 * c, empty.pid
         )
-        _record(measured, (EMPTY, "0 bytes", c), m)
-
-
-def _record(measured: dict[Key, list[Measurement]], key: Key, m: Measurement) -> None:
-    measured.setdefault(key, []).append(m)
-    workload, label, c = key
-    cpu = m.cpu_ms_per_request(m.cpu_seconds)
-    _progress(
-        f"  {workload:<30} {label:>10}  c={c:<3} {m.throughput:8.1f}/s  "
-        f"p50 {m.p50_ms:7.2f} ms  p99 {m.p99_ms:7.2f} ms  "
-        f"cpu {cpu or 0:6.2f} ms/req  errors {m.errors}"
-    )
+        bench.record((EMPTY, NO_BYTES, c), m)
 
 
 def _median(runs: list[Measurement]) -> Measurement:
@@ -273,8 +410,9 @@ def _median(runs: list[Measurement]) -> Measurement:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def _fill(report: Report, options: Options, measured: dict[Key, list[Measurement]]) -> None:
+def _fill(report: Report, bench: Bench) -> None:
     """The report's rows (median rounds), ratios and targets."""
+    options, measured, engines = bench.options, bench.measured, bench.engines
     median = {key: _median(runs) for key, runs in measured.items()}
     best: dict[tuple[str, str], Key] = {}
     for key, m in median.items():
@@ -283,6 +421,7 @@ def _fill(report: Report, options: Options, measured: dict[Key, list[Measurement
             current = best.get((workload, label))
             if current is None or m.throughput > median[current].throughput:
                 best[(workload, label)] = key
+    engine_rows = engines.rows(bench.pool, options.saturated, median)
     for key, m in median.items():
         workload, label, c = key
         runs = measured[key]
@@ -290,132 +429,47 @@ def _fill(report: Report, options: Options, measured: dict[Key, list[Measurement
             name = workload + (BEST if best[(workload, label)] == key else "")
             report.images.append(Row(name, label, c, m, runs=runs))
         elif workload == SERVER:
-            reference = median[best[(IN_PROCESS, label)]].throughput
-            report.images.append(Row(workload, label, c, m, _ratio(m, reference), runs))
+            reference = best.get((IN_PROCESS, label))
+            ratio = _ratio(m, median[reference]) if reference else None
+            report.images.append(Row(workload, label, c, m, ratio, runs))
+        elif workload in (REST, PLAIN):
+            grpc = median.get((SERVER, label, c))
+            ratio = _ratio(m, grpc) if grpc else None
+            report.http.append(Row(workload, label, c, m, ratio, runs))
         elif workload == OVERLOAD:
             report.overload.append(Row(workload, label, c, m, runs=runs))
         elif workload == TINY:
-            reference = median[(EMPTY, "0 bytes", c)].throughput
-            report.overhead.append(Row(workload, label, c, m, _ratio(m, reference), runs))
-        else:
+            ratio = _ratio(m, median[(EMPTY, NO_BYTES, c)])
+            report.overhead.append(Row(workload, label, c, m, ratio, runs))
+        elif workload == EMPTY:
             report.overhead.append(Row(workload, label, c, m, runs=runs))
-    report.targets = _targets(options, measured, best)
+        elif key in engine_rows:
+            reference_key = engine_rows[key]
+            ratio = _ratio(m, median[reference_key]) if reference_key else None
+            report.engines.append(Row(workload, label, c, m, ratio, runs))
+    report.http.sort(key=lambda row: row.workload != REST)  # REST first, then the plain app
+    report.skipped = engines.skipped()
+    checks = standard_checks(
+        options.saturated,
+        (IN_PROCESS, SMALL, min(options.pool_sizes)),
+        best[(IN_PROCESS, SMALL)],
+        best[(FULL_SIZE, LARGE)],
+        max(options.tiny_concurrency),
+    )
+    checks += engines.checks(bench.pool, options.saturated, median)
+    report.targets = evaluate(checks, measured)
     report.settings = (
         f"{options.rounds} round(s); per row at most {options.requests} requests (640×480), "
-        f"{options.large_requests} (4000×3000), {options.full_size_requests} (full-size "
-        f"decode), {4 * options.requests} (overload), {options.tiny_requests} (tiny model, "
-        f"empty call), and {options.seconds:g} s"
+        f"{options.hd_requests} (1920×1080), {options.large_requests} (4000×3000), "
+        f"{options.full_size_requests} (full-size decode), {4 * options.requests} (overload), "
+        f"{options.tiny_requests} (tiny model, empty call), and {options.seconds:g} s; "
+        f"engines {options.engines}"
         + (f"; server flags {' '.join(options.server_args)}" if options.server_args else "")
     )
 
 
-def _targets(
-    options: Options,
-    measured: dict[Key, list[Measurement]],
-    best: dict[tuple[str, str], Key],
-) -> list[Target]:
-    """The issue's three targets, from the median rounds; per-round values beside them."""
-    saturated = SATURATED if SATURATED in options.concurrency else max(options.concurrency)
-    targets: list[Target] = []
-
-    def per_round(server: Key, reference: Key, f: str) -> tuple[float, str]:
-        pairs = zip(measured[server], measured[reference], strict=True)
-        values = [_compare(s, r, f) for s, r in pairs]
-        return statistics.median(values), ", ".join(_fmt(v, f) for v in values)
-
-    one_thread = (IN_PROCESS, SMALL, min(options.pool_sizes))
-    checks = [
-        (
-            f"throughput at concurrency {saturated}, {SMALL}",
-            "≥ 90% of the in-process best",
-            (SERVER, SMALL, saturated),
-            best[(IN_PROCESS, SMALL)],
-            "ratio",
-            0.90,
-        ),
-        (
-            f"p50 at concurrency 1, {SMALL}",
-            f"≤ in-process p50 ({min(options.pool_sizes)} thread) + 1.5 ms",
-            (SERVER, SMALL, 1),
-            one_thread,
-            "p50",
-            1.5,
-        ),
-        (
-            f"throughput at concurrency {saturated}, {LARGE}",
-            "≥ 3× the in-process best decoding every pixel",
-            (SERVER, LARGE, saturated),
-            best[(FULL_SIZE, LARGE)],
-            "times",
-            3.0,
-        ),
-    ]
-    overload = (OVERLOAD, SMALL, OVERLOAD_CONCURRENCY)
-    checks += [
-        (
-            f"rejected requests at concurrency {overload[2]}, queue bound 1 batch",
-            "fail in under 5 ms (p99)",
-            overload,
-            overload,
-            "rejected p99",
-            5.0,
-        ),
-        (
-            f"p99 of accepted requests at concurrency {overload[2]}, queue bound 1 batch",
-            f"≤ 3× the p99 at concurrency {saturated}",
-            overload,
-            (SERVER, SMALL, saturated),
-            "p99 times",
-            3.0,
-        ),
-    ]
-    tiny_c = max(options.tiny_concurrency)
-    checks.append(
-        (
-            f"tiny model at concurrency {tiny_c}",
-            "≥ 0.6× the empty grpc.aio call",
-            (TINY, "4 features", tiny_c),
-            (EMPTY, "0 bytes", tiny_c),
-            "share",
-            0.6,
-        )
-    )
-    for name, required, server, reference, f, limit in checks:
-        if server not in measured or reference not in measured:
-            continue
-        value, rounds = per_round(server, reference, f)
-        met = value <= limit if f in _AT_MOST else value >= limit
-        measured_text = f"{_fmt(value, f)} (median of rounds: {rounds})"
-        targets.append(Target(name, required, measured_text, met))
-    return targets
-
-
-_AT_MOST = ("p50", "rejected p99", "p99 times")
-
-
-def _compare(server: Measurement, reference: Measurement, f: str) -> float:
-    if f == "p50":
-        return server.p50_ms - reference.p50_ms
-    if f == "rejected p99":  # nan (none rejected) fails the check: nothing was shown
-        return server.error_percentile_ms(99)
-    if f == "p99 times":
-        return server.p99_ms / reference.p99_ms
-    return server.throughput / reference.throughput if reference.throughput else 0.0
-
-
-def _fmt(value: float, f: str) -> str:
-    return {
-        "ratio": f"{value:.0%}",
-        "p50": f"{value:+.2f} ms",
-        "times": f"{value:.1f}×",
-        "rejected p99": f"{value:.2f} ms",
-        "p99 times": f"{value:.2f}×",
-        "share": f"{value:.2f}×",
-    }[f]
-
-
-def _ratio(m: Measurement, reference: float) -> float | None:
-    return m.throughput / reference if reference > 0 else None
+def _ratio(m: Measurement, reference: Measurement) -> float | None:
+    return m.throughput / reference.throughput if reference.throughput > 0 else None
 
 
 def _progress(text: str) -> None:

@@ -1,20 +1,27 @@
 """The benchmark runs end to end with tiny counts: every row is there and nothing failed.
 
-A smoke test only: it checks the tables, not the timings.
+A smoke test only: it checks the tables, not the timings. Beside it, the parts that decide
+what counts as an error or a skipped row, checked on their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from bench import engines, load
+from bench.engines import EnginePair, parse_pairs, skip_reason
 from bench.run import main
 
 BEST = " (best)"
 IMAGES = ("640×480", "4000×3000")
 COLUMNS = "| workload | input | concurrency | requests | {} | rounds' range | p50 ms | p99 ms |"
+# The default --engines, as the rows name them; each is measured or skipped with its reason.
+ENGINE_PAIRS = ("onnxruntime f32", "openvino f32", "auto auto")
 
 
 def test_quick_benchmark_fills_every_row_without_errors(
@@ -27,6 +34,7 @@ def test_quick_benchmark_fills_every_row_without_errors(
     assert text.strip() == capsys.readouterr().out.strip()
     assert COLUMNS.format("img/s") in text and "| server / in-process |" in text
     assert COLUMNS.format("req/s") in text and "| vs. empty call |" in text
+    assert "| vs. gRPC |" in text
 
     lines = [
         [cell.strip() for cell in line.split("|")[1:-1]]
@@ -35,10 +43,15 @@ def test_quick_benchmark_fills_every_row_without_errors(
     ]
     header = lines[0]
     rows = {(c[0].removesuffix(BEST), c[1], c[2]): c for c in lines if c[2].isdigit()}
+    engine_rows = {key: rows.pop(key) for key in list(rows) if ", engine " in key[0]}
     expected = [
         *(("in-process", size, c) for size in IMAGES for c in ("1", "2")),
         *(("in-process, full-size decode", "4000×3000", c) for c in ("1", "2")),
         *(("server", size, c) for size in IMAGES for c in ("1", "4")),
+        ("server", "1920×1080", "4"),
+        *(("server, REST", "640×480", c) for c in ("1", "4")),
+        *(("plain FastAPI app", "640×480", c) for c in ("1", "4")),
+        ("plain FastAPI app", "1920×1080", "4"),
         *(("server, tiny model", "4 features", c) for c in ("1", "4")),
         *(("grpc.aio empty call", "0 bytes", c) for c in ("1", "4")),
     ]
@@ -46,11 +59,26 @@ def test_quick_benchmark_fills_every_row_without_errors(
     assert sorted(rows) == sorted(expected), text
     overload = rows.pop(("server, queue bound 1 batch", "640×480", "64"))
     assert overload[-1] == "0", f"errors other than RESOURCE_EXHAUSTED under overload:\n{text}"
-    for key, row in rows.items():
+
+    # Each pair has its rows, or a line saying why this machine skipped them.
+    skipped = [line.removeprefix("- skipped: ") for line in text.splitlines()]
+    for pair in ENGINE_PAIRS:
+        served = f"server, engine {pair}"
+        assert (served, "640×480", "4") in engine_rows or any(
+            line.startswith(f"{served}: ") for line in skipped
+        ), f"no row and no reason for {served}:\n{text}"
+        if pair != "auto auto":  # in process, auto runs as what its server chose
+            local = f"in-process, engine {pair}"
+            assert any(key[:2] == (local, "640×480") for key in engine_rows) or any(
+                line.startswith(f"{local}: ") for line in skipped
+            ), f"no row and no reason for {local}:\n{text}"
+    for key, row in {**rows, **engine_rows}.items():
         cell = dict(zip(header, row, strict=True))
         assert cell["errors"] == "0", f"row {key} had errors:\n{text}"
         assert float(cell["img/s"].replace(",", "")) > 0, f"row {key} measured nothing:\n{text}"
-        if key[0] in ("server", "server, tiny model"):
+        # A ratio to its reference everywhere but the references (and 1920×1080 over gRPC).
+        reference = key[0].startswith("in-process") or key[0] == "grpc.aio empty call"
+        if not reference and key != ("server", "1920×1080", "4"):
             assert float(row[-1]) > 0, f"row {key} has no ratio:\n{text}"
     best = Counter(tuple(c[:2]) for c in lines if c[0].endswith(BEST))
     assert best == {
@@ -65,7 +93,65 @@ def test_quick_benchmark_fills_every_row_without_errors(
         "rejected requests at concurrency 64, queue bound 1 batch",
         "p99 of accepted requests at concurrency 64, queue bound 1 batch",
         "tiny model at concurrency 4",
+        "REST p50 at concurrency 1, 640×480",
+        "REST throughput at concurrency 4, 640×480",
+        "default server vs. plain FastAPI app at concurrency 4, 640×480",
+        "default server vs. plain FastAPI app, p50 at concurrency 1, 640×480",
+        "1920×1080 at concurrency 4",
+        *(f"server, engine {pair} at concurrency 4, 640×480" for pair in ENGINE_PAIRS),
     ):
-        assert f"| {target} |" in text
-    for fact in ("cores", "onnxruntime", "grpcio", "Measured 20"):
+        assert f"| {target} |" in text, f"no target {target!r}:\n{text}"
+    for fact in ("cores", "onnxruntime", "grpcio", "fastapi", "Measured 20"):
         assert fact in text
+
+
+def test_engine_pairs_parse_and_reject_unknown_names() -> None:
+    assert parse_pairs("onnxruntime:f32, auto:auto,onnxruntime:f32") == (
+        EnginePair("onnxruntime", "f32"),
+        EnginePair("auto", "auto"),
+    )
+    for bad in ("onnxruntime", "tensorrt:f32", "openvino:f16"):
+        with pytest.raises(SystemExit, match="ENGINE:PRECISION"):
+            parse_pairs(bad)
+
+
+def test_a_pair_this_machine_lacks_is_skipped_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed = {
+        "onnxruntime": SimpleNamespace(available=lambda: None, precisions=lambda: ("f32",)),
+        "openvino": SimpleNamespace(available=lambda: "openvino is not installed"),
+    }
+    monkeypatch.setattr(engines, "engine_module", installed.__getitem__)
+    assert skip_reason(EnginePair("onnxruntime", "f32")) is None
+    assert skip_reason(EnginePair("auto", "auto")) is None
+    assert "bf16" in (skip_reason(EnginePair("onnxruntime", "bf16")) or "")
+    assert skip_reason(EnginePair("openvino", "f32")) == "openvino is not installed"
+    assert "bf16" in (skip_reason(EnginePair("auto", "bf16")) or "")
+
+
+async def test_http_load_counts_a_non_200_as_an_error() -> None:
+    answered: list[bytes] = []
+    connections = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            answered.append(await reader.readexactly(length))
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\nno")
+            if len(answered) == 3:
+                break
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        m = await load.http_load(f"127.0.0.1:{port}", "/classify", 1, 3, 5.0, b"jpeg")
+    assert (m.ok, m.errors, dict(m.error_kinds)) == (0, 3, {"HTTP 503": 3})
+    assert answered == [b"jpeg"] * 3
+    assert len(connections) == 1, "one worker keeps one connection alive"
