@@ -283,3 +283,37 @@ def test_reference_set_round_trip_and_damage(tmp_path: Path) -> None:
     with pytest.raises(ServableError, match=r"reference\.npz: not a reference set"):
         load_reference(tmp_path)
     assert load_reference(tmp_path / "nowhere") is None
+
+
+async def test_the_manager_reports_a_failed_reference_check_in_the_status(
+    imagenet_version: Path, tampered: Path, emulated: None, tmp_path: Path
+) -> None:
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyserving.manager import ModelManager
+    from pyserving.settings import ModelConfig, Settings
+
+    base = tmp_path / "models"
+    for name in ("strict", "lenient"):
+        version = shutil.copytree(imagenet_version, base / name / "1")
+        shutil.copy(tampered / "reference.npz", version / "reference.npz")
+    settings = Settings(
+        models=(
+            ModelConfig("lenient", base / "lenient", engine="emulated"),
+            ModelConfig("strict", base / "strict", engine="emulated", precision="bf16"),
+        ),
+        file_system_poll_wait_seconds=0,
+    )
+    with ThreadPoolExecutor(2) as pool:
+        manager = ModelManager(settings, pool)
+        await manager.start()
+        try:
+            (lenient,) = manager.status("lenient")[0].versions
+            (strict,) = manager.status("strict")[0].versions
+        finally:
+            await manager.stop()
+    assert (lenient.state, lenient.engine, lenient.precision) == ("AVAILABLE", "emulated", "f32")
+    assert strict.state == "FAILED"
+    assert "the reference set fails with emulated bf16: top-1 differs on" in strict.error
+    assert "(tolerance 0.02)" in strict.error
