@@ -11,6 +11,8 @@ from pyserving.errors import ExportError
 if TYPE_CHECKING:
     import numpy as np
 
+    from pyserving.export.quantize import QuantizeOptions
+
 _MEAN_STD_HELP = (
     "per channel, 1 or 3 values on the 0–1 scale: the graph computes (x/255 - mean)/std"
 )
@@ -22,6 +24,7 @@ def add_export_sources(sources: Any) -> None:
         "efficientnet-lite0", help="EfficientNet-Lite0 with ImageNet weights (offline)"
     )
     _add_destination(zoo, "imagenet")
+    _add_quantize_options(zoo)
     zoo.set_defaults(run=run_export_zoo, zoo_model="efficientnet-lite0")
 
     torch = sources.add_parser("torch", help="a PyTorch image classifier (torch.nn.Module)")
@@ -39,6 +42,7 @@ def add_export_sources(sources: Any) -> None:
     )
     _add_image_options(torch, size_required=True, mean="ImageNet's", std="ImageNet's")
     _add_common(torch)
+    _add_quantize_options(torch)
     torch.set_defaults(run=run_export_torch)
 
     keras = sources.add_parser("keras", help="a Keras .keras file or a TensorFlow SavedModel")
@@ -48,6 +52,7 @@ def add_export_sources(sources: Any) -> None:
     keras.add_argument("--output", help="the output holding the scores, if there are several")
     _add_image_options(keras, size_required=False, mean="0", std="1/255: pixels as 0–255")
     _add_common(keras)
+    _add_quantize_options(keras)
     keras.set_defaults(run=run_export_keras)
 
     sklearn = sources.add_parser("sklearn", help="a scikit-learn classifier saved with joblib")
@@ -67,6 +72,7 @@ def add_export_sources(sources: Any) -> None:
     )
     sklearn.add_argument("--top-k", type=int, default=5, help="default number of classes")
     _add_destination(sklearn)
+    _add_quantize_options(sklearn)  # refused with a reason, rather than "unrecognized"
     sklearn.set_defaults(run=run_export_sklearn)
 
     onnx = sources.add_parser("onnx", help="an existing ONNX model, as it is")
@@ -78,6 +84,7 @@ def add_export_sources(sources: Any) -> None:
     onnx.add_argument("--output", help="the output holding the scores, if there are several")
     _add_image_options(onnx, size_required=False, mean="0", std="1/255: pixels as 0–255")
     _add_common(onnx)
+    _add_quantize_options(onnx)
     onnx.set_defaults(run=run_export_onnx)
 
 
@@ -128,6 +135,75 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     _add_destination(parser)
 
 
+def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("int8 export (image models)")
+    group.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="write a statically quantised model (ONNX QDQ), calibrated on --calibration",
+    )
+    group.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="DIR",
+        help="a folder of images like those the model will serve (searched recursively)",
+    )
+    group.add_argument(
+        "--calibration_limit",
+        "--calibration-limit",
+        type=int,
+        metavar="N",
+        help="most images that calibrate, and most held back (default 100)",
+    )
+    group.add_argument(
+        "--min_agreement",
+        "--min-agreement",
+        type=float,
+        metavar="FRACTION",
+        help="least top-1 agreement of int8 with f32 on the held-back images (default 0.98)",
+    )
+    group.add_argument(
+        "--precision_tolerance",
+        "--precision-tolerance",
+        type=float,
+        metavar="P",
+        help="largest probability difference from f32 on the reference set (default 0.02, "
+        "as for serve; a larger one needs the same serve --precision_tolerance)",
+    )
+
+
+# The flags after --quantize, as argparse names them, and the QuantizeOptions field of each.
+_QUANTIZE_FIELDS = {
+    "calibration_limit": "limit",
+    "min_agreement": "min_agreement",
+    "precision_tolerance": "tolerance",
+}
+_QUANTIZE_FLAGS = ("calibration", *_QUANTIZE_FIELDS)
+
+
+def _quantize_options(args: argparse.Namespace) -> QuantizeOptions | None:
+    """The int8 export asked for by the flags, or None; ExportError for flags that clash."""
+    if args.quantize is None:
+        given = [f"--{key}" for key in _QUANTIZE_FLAGS if getattr(args, key) is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ExportError(f"{', '.join(given)} {verb} only with --quantize int8")
+        return None
+    if args.calibration is None:
+        raise ExportError(
+            "--quantize int8 needs --calibration DIR: a folder of images like those the "
+            "model will serve"
+        )
+    from pyserving.export.quantize import QuantizeOptions
+
+    options = {
+        field: getattr(args, key)
+        for key, field in _QUANTIZE_FIELDS.items()
+        if getattr(args, key) is not None
+    }
+    return QuantizeOptions(args.calibration, precision=args.quantize, **options)
+
+
 def _size(text: str) -> tuple[int, ...]:
     try:
         sides = tuple(int(part) for part in text.lower().split("x"))
@@ -163,16 +239,19 @@ def _name(args: argparse.Namespace, path: Path) -> str:
 def run_export_zoo(args: argparse.Namespace) -> int:
     from pyserving.export.zoo import ZOO
 
-    path = ZOO[args.zoo_model](args.repository, args.name)
+    path = ZOO[args.zoo_model](args.repository, args.name, _quantize_options(args))
     print(path)
     return 0
 
 
 def run_export_torch(args: argparse.Namespace) -> int:
     from pyserving.export import Progress
+    from pyserving.export.quantize import QUANTIZE_STEPS
     from pyserving.export.torch import STEPS, export_torch, load_checkpoint, load_factory
 
-    progress = Progress(STEPS + 1 + (args.checkpoint is not None))
+    quantize = _quantize_options(args)
+    steps = STEPS + 1 + (args.checkpoint is not None) + (QUANTIZE_STEPS if quantize else 0)
+    progress = Progress(steps)
     progress.step(f"building the model with {args.factory}")
     model = load_factory(args.factory)
     if args.checkpoint is not None:
@@ -185,6 +264,7 @@ def run_export_torch(args: argparse.Namespace) -> int:
         args.name or default,
         source={"factory": args.factory, "checkpoint": str(args.checkpoint or "")},
         progress=progress,
+        quantize=quantize,
         **_image_kwargs(args),
     )
     print(path)
@@ -201,6 +281,7 @@ def run_export_keras(args: argparse.Namespace) -> int:
         weights=args.weights,
         signature=args.signature,
         output=args.output,
+        quantize=_quantize_options(args),
         **_image_kwargs(args),
     )
     print(path)
@@ -208,6 +289,11 @@ def run_export_keras(args: argparse.Namespace) -> int:
 
 
 def run_export_sklearn(args: argparse.Namespace) -> int:
+    if args.quantize is not None or any(getattr(args, key) is not None for key in _QUANTIZE_FLAGS):
+        raise ExportError(
+            "--quantize int8 applies to image models; a scikit-learn model takes features "
+            "and is exported f32 only"
+        )
     from pyserving.export.sklearn import export_sklearn
 
     samples = _read_csv(args.samples) if args.samples is not None else None
@@ -234,6 +320,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
         features=args.features,
         layout=args.layout,
         output=args.output,
+        quantize=_quantize_options(args),
         **_image_kwargs(args),
     )
     print(path)

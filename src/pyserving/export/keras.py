@@ -21,6 +21,12 @@ from pyserving.errors import ExportError
 from pyserving.export import Progress, missing_extra, provenance, write_servable
 from pyserving.export.image import INPUT_NAME, image_signature, image_size, pixel_normalisation
 from pyserving.export.labels import Labels, match_labels, read_labels
+from pyserving.export.quantize import (
+    QUANTIZE_STEPS,
+    QuantizeOptions,
+    load_calibration,
+    quantize_servable,
+)
 from pyserving.export.verify import compare, load_session, sample_images
 from pyserving.signature import MODEL_FILE, write_signature
 
@@ -91,18 +97,22 @@ def export_keras(
     tolerance: float = 1e-3,
     source: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    quantize: QuantizeOptions | None = None,
 ) -> Path:
     """Export a Keras model (object, `.keras` file) or a SavedModel folder as a servable.
 
     The graph computes `(x / 255 - mean) / std` on the pixels (0–1 scale; by default the
     pixels as floats 0–255, for models that scale inside). Inception v3 from
-    `keras.applications` takes mean 0.5 and std 0.5, which scales to [-1, 1].
+    `keras.applications` takes mean 0.5 and std 0.5, which scales to [-1, 1]. With
+    `quantize`, the verified model is replaced by its int8 version (see
+    `pyserving.export.quantize`).
     """
-    progress = progress or Progress(STEPS)
+    progress = progress or Progress(STEPS + (QUANTIZE_STEPS if quantize else 0))
     class_names = read_labels(labels)
     mean_px, std_px = pixel_normalisation(mean, std)
     loaded = _load(model, weights, signature, output, progress)
     height, width = image_size(input_size, _spatial(loaded.shape))
+    calibration = load_calibration(quantize, height, width, resize, progress) if quantize else None
     image_spec = tf.TensorSpec([None, height, width, 3], tf.uint8, name=INPUT_NAME)
     channels_first = _channels_first(loaded.shape)
 
@@ -152,6 +162,8 @@ def export_keras(
             resize,
             top_k,
         )
+        if calibration is not None:
+            sig = quantize_servable(folder, sig, calibration, progress)
         write_signature(sig, folder)
 
     path = write_servable(Path(repository), name, write)

@@ -17,6 +17,13 @@ from pyserving.errors import ExportError
 from pyserving.export import Progress, missing_extra, provenance, write_servable
 from pyserving.export.image import INPUT_NAME, image_signature, image_size, pixel_normalisation
 from pyserving.export.labels import Labels, match_labels, read_labels
+from pyserving.export.quantize import (
+    QUANTIZE_STEPS,
+    Calibration,
+    QuantizeOptions,
+    load_calibration,
+    quantize_servable,
+)
 from pyserving.export.verify import compare, load_session, run_onnx, sample_images
 from pyserving.signature import MODEL_FILE, Signature, write_signature
 
@@ -57,15 +64,22 @@ def export_onnx(
     tolerance: float = 1e-4,
     source: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    quantize: QuantizeOptions | None = None,
 ) -> Path:
     """Wrap the ONNX model in `model` (a file) as a servable; returns its version folder.
 
     A 4-D input is an image model: `(x / 255 - mean) / std` (0–1 scale; by default the
     pixels as floats 0–255) is put in front of float inputs, then NHWC→NCHW if the model
     takes NCHW. A 2-D float input is a features model and needs `features`, its columns'
-    names in order.
+    names in order. With `quantize`, an image model is replaced by its int8 version once
+    verified (see `pyserving.export.quantize`).
     """
-    progress = progress or Progress(STEPS)
+    if quantize is not None and features is not None:
+        raise ExportError(
+            "--quantize int8 applies to image models; a features model (--features) is "
+            "exported f32 only"
+        )
+    progress = progress or Progress(STEPS + (QUANTIZE_STEPS if quantize else 0))
     class_names = read_labels(labels)
     progress.step(f"reading {model}")
     proto = _load(Path(model))
@@ -80,6 +94,10 @@ def export_onnx(
     else:
         names = ()
         plan = _image_plan(wrapped, _inputs(wrapped, Path(model))[0], input_size, mean, std, layout)
+    calibration: Calibration | None = None
+    if quantize is not None:
+        height, width = plan.samples.shape[1:3]
+        calibration = load_calibration(quantize, height, width, resize, progress)
 
     def reference(batch: np.ndarray) -> np.ndarray:
         return run_onnx(original, inp.name, out_name, plan.prepare(batch))
@@ -130,6 +148,8 @@ def export_onnx(
                 resize,
                 top_k,
             )
+        if calibration is not None:
+            signature = quantize_servable(folder, signature, calibration, progress)
         write_signature(signature, folder)
 
     path = write_servable(Path(repository), name, write)

