@@ -43,7 +43,9 @@ from tests.processes import RunningProcess, start_server
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 SPECIES = ("setosa", "versicolor", "virginica")
-FRAMEWORK_LIBRARIES = ("libtorch", "tensorflow", "sklearn", "keras")
+# TensorFlow's own libraries; OpenVINO's TensorFlow frontend (libopenvino_tensorflow_*,
+# py_tensorflow_frontend) is OpenVINO's parser, not the framework.
+FRAMEWORK_LIBRARIES = ("libtorch", "libtensorflow", "_pywrap_tensorflow", "sklearn", "keras")
 Worker = Callable[..., Any]
 
 
