@@ -252,5 +252,6 @@ def test_cli_status_lists_versions(server_address: str) -> None:
     ).stdout
     lines = out.splitlines()
     assert lines[0] == "imagenet"
-    version, state = lines[1].split()
+    version, state, engine, precision = lines[1].split()
     assert int(version) > 0 and state == "AVAILABLE"
+    assert engine in ("onnxruntime", "openvino") and precision in ("f32", "bf16")
