@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 
-from pyserving import metrics
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving.errors import PyservingError
+from pyserving.results import ClassifyRequest, Example, ModelMetadata
 from pyserving.service import Service
 
 
@@ -21,9 +24,24 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     return asyncio.get_running_loop().time() + float(remaining)
 
 
-async def abort_with(context: grpc.aio.ServicerContext, error: PyservingError) -> None:
-    """End the call with the status that `error` carries."""
-    await context.abort(grpc.StatusCode[error.grpc_code], str(error))
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def maps_errors(handler: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
+    """End the call with the status a PyservingError carries: the one place gRPC maps them."""
+
+    @functools.wraps(handler)
+    async def call(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await handler(self, request, context)
+        except PyservingError as exc:
+            await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
+            raise  # unreachable: abort raises
+
+    return call
 
 
 class ClassificationApi(pb_grpc.ClassificationServiceServicer):
@@ -32,25 +50,21 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
     def __init__(self, service: Service) -> None:
         self._service = service
 
+    @maps_errors
     async def classify(
         self, request: pb.ClassificationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassificationResponse:
-        with metrics.track("grpc_classify", self._service.manager.configured) as tracked:
-            tracked.model = request.model_name or self._service.manager.default_model
-            try:
-                result = await self._service.classify(
-                    model_name=request.model_name,
-                    model_version=request.model_version,
-                    image=request.input,
-                    features=dict(request.features),
-                    k=request.top_k,
-                    deadline=deadline_of(context),
-                )
-            except PyservingError as exc:
-                tracked.code = exc.grpc_code
-                await abort_with(context, exc)
-                raise  # unreachable: abort raises
-            tracked.version = str(result.model_version)
+        async def parse(model: ModelMetadata) -> ClassifyRequest:
+            example = Example(request.input, dict(request.features))
+            return ClassifyRequest((example,), request.top_k)
+
+        (result,) = await self._service.classify(
+            "grpc_classify",
+            request.model_name,
+            request.model_version,
+            parse,
+            deadline_of(context),
+        )
         return pb.ClassificationResponse(
             classes=[
                 pb.ClassificationClass(name=p.name, score=p.score, index=p.index)
@@ -60,14 +74,11 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
             model_version=result.model_version,
         )
 
+    @maps_errors
     async def get_model_status(
         self, request: pb.ModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelStatusResponse:
-        try:
-            models = self._service.model_status(request.model_name)
-        except PyservingError as exc:
-            await abort_with(context, exc)
-            raise
+        models = self._service.model_status(request.model_name)
         return pb.ModelStatusResponse(
             models=[
                 pb.ModelStatus(
@@ -85,5 +96,5 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
                 )
                 for m in models
             ],
-            default_model=self._service.manager.default_model,
+            default_model=self._service.default_model,
         )

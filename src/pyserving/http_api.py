@@ -7,9 +7,12 @@ its PyservingError carries; anything unexpected is logged and becomes a 500 that
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import logging
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -57,8 +60,32 @@ async def parse_body(body: bytes, parse: Callable[[bytes], T]) -> T:
     return await asyncio.to_thread(parse, body)
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def json_object(body: bytes, expected: str = "a JSON object") -> dict[str, Any]:
+    """The body parsed as a JSON object, or InvalidInput saying what was `expected`."""
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"the request body must be {expected}")
+    return doc
+
+
+def b64decode(text: Any, where: str) -> bytes:
+    """Bytes from a base64 string found at `where` in the body, or InvalidInput."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"{where} must be a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{where} is not valid base64: {exc}") from exc
+
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The body every REST error has: `{"error": message}`."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 async def _pyserving_error(request: Request, exc: Exception) -> Response:
@@ -68,7 +95,7 @@ async def _pyserving_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, exc.detail)
+    return error_response(exc.status_code, exc.detail, exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -76,27 +103,25 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, f"internal error: {type(exc).__name__}")
 
 
-def create_rest_app(
-    service: Service, ready: Callable[[], bool], max_request_bytes: int
-) -> Starlette:
-    """The REST API on top of `service`. `ready()` says whether the server takes traffic."""
+def create_rest_app(service: Service, max_request_bytes: int) -> Starlette:
+    """The REST API on top of `service`."""
     from pyserving import tfs_http_api, v2_http_api
 
-    v2 = v2_http_api.V2Routes(service, ready, max_request_bytes)
+    v2 = v2_http_api.V2Routes(service, max_request_bytes)
     tfs = tfs_http_api.TfServingRoutes(service, max_request_bytes)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
 
     async def is_ready(request: Request) -> Response:
-        ok = ready()
+        ok = service.ready()
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     async def openapi_document(request: Request) -> Response:
-        return JSONResponse(openapi.document(service.manager.model_names()))
+        return JSONResponse(openapi.document(service.model_names()))
 
     routes = [
         Route("/v2", v2.server_metadata),
