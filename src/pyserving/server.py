@@ -21,13 +21,13 @@ from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as v2_pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
-from pyserving.grpc_api import ClassificationApi
-from pyserving.health import HealthReporter
-from pyserving.http_api import create_rest_app
+from pyserving.grpc_api.classification import ClassificationApi
+from pyserving.grpc_api.health import HealthReporter
+from pyserving.grpc_api.oip import InferenceApi
 from pyserving.manager import ModelManager
+from pyserving.rest_api.app import create_rest_app
 from pyserving.service import Service
 from pyserving.settings import Settings
-from pyserving.v2_grpc_api import InferenceApi
 from pyserving.workers import worker_pool
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pyserving.errors import InvalidInput, ModelNotFound, RequestTooLarge
-from pyserving.http_api import b64decode, json_object, parse_body, read_body
+from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
 from pyserving.results import ClassifyRequest, Example, ModelMetadata, VersionStatus
 from pyserving.service import Batch, Service
 

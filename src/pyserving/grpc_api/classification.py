@@ -1,47 +1,14 @@
-"""gRPC wire adapter: protos in, `service` calls, protos or status codes out."""
+"""`ClassificationService` over gRPC: protos in, `service` calls, protos out."""
 
 from __future__ import annotations
-
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import grpc
 
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
-from pyserving.errors import PyservingError
+from pyserving.grpc_api.calls import deadline_of, maps_errors
 from pyserving.results import ClassifyRequest, Example, ModelMetadata
 from pyserving.service import Service
-
-
-def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
-    """The call's deadline in event-loop time, or None when the client set none."""
-    remaining = context.time_remaining()
-    if remaining is None:
-        return None
-    return asyncio.get_running_loop().time() + float(remaining)
-
-
-S = TypeVar("S")
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Handler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
-
-
-def maps_errors(handler: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
-    """End the call with the status a PyservingError carries: the one place gRPC maps them."""
-
-    @functools.wraps(handler)
-    async def call(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
-        try:
-            return await handler(self, request, context)
-        except PyservingError as exc:
-            await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
-            raise  # unreachable: abort raises
-
-    return call
 
 
 class ClassificationApi(pb_grpc.ClassificationServiceServicer):

@@ -11,7 +11,7 @@ from pyserving import oip
 from pyserving._proto import grpc_predict_v2_pb2 as pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from pyserving.errors import InvalidInput, PyservingError
-from pyserving.grpc_api import deadline_of, maps_errors
+from pyserving.grpc_api.calls import deadline_of, maps_errors
 from pyserving.results import ModelMetadata
 from pyserving.service import Batch, Service
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from pyserving import oip
 from pyserving.errors import InvalidInput, PyservingError
-from pyserving.http_api import b64decode, json_object, parse_body, read_body
+from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
 from pyserving.results import ModelMetadata
 from pyserving.service import Batch, Service
 
