@@ -30,6 +30,13 @@ _PATH = re.compile(
     r"(?:(?P<metadata>/metadata)|:(?P<verb>classify|predict))?$"
 )
 MAX_EXAMPLES = 256
+_VERBS = (("", "GET"), ("/metadata", "GET"), (":classify", "POST"), (":predict", "POST"))
+# Every path `dispatch` serves, as OpenAPI templates, and the method each takes.
+PATHS = {
+    f"/v1/models/{{name}}{version}{suffix}": method
+    for version in ("", "/versions/{version}")
+    for suffix, method in _VERBS
+}
 
 
 class TfServingRoutes:
