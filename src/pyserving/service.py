@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from pyserving import metrics
 from pyserving.errors import DeadlineExceeded, InvalidInput
 from pyserving.manager import ModelManager
 from pyserving.postprocess import softmax, top_k
-from pyserving.preprocess import decode_image, features_vector
+from pyserving.preprocess import FeatureRows, decode_image, feature_rows, features_vector
 from pyserving.results import (
     Classification,
     ClassifyRequest,
@@ -34,7 +34,6 @@ from pyserving.servable import Servable
 from pyserving.settings import Settings
 
 T = TypeVar("T")
-FeatureRows = np.ndarray | Sequence[Mapping[str, float] | Sequence[float]]
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,7 @@ class Service:
                         f"model {servable.name!r} takes features [N, {len(sig.features)}] "
                         f"({', '.join(sig.features)})"
                     )
-                arrays = list(_feature_rows(features, sig.features))
+                arrays = list(feature_rows(features, sig.features))
             if not arrays:
                 raise InvalidInput("the request holds no inputs (shape [0])")
             rows = await asyncio.gather(*(servable.batcher.submit(a, deadline) for a in arrays))
@@ -294,30 +293,3 @@ def _check_deadline(deadline: float | None) -> None:
     """Turn away a request whose deadline passed before it cost anything."""
     if deadline is not None and deadline <= asyncio.get_running_loop().time():
         raise DeadlineExceeded("the request's deadline passed before it could be served")
-
-
-def _feature_rows(features: FeatureRows, names: tuple[str, ...]) -> np.ndarray:
-    """A float32 [N, F] matrix in the model's feature order; named rows are checked by name."""
-    if not isinstance(features, np.ndarray):
-        rows = [
-            features_vector(dict(row), names)
-            if isinstance(row, Mapping)
-            else np.asarray(row, dtype=np.float32)
-            for row in features
-        ]
-        if any(row.shape != (len(names),) for row in rows):
-            bad = next(list(row.shape) for row in rows if row.shape != (len(names),))
-            raise InvalidInput(
-                f"each feature row must hold {len(names)} numbers ({', '.join(names)}), "
-                f"got shape {bad}"
-            )
-        features = np.stack(rows) if rows else np.zeros((0, len(names)), np.float32)
-    if features.ndim != 2 or features.shape[1] != len(names):
-        raise InvalidInput(
-            f"features must have shape [N, {len(names)}] ({', '.join(names)}), "
-            f"got {list(features.shape)}"
-        )
-    rows_out = features.astype(np.float32)
-    if not np.all(np.isfinite(rows_out)):
-        raise InvalidInput("features must be finite numbers (no NaN or infinity)")
-    return rows_out
