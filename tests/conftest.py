@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
+from pyserving._proto import classification_pb2_grpc as pb_grpc
+from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
+from pyserving.grpc_api.classification import ClassificationApi
+from pyserving.grpc_api.oip import InferenceApi
+from pyserving.manager import ModelManager
+from pyserving.rest_api.app import create_rest_app
+from pyserving.service import Service
+from pyserving.settings import ModelConfig, Settings
+from tests.onnx_models import publish, write_features_servable, write_image_servable
 from tests.processes import RunningProcess, start_server
 
 
@@ -84,3 +96,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     browser = [item for item in items if "/e2e/web/" in item.path.as_posix()]
     rest = [item for item in items if "/e2e/web/" not in item.path.as_posix()]
     items[:] = rest + browser
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    """A real service over two tiny models: `colours` (image: red, green or blue wins) and
+    `lin` (features a, b: the larger one's class, A or B, wins)."""
+    publish(tmp_path / "colours", 1, write_image_servable)
+    weights = np.eye(2, dtype=np.float32)
+    publish(tmp_path / "lin", 1, lambda f: write_features_servable(f, weights, ["a", "b"], "AB"))
+    settings = Settings(
+        models=(ModelConfig("colours", tmp_path / "colours"), ModelConfig("lin", tmp_path / "lin")),
+        file_system_poll_wait_seconds=0,
+    )
+    with ThreadPoolExecutor(2) as pool:
+        manager = ModelManager(settings, pool)
+        await manager.start()
+        try:
+            yield Service(manager, pool, settings)
+        finally:
+            await manager.stop()
+
+
+@pytest.fixture
+async def grpc_channel(service: Service) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel to an in-process grpc.aio server with both gRPC adapters on `service`."""
+    server = grpc.aio.server()
+    pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
+    v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        await server.stop(None)
+
+
+@pytest.fixture
+async def rest(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client calling the REST app on `service` in process (ASGI, no socket)."""
+    app = create_rest_app(service, max_request_bytes=64 * 1024)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rest") as client:
+        yield client

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 from pyserving.signature import MODEL_FILE, Signature, write_signature
 
@@ -116,3 +118,10 @@ def publish(base: Path, version: int, write: Callable[[Path], object]) -> Path:
     final = base / str(version)
     os.rename(tmp, final)
     return final
+
+
+def png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
+    """A PNG filled with one colour: `mean_colour_model` answers its strongest channel."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((size, size, 3), rgb, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()

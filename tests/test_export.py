@@ -11,8 +11,7 @@ import torch
 from pyserving.errors import ExportError
 from pyserving.export import write_servable
 from pyserving.export.zoo import efficientnet_lite0
-from pyserving.repository import list_versions
-from pyserving.signature import load_signature
+from pyserving.signature import list_versions, load_signature
 from tests.onnx_models import write_image_servable
 
 

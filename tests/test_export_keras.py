@@ -24,8 +24,7 @@ import onnxruntime as ort
 import pytest
 
 from pyserving.errors import ExportError
-from pyserving.repository import list_versions
-from pyserving.signature import load_signature
+from pyserving.signature import list_versions, load_signature
 
 LABELS = ("a", "b", "c", "d", "e")
 Worker = Callable[..., Any]

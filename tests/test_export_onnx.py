@@ -15,8 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from pyserving.errors import ExportError
 from pyserving.export import Progress, export_onnx
 from pyserving.export.verify import compare, unsupported_ops
-from pyserving.repository import list_versions
-from pyserving.signature import load_signature
+from pyserving.signature import list_versions, load_signature
 from tests.onnx_models import linear_model, mean_colour_model
 
 MEAN = (0.485, 0.456, 0.406)

@@ -21,8 +21,7 @@ from pyserving.export.quantize import QuantizeOptions, load_calibration, split
 from pyserving.export.zoo import export_efficientnet_lite0
 from pyserving.preprocess import decode_image
 from pyserving.reference import ReferenceSet, check_reference, load_reference
-from pyserving.repository import list_versions
-from pyserving.signature import load_signature
+from pyserving.signature import list_versions, load_signature
 
 PHOTOS = [
     "astronaut",

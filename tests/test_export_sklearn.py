@@ -19,8 +19,7 @@ from sklearn.svm import SVC
 
 from pyserving.errors import ExportError
 from pyserving.export import export_sklearn
-from pyserving.repository import list_versions
-from pyserving.signature import load_signature
+from pyserving.signature import list_versions, load_signature
 
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 SPECIES = ("setosa", "versicolor", "virginica")

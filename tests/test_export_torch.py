@@ -13,8 +13,7 @@ import torch
 from pyserving.errors import ExportError
 from pyserving.export import export_torch
 from pyserving.export.torch import load_checkpoint, load_factory
-from pyserving.repository import list_versions
-from pyserving.signature import load_signature
+from pyserving.signature import list_versions, load_signature
 
 FACTORY_SOURCE = """
 import torch

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from pyserving.errors import InvalidInput
-from pyserving.preprocess import decode_image, features_vector, open_image
+from pyserving.preprocess import decode_image, feature_rows, features_vector, open_image
 from tests.conftest import encode
 
 
@@ -121,3 +121,19 @@ def test_features_are_ordered_and_checked() -> None:
         features_vector({"a": 1.0, "b": 1.0, "c": 1.0}, names)
     with pytest.raises(InvalidInput, match="b must be finite"):
         features_vector({"a": 1.0, "b": float("nan")}, names)
+
+
+def test_feature_rows_take_a_matrix_or_named_or_ordered_rows() -> None:
+    names = ("a", "b")
+    expected = [[1.0, 2.0], [3.0, 4.0]]
+    assert feature_rows(np.array(expected), names).tolist() == expected
+    assert feature_rows([{"b": 2.0, "a": 1.0}, [3.0, 4.0]], names).tolist() == expected
+    assert feature_rows([[1, 2]], names).dtype == np.float32
+    with pytest.raises(InvalidInput, match="missing feature.*b"):
+        feature_rows([{"a": 1.0}], names)
+    with pytest.raises(InvalidInput, match=r"2 numbers \(a, b\), got shape \[3\]"):
+        feature_rows([[1.0, 2.0, 3.0]], names)
+    with pytest.raises(InvalidInput, match=r"shape \[N, 2\]"):
+        feature_rows(np.zeros(2), names)
+    with pytest.raises(InvalidInput, match="finite"):
+        feature_rows(np.array([[1.0, np.inf]]), names)

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from pyserving.repository import aspired_versions, fingerprint, list_versions, scan
+from pyserving.repository import aspired_versions, fingerprint, scan
 from pyserving.settings import ModelConfig, VersionPolicy
+from pyserving.signature import list_versions
 
 
 def complete(folder: Path) -> Path:

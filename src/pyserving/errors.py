@@ -1,6 +1,7 @@
 """Every error pyserving raises on purpose, each with its gRPC code and HTTP status.
 
-Wire adapters map these once (`grpc_api`, `http_api`); nothing else needs to know about codes.
+Wire adapters map these once (`grpc_api.calls`, `rest_api.app`); nothing else needs to know
+about codes.
 """
 
 

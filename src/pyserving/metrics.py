@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from pyserving.errors import PyservingError
-
-if TYPE_CHECKING:
-    from pyserving.manager import ModelManager
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -67,11 +63,23 @@ BATCH_SIZE = Histogram(
 )
 
 
-class ManagerCollector:
-    """Gauges read from the manager at scrape time: versions loaded, queue depth, in flight."""
+@dataclass(frozen=True)
+class VersionLoad:
+    """What the gauges show for one available version, read at scrape time."""
 
-    def __init__(self, manager: ModelManager) -> None:
-        self._manager = manager
+    model: str
+    version: int
+    engine: str
+    precision: str
+    queue_depth: int
+    in_flight: int
+
+
+class LoadCollector:
+    """Gauges read at scrape time: versions loaded, queue depth, in flight, engine."""
+
+    def __init__(self, read: Callable[[], Iterable[VersionLoad]]) -> None:
+        self._read = read
 
     def collect(self) -> Iterable[Metric]:
         loaded = GaugeMetricFamily(
@@ -88,18 +96,20 @@ class ManagerCollector:
             "1 for each available version, labelled with the engine and precision it runs on.",
             labels=["model", "version", "engine", "precision"],
         )
-        for name, servables in self._manager.available().items():
-            for s in servables:
-                engines.add_metric([name, str(s.version), s.engine_info.name, s.precision], 1)
-            loaded.add_metric([name], len(servables))
-            queued.add_metric([name], sum(s.batcher.queue_depth for s in servables))
-            in_flight.add_metric([name], sum(s.in_flight for s in servables))
+        per_model: dict[str, list[VersionLoad]] = {}
+        for v in self._read():
+            per_model.setdefault(v.model, []).append(v)
+            engines.add_metric([v.model, str(v.version), v.engine, v.precision], 1)
+        for name, versions in per_model.items():
+            loaded.add_metric([name], len(versions))
+            queued.add_metric([name], sum(v.queue_depth for v in versions))
+            in_flight.add_metric([name], sum(v.in_flight for v in versions))
         return [loaded, queued, in_flight, engines]
 
 
-def watch_manager(manager: ModelManager) -> None:
-    """Export the manager's gauges (once per process)."""
-    REGISTRY.register(ManagerCollector(manager))
+def watch(read: Callable[[], Iterable[VersionLoad]]) -> None:
+    """Export the gauges that `read` returns at every scrape (once per process)."""
+    REGISTRY.register(LoadCollector(read))
 
 
 def exposition() -> bytes:

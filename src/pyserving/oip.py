@@ -1,7 +1,8 @@
-"""The Open Inference Protocol v2, transport-neutral: tensors in, class scores out.
+"""The Open Inference Protocol v2, transport-neutral: tensors ↔ numpy, scores → tensors.
 
-`v2_grpc_api` and `v2_http_api` parse their wire formats into `InputTensor` and
-`RequestedOutput`, call `infer`, and write the `OutputTensor`s back. Image models take
+The one conversion both v2 adapters (gRPC and REST) use: they read their wire format into
+`input_tensor`s and `RequestedOutput`s, `batch` checks them against the model, and
+`outputs` plus `raw` / `flat` give the tensors to write back. Image models take
 one `BYTES` input of shape [N] (one encoded image per element); features models take
 `FP32` [N, F]. The output `probabilities` is `FP32` [N, classes]; asked with the
 `classification` parameter (as Triton does) it is `BYTES` [N, K] of "score:index:label".
@@ -11,51 +12,55 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 import pyserving
 from pyserving.errors import InvalidInput
-from pyserving.results import Scores
-from pyserving.servable import Servable
-from pyserving.service import Service
+from pyserving.results import ModelMetadata
+from pyserving.service import Batch, Scores
 
 OUTPUT_NAME = "probabilities"
 PLATFORM = "onnx_onnxv1"
 NUMERIC = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16}
 
 
-@dataclass
+@dataclass(frozen=True)
 class InputTensor:
     """One request input: BYTES elements, or a numeric array already in its shape."""
 
     name: str
     datatype: str
     shape: list[int]
-    elements: list[bytes] | None = None
+    elements: tuple[bytes, ...] | None = None
     array: np.ndarray | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class RequestedOutput:
+    """An output the request asks for, and how."""
+
     name: str
     classification: int = 0  # K > 0: "score:index:label" strings for the top K
     binary: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutputTensor:
+    """One response output: FP32 probabilities, or BYTES classification strings."""
+
     name: str
     datatype: str
     shape: list[int]
     array: np.ndarray | None = None  # FP32
-    elements: list[bytes] = field(default_factory=list)  # BYTES
+    elements: tuple[bytes, ...] = ()  # BYTES
     binary: bool = False
 
 
 def server_metadata() -> dict[str, Any]:
+    """The server's metadata as the protocol words it."""
     return {
         "name": "pyserving",
         "version": pyserving.__version__,
@@ -63,25 +68,26 @@ def server_metadata() -> dict[str, Any]:
     }
 
 
-def model_metadata(servable: Servable, versions: Sequence[int]) -> dict[str, Any]:
+def model_metadata(model: ModelMetadata) -> dict[str, Any]:
     """The model's metadata: its real input and output as the protocol sees them."""
-    sig = servable.signature
-    if sig.kind == "image":
-        inputs = [{"name": sig.input_name, "datatype": "BYTES", "shape": [-1]}]
+    if model.kind == "image":
+        inputs = [{"name": model.input_name, "datatype": "BYTES", "shape": [-1]}]
     else:
-        inputs = [{"name": sig.input_name, "datatype": "FP32", "shape": [-1, len(sig.features)]}]
+        inputs = [
+            {"name": model.input_name, "datatype": "FP32", "shape": [-1, len(model.features)]}
+        ]
     return {
-        "name": servable.name,
-        "versions": [str(v) for v in versions],
+        "name": model.name,
+        "versions": [str(v) for v in model.versions],
         "platform": PLATFORM,
         "inputs": inputs,
-        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, sig.num_classes]}],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(model.labels)]}],
         "parameters": {
-            "kind": sig.kind,
-            "features": list(sig.features),
-            "labels": len(sig.labels),
-            "engine": servable.engine_info.name,
-            "precision": servable.precision,
+            "kind": model.kind,
+            "features": list(model.features),
+            "labels": len(model.labels),
+            "engine": model.engine,
+            "precision": model.precision,
         },
     }
 
@@ -96,6 +102,7 @@ def parse_version(version: str) -> int:
 
 
 def check_shape(shape: Sequence[Any]) -> list[int]:
+    """The shape as a list of ints; anything else is InvalidInput."""
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
@@ -120,6 +127,7 @@ def decode_bytes_tensor(raw: bytes, where: str) -> list[bytes]:
 
 
 def encode_bytes_tensor(elements: Sequence[bytes]) -> bytes:
+    """The binary BYTES layout of `elements` (see `decode_bytes_tensor`)."""
     return b"".join(struct.pack("<I", len(e)) + e for e in elements)
 
 
@@ -144,34 +152,39 @@ def numeric_array(values: Any, datatype: str, shape: list[int], where: str) -> n
     return array.reshape(shape)
 
 
-async def infer(
-    service: Service,
-    model_name: str,
-    model_version: int,
-    inputs: Sequence[InputTensor],
-    outputs: Sequence[RequestedOutput],
-    deadline: float | None = None,
-) -> tuple[Scores, list[OutputTensor]]:
-    """Validate the inputs against the model, run them, and build the requested outputs."""
-    servable = service.servable(model_name, model_version)
-    sig = servable.signature
+def input_tensor(
+    name: str, datatype: str, shape: Sequence[Any], data: Any, where: str
+) -> InputTensor:
+    """An input from its wire parts. `data` is raw little-endian bytes (the binary layout),
+    the BYTES elements already decoded, or nested lists of numbers."""
+    dims = check_shape(shape)
+    if datatype == "BYTES":
+        elements = decode_bytes_tensor(data, where) if isinstance(data, bytes) else list(data)
+        return InputTensor(name, datatype, dims, elements=tuple(elements))
+    return InputTensor(name, datatype, dims, array=numeric_array(data, datatype, dims, where))
+
+
+def batch(
+    model: ModelMetadata, inputs: Sequence[InputTensor], outputs: Sequence[RequestedOutput]
+) -> Batch:
+    """The service's input for this request, checked against the model's metadata."""
     if len(inputs) != 1:
         raise InvalidInput(
-            f"model {servable.name!r} takes exactly one input named {sig.input_name!r}, "
+            f"model {model.name!r} takes exactly one input named {model.input_name!r}, "
             f"got {len(inputs)}"
         )
     (tensor,) = inputs
-    if tensor.name != sig.input_name:
+    if tensor.name != model.input_name:
         raise InvalidInput(
-            f"inputs[0].name is {tensor.name!r}; model {servable.name!r} takes an input "
-            f"named {sig.input_name!r}"
+            f"inputs[0].name is {tensor.name!r}; model {model.name!r} takes an input "
+            f"named {model.input_name!r}"
         )
     for requested in outputs:
         if requested.name != OUTPUT_NAME:
             raise InvalidInput(
                 f"outputs: unknown output {requested.name!r}; this model has {OUTPUT_NAME!r}"
             )
-    if sig.kind == "image":
+    if model.kind == "image":
         if tensor.datatype != "BYTES" or tensor.elements is None:
             raise InvalidInput(
                 f"input {tensor.name!r}: datatype must be BYTES (encoded images), "
@@ -183,17 +196,33 @@ async def infer(
             raise InvalidInput(
                 f"input {tensor.name!r}: shape {tensor.shape} but {len(tensor.elements)} elements"
             )
-        scores = await service.predict(
-            servable.name, model_version, images=tensor.elements, deadline=deadline
-        )
-    else:
-        if tensor.array is None:
-            raise InvalidInput(f"input {tensor.name!r}: datatype must be FP32 [N, F]")
-        scores = await service.predict(
-            servable.name, model_version, features=tensor.array, deadline=deadline
-        )
-    wanted = list(outputs) or [RequestedOutput(OUTPUT_NAME)]
-    return scores, [_output(scores, r) for r in wanted]
+        return Batch(images=tensor.elements)
+    if tensor.array is None:
+        raise InvalidInput(f"input {tensor.name!r}: datatype must be FP32 [N, F]")
+    return Batch(features=tensor.array)
+
+
+def outputs(scores: Scores, requested: Sequence[RequestedOutput]) -> list[OutputTensor]:
+    """The outputs the request asked for (all of them when it named none)."""
+    wanted = list(requested) or [RequestedOutput(OUTPUT_NAME)]
+    return [_output(scores, r) for r in wanted]
+
+
+def raw(tensor: OutputTensor) -> bytes:
+    """The tensor in the binary layout: length-prefixed BYTES, or little-endian FP32."""
+    if tensor.datatype == "BYTES":
+        return encode_bytes_tensor(tensor.elements)
+    assert tensor.array is not None
+    return tensor.array.astype("<f4").tobytes()
+
+
+def flat(tensor: OutputTensor) -> list[Any]:
+    """The tensor's elements in row-major order: bytes for BYTES, floats for FP32."""
+    if tensor.datatype == "BYTES":
+        return list(tensor.elements)
+    assert tensor.array is not None
+    values: list[Any] = tensor.array.ravel().tolist()
+    return values
 
 
 def _output(scores: Scores, requested: RequestedOutput) -> OutputTensor:
@@ -203,7 +232,7 @@ def _output(scores: Scores, requested: RequestedOutput) -> OutputTensor:
         return OutputTensor(OUTPUT_NAME, "FP32", [n, classes], array=probs, binary=requested.binary)
     k = min(requested.classification, classes)
     best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    elements = [
+    elements = tuple(
         f"{probs[i, j]:.6f}:{j}:{scores.labels[j]}".encode() for i in range(n) for j in best[i]
-    ]
+    )
     return OutputTensor(OUTPUT_NAME, "BYTES", [n, k], elements=elements, binary=requested.binary)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -17,6 +18,8 @@ from pyserving.errors import InvalidInput
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 ACCEPTED_TEXT = "expected JPEG, PNG, WebP, GIF or BMP"
 MAX_ASPECT_RATIO = 100
+# Feature rows: a [N, F] matrix, or rows that are each named features or F numbers in order.
+FeatureRows = np.ndarray | Sequence[Mapping[str, float] | Sequence[float]]
 
 _FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -129,3 +132,30 @@ def features_vector(features: dict[str, float], names: tuple[str, ...]) -> np.nd
     if bad:
         raise InvalidInput(f"feature(s) {', '.join(bad)} must be finite numbers")
     return vector
+
+
+def feature_rows(features: FeatureRows, names: tuple[str, ...]) -> np.ndarray:
+    """A float32 [N, F] matrix in the model's feature order; named rows are checked by name."""
+    if not isinstance(features, np.ndarray):
+        rows = [
+            features_vector(dict(row), names)
+            if isinstance(row, Mapping)
+            else np.asarray(row, dtype=np.float32)
+            for row in features
+        ]
+        if any(row.shape != (len(names),) for row in rows):
+            bad = next(list(row.shape) for row in rows if row.shape != (len(names),))
+            raise InvalidInput(
+                f"each feature row must hold {len(names)} numbers ({', '.join(names)}), "
+                f"got shape {bad}"
+            )
+        features = np.stack(rows) if rows else np.zeros((0, len(names)), np.float32)
+    if features.ndim != 2 or features.shape[1] != len(names):
+        raise InvalidInput(
+            f"features must have shape [N, {len(names)}] ({', '.join(names)}), "
+            f"got {list(features.shape)}"
+        )
+    rows_out = features.astype(np.float32)
+    if not np.all(np.isfinite(rows_out)):
+        raise InvalidInput("features must be finite numbers (no NaN or infinity)")
+    return rows_out

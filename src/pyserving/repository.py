@@ -9,30 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyserving.settings import ModelConfig, VersionPolicy
-from pyserving.signature import LABELS_FILE, MODEL_FILE, SIGNATURE_FILE
-
-REQUIRED_FILES = (SIGNATURE_FILE, LABELS_FILE, MODEL_FILE)
-
-
-def list_versions(base_path: Path) -> list[int]:
-    """The complete versions under `base_path`, oldest first.
-
-    Only folders named by a positive integer that already hold servable.json, labels.txt
-    and model.onnx count, so the exporter's hidden temporary folders and a version still
-    being copied in are never mistaken for a version.
-    """
-    if not base_path.is_dir():
-        return []
-    versions = []
-    for entry in base_path.iterdir():
-        name = entry.name
-        if name.isascii() and name.isdigit() and int(name) > 0 and _complete(entry):
-            versions.append(int(name))
-    return sorted(versions)
-
-
-def _complete(folder: Path) -> bool:
-    return folder.is_dir() and all((folder / f).is_file() for f in REQUIRED_FILES)
+from pyserving.signature import REQUIRED_FILES, list_versions
 
 
 def aspired_versions(versions: list[int], policy: VersionPolicy) -> list[int]:

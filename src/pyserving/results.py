@@ -1,10 +1,12 @@
-"""The values a classification returns: plain frozen dataclasses, shared by server and client."""
+"""The values the service answers with: plain frozen dataclasses, shared by server and client.
+
+No numpy here: the web app and the client import this module.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,40 @@ class ModelStatus:
 
 
 @dataclass(frozen=True)
-class Scores:
-    """Class probabilities for a batch of inputs, `probabilities[i, j]` for input i, class j."""
+class ModelMetadata:
+    """What a request needs to know about one available version, as plain values."""
 
-    probabilities: np.ndarray  # float32 [N, classes]
+    name: str
+    version: int
+    versions: tuple[int, ...]  # every available version of the model, oldest first
+    kind: str  # the input kind: image or features
+    input_name: str
+    features: tuple[str, ...]  # features models: the names, in the model's order
     labels: tuple[str, ...]
-    model_name: str
-    model_version: int
+    top_k: int  # the signature's default
+    engine: str  # what runs it: onnxruntime or openvino
+    precision: str  # f32, bf16, or int8 for a quantised export
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input to classify: an encoded image, or named features."""
+
+    image: bytes = b""
+    features: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """Inputs to classify with one model, and how many classes to return (0: the default)."""
+
+    examples: tuple[Example, ...]
+    top_k: int = 0
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether the server (its default model) and each configured model can serve now."""
+
+    server: bool
+    models: Mapping[str, bool]

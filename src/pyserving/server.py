@@ -21,13 +21,13 @@ from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as v2_pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
-from pyserving.grpc_api import ClassificationApi
-from pyserving.health import HealthReporter
-from pyserving.http_api import create_rest_app
+from pyserving.grpc_api.classification import ClassificationApi
+from pyserving.grpc_api.health import HealthReporter
+from pyserving.grpc_api.oip import InferenceApi
 from pyserving.manager import ModelManager
+from pyserving.rest_api.app import create_rest_app
 from pyserving.service import Service
 from pyserving.settings import Settings
-from pyserving.v2_grpc_api import InferenceApi
 from pyserving.workers import worker_pool
 
 log = logging.getLogger(__name__)
@@ -74,16 +74,13 @@ async def serve(settings: Settings) -> None:
             await manager.stop()
             return
         service = Service(manager, executor, settings)
-        metrics.watch_manager(manager)
-        health = HealthReporter(manager)
+        metrics.watch(service.load)
+        health = HealthReporter(service)
         following = asyncio.create_task(health.follow())
-
-        def ready() -> bool:
-            return not stop.is_set() and manager.is_available()
 
         server = grpc.aio.server(options=grpc_options(settings))
         pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
-        v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service, ready), server)
+        v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service), server)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         address = f"{settings.host}:{settings.port}"
@@ -98,7 +95,7 @@ async def serve(settings: Settings) -> None:
         rest: uvicorn.Server | None = None
         rest_task: asyncio.Task[None] | None = None
         if settings.rest_api_port:
-            app = create_rest_app(service, ready, settings.max_request_bytes)
+            app = create_rest_app(service, settings.max_request_bytes)
             rest, sock = _rest_server(app, settings)
             rest_task = asyncio.create_task(rest.serve(sockets=[sock]))
             scheme = "https" if settings.ssl_cert else "http"
@@ -111,6 +108,7 @@ async def serve(settings: Settings) -> None:
             port,
         )
         await stop.wait()
+        service.stop_taking_requests()
         await health.shutdown()
         following.cancel()
         log.info(

@@ -1,12 +1,19 @@
-"""The one pipeline every transport calls: look up, preprocess, batch, postprocess."""
+"""The data plane every adapter calls: look up, time, count, check deadlines, run, answer.
+
+Adapters hand the service plain values (or a function that parses the request against the
+model's metadata) and get plain values back; they never see the manager or a servable.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Executor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
@@ -14,83 +21,160 @@ from pyserving import metrics
 from pyserving.errors import DeadlineExceeded, InvalidInput
 from pyserving.manager import ModelManager
 from pyserving.postprocess import softmax, top_k
-from pyserving.preprocess import decode_image, features_vector
-from pyserving.results import Classification, ModelStatus, Scores
+from pyserving.preprocess import FeatureRows, decode_image, feature_rows, features_vector
+from pyserving.results import (
+    Classification,
+    ClassifyRequest,
+    Example,
+    Health,
+    ModelMetadata,
+    ModelStatus,
+)
 from pyserving.servable import Servable
 from pyserving.settings import Settings
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Inputs for `predict`: encoded `images`, or feature rows (a [N, F] matrix, or rows
+    that are each named features or numbers in the model's order)."""
+
+    images: Sequence[bytes] | None = None
+    features: FeatureRows | None = None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Class probabilities for a batch of inputs, `probabilities[i, j]` for input i, class j."""
+
+    probabilities: np.ndarray  # float32 [N, classes]
+    labels: tuple[str, ...]
+    model_name: str
+    model_version: int
+
 
 class Service:
-    """Transport-neutral data plane. Called from the event loop by `*_api` modules.
+    """Transport-neutral data plane. Called from the event loop by the adapters.
 
     Raises the domain errors of `pyserving.errors`; the adapters map them to status codes.
+    `classify` and `predict` are the timed, counted requests, labelled by the `api` the
+    adapter names.
     """
 
     def __init__(self, manager: ModelManager, executor: Executor, settings: Settings) -> None:
-        self.manager = manager
+        self._manager = manager
         self._executor = executor
         self._settings = settings
+        self._stopping = False
+
+    # -- requests --------------------------------------------------------------------
 
     async def classify(
         self,
-        model_name: str = "",
-        model_version: int = 0,
-        image: bytes = b"",
-        features: Mapping[str, float] | None = None,
-        k: int = 0,
+        api: str,
+        model_name: str,
+        model_version: int,
+        parse: Callable[[ModelMetadata], Awaitable[ClassifyRequest]],
         deadline: float | None = None,
-    ) -> Classification:
-        """Classify one image (image models) or one feature map (features models).
+    ) -> list[Classification]:
+        """Classify each example of the request that `parse` reads, against the model.
 
-        `deadline` is in event-loop time; `k` 0 means the signature's default.
+        `deadline` is in event-loop time.
         """
-        if k < 0:
-            raise InvalidInput(f"top_k must be 0 (the default) or positive, got {k}")
-        with (
-            self.manager.use(model_name, model_version) as servable,
-            servable.batcher.admit(),
-        ):
-            _check_deadline(deadline)
-            sig = servable.signature
-            if sig.kind == "image":
-                if features:
-                    raise InvalidInput(
-                        f"model {servable.name!r} takes an image in `input`, not features"
-                    )
-                scores = await servable.batcher.run_alone(
-                    partial(self._timed_decode, servable, image), deadline
-                )
-                if scores is None:
-                    array = await self._decode(servable, image)
-                    scores = await servable.batcher.submit(array, deadline)
-            else:
-                if image:
-                    raise InvalidInput(
-                        f"model {servable.name!r} takes named features "
-                        f"({', '.join(sig.features)}), not an image"
-                    )
-                array = features_vector(dict(features or {}), sig.features)
-                scores = await servable.batcher.submit(array, deadline)
-            predictions = top_k(scores, sig.labels, k or sig.top_k, sig.scores == "logits")
-            return Classification(predictions, servable.name, servable.version)
+        with self._request(api, model_name) as tracked:
+            model = self.metadata(model_name, model_version)
+            request = await parse(model)
+            results = await self._classify(model_name, model_version, request, deadline)
+            tracked.version = str(results[0].model_version)
+            return results
 
     async def predict(
         self,
-        model_name: str = "",
-        model_version: int = 0,
-        images: Sequence[bytes] | None = None,
-        features: np.ndarray | None = None,
+        api: str,
+        model_name: str,
+        model_version: int,
+        parse: Callable[[ModelMetadata], Awaitable[tuple[Batch, T]]],
         deadline: float | None = None,
-    ) -> Scores:
-        """Class probabilities for a batch: encoded `images` for image models, or a
-        `features` matrix [N, F] in the signature's feature order for features models.
+    ) -> tuple[Scores, T]:
+        """Class probabilities for the batch that `parse` reads, with what else it returned.
+
+        `deadline` is in event-loop time.
         """
+        with self._request(api, model_name) as tracked:
+            model = self.metadata(model_name, model_version)
+            batch, rest = await parse(model)
+            scores = await self._predict(model_name, model_version, batch, deadline)
+            tracked.version = str(scores.model_version)
+            return scores, rest
+
+    @contextmanager
+    def _request(self, api: str, model_name: str) -> Iterator[metrics.Request]:
+        """Time and count one request: the one place request metrics are recorded."""
+        with metrics.track(api, self._manager.configured) as tracked:
+            tracked.model = model_name or self._manager.default_model
+            yield tracked
+
+    async def _classify(
+        self, name: str, version: int, request: ClassifyRequest, deadline: float | None
+    ) -> list[Classification]:
+        if request.top_k < 0:
+            raise InvalidInput(f"top_k must be 0 (the default) or positive, got {request.top_k}")
+        if not request.examples:
+            raise InvalidInput("the request holds no inputs")
+        with (
+            self._manager.use(name, version) as servable,
+            servable.batcher.admit(len(request.examples)),
+        ):
+            _check_deadline(deadline)
+            return list(
+                await asyncio.gather(
+                    *(
+                        self._classify_one(servable, e, request.top_k, deadline)
+                        for e in request.examples
+                    )
+                )
+            )
+
+    async def _classify_one(
+        self, servable: Servable, example: Example, k: int, deadline: float | None
+    ) -> Classification:
+        sig = servable.signature
+        if sig.kind == "image":
+            if example.features:
+                raise InvalidInput(
+                    f"model {servable.name!r} takes an image in `input`, not features"
+                )
+            scores = await servable.batcher.run_alone(
+                partial(self._timed_decode, servable, example.image), deadline
+            )
+            if scores is None:
+                array = await self._decode(servable, example.image)
+                scores = await servable.batcher.submit(array, deadline)
+        else:
+            if example.image:
+                raise InvalidInput(
+                    f"model {servable.name!r} takes named features "
+                    f"({', '.join(sig.features)}), not an image"
+                )
+            array = features_vector(dict(example.features), sig.features)
+            scores = await servable.batcher.submit(array, deadline)
+        predictions = top_k(scores, sig.labels, k or sig.top_k, sig.scores == "logits")
+        return Classification(predictions, servable.name, servable.version)
+
+    async def _predict(
+        self, name: str, version: int, batch: Batch, deadline: float | None
+    ) -> Scores:
+        images, features = batch.images, batch.features
         if images is not None:
             inputs = len(images)
+        elif isinstance(features, np.ndarray):
+            inputs = len(features) if features.ndim else 1
         else:
-            inputs = len(features) if features is not None and features.ndim else 1
+            inputs = len(features or ())
         with (
-            self.manager.use(model_name, model_version) as servable,
+            self._manager.use(name, version) as servable,
             servable.batcher.admit(max(1, inputs)),
         ):
             _check_deadline(deadline)
@@ -105,7 +189,7 @@ class Service:
                         f"model {servable.name!r} takes features [N, {len(sig.features)}] "
                         f"({', '.join(sig.features)})"
                     )
-                arrays = list(_feature_rows(features, sig.features))
+                arrays = list(feature_rows(features, sig.features))
             if not arrays:
                 raise InvalidInput("the request holds no inputs (shape [0])")
             rows = await asyncio.gather(*(servable.batcher.submit(a, deadline) for a in arrays))
@@ -127,28 +211,85 @@ class Service:
         metrics.PREPROCESS_SECONDS.labels(servable.name).observe(time.perf_counter() - started)
         return array
 
-    def servable(self, model_name: str = "", model_version: int = 0) -> Servable:
-        """The servable a request for this name and version would get (for metadata)."""
-        return self.manager.get(model_name, model_version)
+    # -- metadata, status and readiness ------------------------------------------------
+
+    @property
+    def default_model(self) -> str:
+        return self._manager.default_model
+
+    def model_names(self) -> list[str]:
+        """The configured model names, sorted."""
+        return self._manager.model_names()
+
+    def metadata(self, model_name: str = "", model_version: int = 0) -> ModelMetadata:
+        """The version a request for this name and version would get, as plain values.
+
+        Raises ModelNotFound or ModelNotReady as a request would.
+        """
+        servable = self._manager.get(model_name, model_version)
+        sig = servable.signature
+        return ModelMetadata(
+            name=servable.name,
+            version=servable.version,
+            versions=tuple(self._manager.available_versions(servable.name)),
+            kind=sig.kind,
+            input_name=sig.input_name,
+            features=sig.features,
+            labels=sig.labels,
+            top_k=sig.top_k,
+            engine=servable.engine_info.name,
+            precision=servable.precision,
+        )
 
     def model_status(self, model_name: str = "") -> list[ModelStatus]:
         """The lifecycle state of every version (of every model when the name is empty)."""
-        return self.manager.status(model_name)
+        return self._manager.status(model_name)
+
+    def ready(self) -> bool:
+        """Whether the server takes traffic: its default model is available, not stopping."""
+        return not self._stopping and self._manager.is_available()
+
+    def model_ready(self, model_name: str = "", model_version: int = 0) -> bool:
+        """Whether requests for this version are served now.
+
+        Raises ModelNotFound or ModelNotReady, saying why, when the version is not there.
+        """
+        self._manager.get(model_name, model_version)
+        return self.ready()
+
+    def health(self) -> Health:
+        """Availability of the default model and of each model, for health checks."""
+        names = self._manager.model_names()
+        return Health(
+            self._manager.is_available(), {n: self._manager.is_available(n) for n in names}
+        )
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next change of any model's state (a new event after each change)."""
+        return self._manager.changed
+
+    def load(self) -> list[metrics.VersionLoad]:
+        """Queue depth, requests in flight and engine of every available version."""
+        return [
+            metrics.VersionLoad(
+                name,
+                s.version,
+                s.engine_info.name,
+                s.precision,
+                s.batcher.queue_depth,
+                s.in_flight,
+            )
+            for name, servables in self._manager.available().items()
+            for s in servables
+        ]
+
+    def stop_taking_requests(self) -> None:
+        """Report not ready from now on: shutdown has begun."""
+        self._stopping = True
 
 
 def _check_deadline(deadline: float | None) -> None:
     """Turn away a request whose deadline passed before it cost anything."""
     if deadline is not None and deadline <= asyncio.get_running_loop().time():
         raise DeadlineExceeded("the request's deadline passed before it could be served")
-
-
-def _feature_rows(features: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    if features.ndim != 2 or features.shape[1] != len(names):
-        raise InvalidInput(
-            f"features must have shape [N, {len(names)}] ({', '.join(names)}), "
-            f"got {list(features.shape)}"
-        )
-    rows = features.astype(np.float32)
-    if not np.all(np.isfinite(rows)):
-        raise InvalidInput("features must be finite numbers (no NaN or infinity)")
-    return rows

@@ -1,7 +1,7 @@
 """The servable format: `servable.json` and `labels.txt`, read, validated and written here only.
 
-A version folder holds `model.onnx`, `servable.json` (the signature) and `labels.txt`
-(one class name per line; line i is class i). Example `servable.json`::
+A version folder, named by a positive integer, holds `model.onnx`, `servable.json` (the
+signature) and `labels.txt` (one class name per line; line i is class i). Example `servable.json`::
 
     {"format": 1, "kind": "image",
      "input": {"name": "image", "dtype": "uint8", "layout": "NHWC",
@@ -29,6 +29,9 @@ FORMAT = 1
 SIGNATURE_FILE = "servable.json"
 LABELS_FILE = "labels.txt"
 MODEL_FILE = "model.onnx"
+
+REQUIRED_FILES = (SIGNATURE_FILE, LABELS_FILE, MODEL_FILE)  # what makes a version complete
+
 
 KINDS = ("image", "features")
 SCORE_KINDS = ("logits", "probabilities")
@@ -199,3 +202,24 @@ def _string(section: dict[str, Any], key: str, where: str, fail: Any) -> str:
     if not isinstance(value, str) or not value:
         raise fail(f"{where}.{key} must be a non-empty string")
     return value
+
+
+def list_versions(base_path: Path) -> list[int]:
+    """The complete versions under `base_path`, oldest first.
+
+    Only folders named by a positive integer that already hold servable.json, labels.txt
+    and model.onnx count, so the exporter's hidden temporary folders and a version still
+    being copied in are never mistaken for a version.
+    """
+    if not base_path.is_dir():
+        return []
+    versions = []
+    for entry in base_path.iterdir():
+        name = entry.name
+        if name.isascii() and name.isdigit() and int(name) > 0 and _complete(entry):
+            versions.append(int(name))
+    return sorted(versions)
+
+
+def _complete(folder: Path) -> bool:
+    return folder.is_dir() and all((folder / f).is_file() for f in REQUIRED_FILES)

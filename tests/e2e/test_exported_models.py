@@ -35,8 +35,7 @@ from pyserving.errors import RemoteError
 from pyserving.export import export_onnx, export_torch
 from pyserving.export.labels import imagenet_labels
 from pyserving.preprocess import decode_image
-from pyserving.repository import list_versions
-from pyserving.signature import load_signature
+from pyserving.signature import list_versions, load_signature
 from tests.conftest import encode
 from tests.processes import RunningProcess, start_server
 

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pyserving
 from pyserving.errors import ExportError
-from pyserving.repository import list_versions
-from pyserving.signature import load_signature
+from pyserving.signature import list_versions, load_signature
 
 if TYPE_CHECKING:
     from pyserving.export.keras import export_keras as export_keras

@@ -11,29 +11,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pyserving import metrics
 from pyserving.errors import InvalidInput, ModelNotFound, RequestTooLarge
-from pyserving.http_api import parse_body, read_body
-from pyserving.results import Classification, VersionStatus
-from pyserving.service import Service
+from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
+from pyserving.results import ClassifyRequest, Example, ModelMetadata, VersionStatus
+from pyserving.service import Batch, Service
 
 _PATH = re.compile(
     r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>classify|predict))?$"
 )
 MAX_EXAMPLES = 256
+_VERBS = (("", "GET"), ("/metadata", "GET"), (":classify", "POST"), (":predict", "POST"))
+# Every path `dispatch` serves, as OpenAPI templates, and the method each takes.
+PATHS = {
+    f"/v1/models/{{name}}{version}{suffix}": method
+    for version in ("", "/versions/{version}")
+    for suffix, method in _VERBS
+}
 
 
 class TfServingRoutes:
@@ -61,9 +64,7 @@ class TfServingRoutes:
         if request.method == "POST" and verb == "predict":
             return await self._predict(request, name, version)
         allowed = "GET" if verb is None else "POST"
-        return JSONResponse(
-            {"error": f"use {allowed} for this route"}, status_code=405, headers={"Allow": allowed}
-        )
+        raise HTTPException(405, f"use {allowed} for this route", headers={"Allow": allowed})
 
     def _status(self, name: str, version: int) -> Response:
         (model,) = self._service.model_status(name)
@@ -73,30 +74,29 @@ class TfServingRoutes:
         return JSONResponse({"model_version_status": [_tf_status(v) for v in reversed(versions)]})
 
     def _metadata(self, name: str, version: int) -> Response:
-        servable = self._service.servable(name, version)
-        sig = servable.signature
-        if sig.kind == "image":
+        model = self._service.metadata(name, version)
+        if model.kind == "image":
             inputs = {
-                sig.input_name: {
+                model.input_name: {
                     "dtype": "DT_STRING",
                     "tensor_shape": {"dim": [{"size": "-1"}]},
-                    "name": sig.input_name,
+                    "name": model.input_name,
                 }
             }
         else:
             inputs = {
                 f: {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": "-1"}]}, "name": f}
-                for f in sig.features
+                for f in model.features
             }
         outputs = {
             "classes": {
                 "dtype": "DT_STRING",
-                "tensor_shape": {"dim": [{"size": "-1"}, {"size": str(sig.top_k)}]},
+                "tensor_shape": {"dim": [{"size": "-1"}, {"size": str(model.top_k)}]},
                 "name": "classes",
             },
             "scores": {
                 "dtype": "DT_FLOAT",
-                "tensor_shape": {"dim": [{"size": "-1"}, {"size": str(sig.top_k)}]},
+                "tensor_shape": {"dim": [{"size": "-1"}, {"size": str(model.top_k)}]},
                 "name": "scores",
             },
         }
@@ -108,48 +108,41 @@ class TfServingRoutes:
         return JSONResponse(
             {
                 "model_spec": {
-                    "name": servable.name,
+                    "name": model.name,
                     "signature_name": "",
-                    "version": str(servable.version),
+                    "version": str(model.version),
                 },
                 "metadata": {
                     "signature_def": {
                         "signature_def": {"serving_default": signature, "classify": signature}
                     },
-                    "engine": {
-                        "name": servable.engine_info.name,
-                        "precision": servable.precision,
-                    },
+                    "engine": {"name": model.engine, "precision": model.precision},
                 },
             }
         )
 
     async def _classify(self, request: Request, name: str, version: int) -> Response:
-        with metrics.track("tfs_rest", self._service.manager.configured) as tracked:
-            tracked.model = name
+        async def parse(model: ModelMetadata) -> ClassifyRequest:
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             top_k = _top_k(request.query_params.get("top_k"))
             if kind.startswith("image/") or kind == "application/octet-stream":
-                images = [await read_body(request, self._limit)]
-                results = await self._classify_images(name, version, images, top_k)
-            elif kind == "multipart/form-data":
+                image = await read_body(request, self._limit)
+                return ClassifyRequest((Example(image=image),), top_k)
+            if kind == "multipart/form-data":
                 images = await self._uploads(request)
-                results = await self._classify_images(name, version, images, top_k)
-            else:
-                doc = await parse_body(await read_body(request, self._limit), _json)
-                examples = doc.get("examples")
-                if not isinstance(examples, list) or not examples:
-                    raise InvalidInput("`examples` must be a non-empty list")
-                if len(examples) > MAX_EXAMPLES:
-                    raise InvalidInput(f"at most {MAX_EXAMPLES} examples per request")
-                top_k = _top_k(doc.get("top_k", top_k))
-                results = await asyncio.gather(
-                    *(
-                        self._classify_example(name, version, e, i, top_k)
-                        for i, e in enumerate(examples)
-                    )
-                )
-            tracked.version = str(results[0].model_version)
+                return ClassifyRequest(tuple(Example(image=i) for i in images), top_k)
+            doc = await parse_body(await read_body(request, self._limit), json_object)
+            examples = doc.get("examples")
+            if not isinstance(examples, list) or not examples:
+                raise InvalidInput("`examples` must be a non-empty list")
+            if len(examples) > MAX_EXAMPLES:
+                raise InvalidInput(f"at most {MAX_EXAMPLES} examples per request")
+            return ClassifyRequest(
+                tuple(_example(model, e, f"examples[{i}]") for i, e in enumerate(examples)),
+                _top_k(doc.get("top_k", top_k)),
+            )
+
+        results = await self._service.classify("tfs_rest", name, version, parse)
         return JSONResponse(
             {
                 "results": [[[p.name, p.score] for p in r.predictions] for r in results],
@@ -158,32 +151,9 @@ class TfServingRoutes:
             }
         )
 
-    async def _classify_images(
-        self, name: str, version: int, images: list[bytes], top_k: int
-    ) -> list[Classification]:
-        return list(
-            await asyncio.gather(
-                *(self._service.classify(name, version, image=i, k=top_k) for i in images)
-            )
-        )
-
-    async def _classify_example(
-        self, name: str, version: int, example: Any, index: int, top_k: int
-    ) -> Classification:
-        where = f"examples[{index}]"
-        if not isinstance(example, dict) or not example:
-            raise InvalidInput(f"{where} must be an object of named features")
-        servable = self._service.servable(name, version)
-        if servable.signature.kind == "image":
-            image = _example_image(example, servable.signature.input_name, where)
-            return await self._service.classify(name, version, image=image, k=top_k)
-        features = {k: _number(v, f"{where}.{k}") for k, v in example.items()}
-        return await self._service.classify(name, version, features=features, k=top_k)
-
     async def _predict(self, request: Request, name: str, version: int) -> Response:
-        with metrics.track("tfs_rest", self._service.manager.configured) as tracked:
-            tracked.model = name
-            doc = await parse_body(await read_body(request, self._limit), _json)
+        async def parse(model: ModelMetadata) -> tuple[Batch, None]:
+            doc = await parse_body(await read_body(request, self._limit), json_object)
             instances = doc.get("instances")
             if instances is None and isinstance(doc.get("inputs"), list):
                 instances = doc["inputs"]
@@ -191,23 +161,16 @@ class TfServingRoutes:
                 raise InvalidInput("`instances` must be a non-empty list")
             if len(instances) > MAX_EXAMPLES:
                 raise InvalidInput(f"at most {MAX_EXAMPLES} instances per request")
-            servable = self._service.servable(name, version)
-            sig = servable.signature
-            if sig.kind == "image":
+            if model.kind == "image":
                 images = [
-                    _instance_image(x, sig.input_name, f"instances[{i}]")
+                    _instance_image(x, model.input_name, f"instances[{i}]")
                     for i, x in enumerate(instances)
                 ]
-                scores = await self._service.predict(name, version, images=images)
-            else:
-                rows = [
-                    _feature_row(x, sig.features, f"instances[{i}]")
-                    for i, x in enumerate(instances)
-                ]
-                scores = await self._service.predict(
-                    name, version, features=np.array(rows, dtype=np.float32)
-                )
-            tracked.version = str(scores.model_version)
+                return Batch(images=images), None
+            rows = [_feature_row(x, f"instances[{i}]") for i, x in enumerate(instances)]
+            return Batch(features=rows), None
+
+        scores, _ = await self._service.predict("tfs_rest", name, version, parse)
         return JSONResponse({"predictions": scores.probabilities.tolist()})
 
     async def _uploads(self, request: Request) -> list[bytes]:
@@ -236,16 +199,6 @@ def _tf_status(v: VersionStatus) -> dict[str, Any]:
     return status
 
 
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    return doc
-
-
 def _top_k(value: Any) -> int:
     if value is None or value == "":
         return 0
@@ -267,13 +220,7 @@ def _example_image(example: dict[str, Any], input_name: str, where: str) -> byte
     )
     if key is None:
         raise InvalidInput(f'{where} must hold the image as {{"{input_name}": {{"b64": "..."}}}}')
-    text = example[key]["b64"]
-    if not isinstance(text, str):
-        raise InvalidInput(f"{where}.{key}.b64 must be a base64 string")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"{where}.{key}.b64 is not valid base64: {exc}") from exc
+    return b64decode(example[key]["b64"], f"{where}.{key}.b64")
 
 
 def _instance_image(instance: Any, input_name: str, where: str) -> bytes:
@@ -295,18 +242,18 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _feature_row(instance: Any, names: tuple[str, ...], where: str) -> list[float]:
+def _example(model: ModelMetadata, example: Any, where: str) -> Example:
+    if not isinstance(example, dict) or not example:
+        raise InvalidInput(f"{where} must be an object of named features")
+    if model.kind == "image":
+        return Example(image=_example_image(example, model.input_name, where))
+    return Example(features={k: _number(v, f"{where}.{k}") for k, v in example.items()})
+
+
+def _feature_row(instance: Any, where: str) -> Mapping[str, float] | Sequence[float]:
+    """Named features, or numbers in the model's order; the service checks them."""
     if isinstance(instance, dict):
-        missing = [n for n in names if n not in instance]
-        unknown = sorted(set(instance) - set(names))
-        if missing or unknown:
-            raise InvalidInput(
-                f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}; "
-                f"the model takes {', '.join(names)}"
-            )
-        return [_number(instance[n], f"{where}.{n}") for n in names]
-    if isinstance(instance, list) and len(instance) == len(names):
+        return {k: _number(v, f"{where}.{k}") for k, v in instance.items()}
+    if isinstance(instance, list):
         return [_number(v, f"{where}[{j}]") for j, v in enumerate(instance)]
-    raise InvalidInput(
-        f"{where} must be an object or a list of {len(names)} numbers ({', '.join(names)})"
-    )
+    raise InvalidInput(f"{where} must be an object of named features or a list of numbers")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from pyserving.http_api import OFF_LOOP_BYTES, parse_body
+from pyserving.rest_api.body import OFF_LOOP_BYTES, parse_body
 
 
 async def test_small_bodies_are_parsed_inline_and_large_ones_in_a_thread() -> None:

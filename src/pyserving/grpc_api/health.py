@@ -9,37 +9,38 @@ from __future__ import annotations
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-from pyserving.manager import ModelManager
+from pyserving.service import Service
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class HealthReporter:
-    """Keeps a health servicer in step with the manager. Runs on the event loop."""
+    """Keeps a health servicer in step with the models' states. Runs on the event loop."""
 
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, service: Service) -> None:
         self.servicer = HealthServicer()
-        self._manager = manager
+        self._service = service
         self._known: set[str] = set()
         self._stopping = False
 
     async def follow(self) -> None:
-        """Update the statuses now and after every change of the manager's state; forever."""
+        """Update the statuses now and after every change of a model's state; forever."""
         while not self._stopping:
-            changed = self._manager.changed
+            changed = self._service.changed
             await self.update()
             await changed.wait()
 
     async def update(self) -> None:
+        """Set every status from the service's current health."""
         if self._stopping:
             return
-        manager = self._manager
-        await self.servicer.set("", SERVING if manager.is_available() else NOT_SERVING)
-        names = set(manager.model_names())
-        for name in sorted(names | self._known):
-            await self.servicer.set(name, SERVING if manager.is_available(name) else NOT_SERVING)
-        self._known |= names
+        health = self._service.health()
+        await self.servicer.set("", SERVING if health.server else NOT_SERVING)
+        for name in sorted(set(health.models) | self._known):
+            serving = health.models.get(name, False)
+            await self.servicer.set(name, SERVING if serving else NOT_SERVING)
+        self._known |= set(health.models)
 
     async def shutdown(self) -> None:
         """Report NOT_SERVING for everything, and keep it so."""

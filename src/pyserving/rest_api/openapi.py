@@ -145,9 +145,15 @@ def document(models: list[str]) -> dict[str, Any]:
                 "Model version status (TF Serving)", name, _VERSION
             ),
             "/v1/models/{name}/metadata": _get("Model metadata (TF Serving)", name),
+            "/v1/models/{name}/versions/{version}/metadata": _get(
+                "Model version metadata (TF Serving)", name, _VERSION
+            ),
             "/v1/models/{name}:classify": _classify(name),
             "/v1/models/{name}/versions/{version}:classify": _classify(name, _VERSION),
             "/v1/models/{name}:predict": _post("TF Serving predict", _PREDICT_REQUEST, name),
+            "/v1/models/{name}/versions/{version}:predict": _post(
+                "TF Serving predict on one version", _PREDICT_REQUEST, name, _VERSION
+            ),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

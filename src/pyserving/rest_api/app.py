@@ -6,10 +6,8 @@ its PyservingError carries; anything unexpected is logged and becomes a 500 that
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,48 +15,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pyserving import metrics, openapi
-from pyserving.errors import InvalidInput, PyservingError, RequestTooLarge
+from pyserving import metrics
+from pyserving.errors import PyservingError
+from pyserving.rest_api import openapi
+from pyserving.rest_api.oip import V2Routes
+from pyserving.rest_api.tfs import TfServingRoutes
 from pyserving.service import Service
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-OFF_LOOP_BYTES = 64 * 1024  # parsing a body this large takes long enough to stall other calls
 
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it is over `limit` bytes (checked as read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidInput(f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise RequestTooLarge(
-                f"the request is {int(declared):,} bytes, over the limit of {limit:,}"
-            )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"the request is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def parse_body(body: bytes, parse: Callable[[bytes], T]) -> T:
-    """`parse(body)`: on the event loop for a small body, in a thread for a large one.
-
-    JSON with base64 images runs to megabytes, and parsing it is CPU work that would hold
-    up every other call on the loop.
-    """
-    if len(body) < OFF_LOOP_BYTES:
-        return parse(body)
-    return await asyncio.to_thread(parse, body)
-
-
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The body every REST error has: `{"error": message}`."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 async def _pyserving_error(request: Request, exc: Exception) -> Response:
@@ -68,7 +39,7 @@ async def _pyserving_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, exc.detail)
+    return error_response(exc.status_code, exc.detail, exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -76,27 +47,23 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, f"internal error: {type(exc).__name__}")
 
 
-def create_rest_app(
-    service: Service, ready: Callable[[], bool], max_request_bytes: int
-) -> Starlette:
-    """The REST API on top of `service`. `ready()` says whether the server takes traffic."""
-    from pyserving import tfs_http_api, v2_http_api
-
-    v2 = v2_http_api.V2Routes(service, ready, max_request_bytes)
-    tfs = tfs_http_api.TfServingRoutes(service, max_request_bytes)
+def create_rest_app(service: Service, max_request_bytes: int) -> Starlette:
+    """The REST API on top of `service`."""
+    v2 = V2Routes(service, max_request_bytes)
+    tfs = TfServingRoutes(service, max_request_bytes)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
 
     async def is_ready(request: Request) -> Response:
-        ok = ready()
+        ok = service.ready()
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     async def openapi_document(request: Request) -> Response:
-        return JSONResponse(openapi.document(service.manager.model_names()))
+        return JSONResponse(openapi.document(service.model_names()))
 
     routes = [
         Route("/v2", v2.server_metadata),

@@ -8,61 +8,55 @@ and outputs travel as raw bytes after the JSON header, as tritonclient sends the
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
-from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pyserving import metrics, oip
+from pyserving import oip
 from pyserving.errors import InvalidInput, PyservingError
-from pyserving.http_api import parse_body, read_body
-from pyserving.service import Service
+from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
+from pyserving.results import ModelMetadata
+from pyserving.service import Batch, Service
 
 HEADER_LENGTH = "inference-header-content-length"
+_Parsed = tuple[dict[str, Any], list[oip.RequestedOutput]]
 
 
 class V2Routes:
     """Handlers for `/v2/...`; parse, call `oip`, write JSON (and binary) back."""
 
-    def __init__(self, service: Service, ready: Callable[[], bool], max_request_bytes: int):
+    def __init__(self, service: Service, max_request_bytes: int):
         self._service = service
-        self._ready = ready
         self._limit = max_request_bytes
 
     async def server_metadata(self, request: Request) -> Response:
         return JSONResponse(oip.server_metadata())
 
     async def model_metadata(self, request: Request) -> Response:
-        servable = self._service.servable(*_model(request))
-        versions = self._service.manager.available_versions(servable.name)
-        return JSONResponse(oip.model_metadata(servable, versions))
+        return JSONResponse(oip.model_metadata(self._service.metadata(*_model(request))))
 
     async def model_ready(self, request: Request) -> Response:
         try:
-            self._service.servable(*_model(request))
+            ok = self._service.model_ready(*_model(request))
         except PyservingError as exc:
             return JSONResponse({"ready": False, "error": str(exc)}, status_code=exc.http_status)
-        ok = self._ready()
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     async def infer(self, request: Request) -> Response:
         name, version = _model(request)
-        with metrics.track("v2_rest", self._service.manager.configured) as tracked:
-            tracked.model = name
-            header_length = request.headers.get(HEADER_LENGTH)
-            doc, inputs = await parse_body(
-                await read_body(request, self._limit), lambda b: _parse(b, header_length)
-            )
+        header_length = request.headers.get(HEADER_LENGTH)
+
+        async def parse(model: ModelMetadata) -> tuple[Batch, _Parsed]:
+            body = await read_body(request, self._limit)
+            doc, inputs = await parse_body(body, lambda b: _parse(b, header_length))
             outputs = _requested_outputs(doc)
-            loop_deadline = _deadline(request)
-            scores, tensors = await oip.infer(
-                self._service, name, version, inputs, outputs, loop_deadline
-            )
-            tracked.version = str(scores.model_version)
+            return oip.batch(model, inputs, outputs), (doc, outputs)
+
+        scores, (doc, outputs) = await self._service.predict(
+            "v2_rest", name, version, parse, _deadline(request)
+        )
         head: dict[str, Any] = {
             "model_name": scores.model_name,
             "model_version": str(scores.model_version),
@@ -71,24 +65,20 @@ class V2Routes:
         if isinstance(doc.get("id"), str):
             head["id"] = doc["id"]
         chunks: list[bytes] = []
-        for tensor in tensors:
+        for tensor in oip.outputs(scores, outputs):
             out: dict[str, Any] = {
                 "name": tensor.name,
                 "datatype": tensor.datatype,
                 "shape": tensor.shape,
             }
-            if tensor.datatype == "BYTES":
-                raw = oip.encode_bytes_tensor(tensor.elements)
-                values: list[Any] = [e.decode() for e in tensor.elements]
-            else:
-                assert tensor.array is not None
-                raw = tensor.array.astype("<f4").tobytes()
-                values = tensor.array.ravel().tolist()
             if tensor.binary:
+                raw = oip.raw(tensor)
                 out["parameters"] = {"binary_data_size": len(raw)}
                 chunks.append(raw)
+            elif tensor.datatype == "BYTES":
+                out["data"] = [e.decode() for e in oip.flat(tensor)]
             else:
-                out["data"] = values
+                out["data"] = oip.flat(tensor)
             head["outputs"].append(out)
         if not chunks:
             return JSONResponse(head)
@@ -132,12 +122,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], byte
                 f"{len(body)} bytes"
             )
         head, binary = body[: int(header_length)], body[int(header_length) :]
-    try:
-        doc = json.loads(head)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise InvalidInput("the request body must be a JSON object with an `inputs` list")
+    doc = json_object(head, "a JSON object with an `inputs` list")
     return doc, binary
 
 
@@ -167,16 +152,10 @@ def _inputs(doc: dict[str, Any], binary: bytes) -> list[oip.InputTensor]:
             data = item["data"]
         else:
             raise InvalidInput(f"{where}.data is missing")
-        if datatype == "BYTES":
-            elements = (
-                oip.decode_bytes_tensor(data, where)
-                if isinstance(data, bytes)
-                else _json_bytes(data, where)
-            )
-            out.append(oip.InputTensor(name, datatype, shape, elements=elements))
-        else:
-            array = oip.numeric_array(data, datatype, shape, f"{where} ({name!r})")
-            out.append(oip.InputTensor(name, datatype, shape, array=array))
+        if datatype == "BYTES" and not isinstance(data, bytes):
+            data = _json_bytes(data, where)
+        where_named = where if datatype == "BYTES" else f"{where} ({name!r})"
+        out.append(oip.input_tensor(name, datatype, shape, data, where_named))
     return out
 
 
@@ -189,10 +168,7 @@ def _json_bytes(data: Any, where: str) -> list[bytes]:
         text = element.get("b64") if isinstance(element, dict) else element
         if not isinstance(text, str):
             raise InvalidInput(f'{where}.data[{j}] must be a base64 string or {{"b64": ...}}')
-        try:
-            out.append(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidInput(f"{where}.data[{j}] is not valid base64: {exc}") from exc
+        out.append(b64decode(text, f"{where}.data[{j}]"))
     return out
 
 

@@ -1,0 +1,123 @@
+"""Open Inference Protocol v2 over gRPC (`inference.GRPCInferenceService`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import numpy as np
+
+from pyserving import oip
+from pyserving._proto import grpc_predict_v2_pb2 as pb
+from pyserving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from pyserving.errors import InvalidInput, PyservingError
+from pyserving.grpc_api.calls import deadline_of, maps_errors
+from pyserving.results import ModelMetadata
+from pyserving.service import Batch, Service
+
+
+class InferenceApi(pb_grpc.GRPCInferenceServiceServicer):
+    """The v2 protocol on top of the service. Runs on the event loop.
+
+    Method names are the protocol's.
+    """
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._service.ready())
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        try:
+            ready = self._service.model_ready(request.name, oip.parse_version(request.version))
+        except PyservingError:
+            ready = False
+        return pb.ModelReadyResponse(ready=ready)
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**oip.server_metadata())
+
+    @maps_errors
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        model = self._service.metadata(request.name, oip.parse_version(request.version))
+        meta = oip.model_metadata(model)
+        meta.pop("parameters")
+        return pb.ModelMetadataResponse(**meta)
+
+    @maps_errors
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        async def parse(model: ModelMetadata) -> tuple[Batch, list[oip.RequestedOutput]]:
+            inputs = [
+                _input(t, request.raw_input_contents, i) for i, t in enumerate(request.inputs)
+            ]
+            outputs = [
+                oip.RequestedOutput(o.name, _int_param(o.parameters, "classification"))
+                for o in request.outputs
+            ]
+            return oip.batch(model, inputs, outputs), outputs
+
+        scores, requested = await self._service.predict(
+            "v2_grpc",
+            request.model_name,
+            oip.parse_version(request.model_version),
+            parse,
+            deadline_of(context),
+        )
+        response = pb.ModelInferResponse(
+            model_name=scores.model_name,
+            model_version=str(scores.model_version),
+            id=request.id,
+        )
+        raw = bool(request.raw_input_contents)
+        for tensor in oip.outputs(scores, requested):
+            out = response.outputs.add(
+                name=tensor.name, datatype=tensor.datatype, shape=tensor.shape
+            )
+            if raw:
+                response.raw_output_contents.append(oip.raw(tensor))
+            elif tensor.datatype == "BYTES":
+                out.contents.bytes_contents.extend(oip.flat(tensor))
+            else:
+                out.contents.fp32_contents.extend(oip.flat(tensor))
+        return response
+
+
+def _input(tensor: Any, raw_contents: Any, index: int) -> oip.InputTensor:
+    where = f"inputs[{index}] ({tensor.name!r})"
+    if index < len(raw_contents):
+        data: Any = raw_contents[index]
+    elif tensor.datatype == "BYTES":
+        data = list(tensor.contents.bytes_contents)
+    else:
+        data = list(tensor.contents.fp32_contents or tensor.contents.fp64_contents)
+        if not data and np.prod(list(tensor.shape)):
+            raise InvalidInput(f"{where}: no data (expected fp32_contents or raw_input_contents)")
+    return oip.input_tensor(tensor.name, tensor.datatype, list(tensor.shape), data, where)
+
+
+def _int_param(parameters: Any, key: str) -> int:
+    if key not in parameters:
+        return 0
+    param = parameters[key]
+    which = param.WhichOneof("parameter_choice")
+    value = getattr(param, which) if which else 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"parameter {key!r} must be an integer, got {value!r}") from None
