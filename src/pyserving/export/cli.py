@@ -245,9 +245,9 @@ def run_export_zoo(args: argparse.Namespace) -> int:
 
 
 def run_export_torch(args: argparse.Namespace) -> int:
-    from pyserving.export import Progress
     from pyserving.export.quantize import QUANTIZE_STEPS
     from pyserving.export.torch import STEPS, export_torch, load_checkpoint, load_factory
+    from pyserving.export.write import Progress
 
     quantize = _quantize_options(args)
     steps = STEPS + 1 + (args.checkpoint is not None) + (QUANTIZE_STEPS if quantize else 0)

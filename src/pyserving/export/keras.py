@@ -18,7 +18,6 @@ from typing import Any, Literal
 import numpy as np
 
 from pyserving.errors import ExportError
-from pyserving.export import Progress, missing_extra, provenance, write_servable
 from pyserving.export.image import INPUT_NAME, image_signature, image_size, pixel_normalisation
 from pyserving.export.labels import Labels, match_labels, read_labels
 from pyserving.export.quantize import (
@@ -28,6 +27,7 @@ from pyserving.export.quantize import (
     quantize_servable,
 )
 from pyserving.export.verify import compare, load_session, sample_images
+from pyserving.export.write import Progress, missing_extra, provenance, write_servable
 from pyserving.signature import MODEL_FILE, write_signature
 
 # TensorFlow's C++ start-up chatter drowns the export's progress lines.

@@ -14,7 +14,6 @@ from typing import Any, Literal
 import numpy as np
 
 from pyserving.errors import ExportError
-from pyserving.export import Progress, missing_extra, provenance, write_servable
 from pyserving.export.image import INPUT_NAME, image_signature, image_size, pixel_normalisation
 from pyserving.export.labels import Labels, match_labels, read_labels
 from pyserving.export.quantize import (
@@ -25,6 +24,7 @@ from pyserving.export.quantize import (
     quantize_servable,
 )
 from pyserving.export.verify import compare, load_session, run_onnx, sample_images
+from pyserving.export.write import Progress, missing_extra, provenance, write_servable
 from pyserving.signature import MODEL_FILE, Signature, write_signature
 
 try:

@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pyserving.errors import ExportError, InvalidInput
-from pyserving.export import Progress
 from pyserving.export.verify import load_session, run_onnx
+from pyserving.export.write import Progress
 from pyserving.postprocess import softmax
 from pyserving.preprocess import ACCEPTED_FORMATS, ACCEPTED_TEXT, decode_image
 from pyserving.reference import check_reference, load_reference, write_reference

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from pyserving.errors import ExportError
-from pyserving.export import Progress, missing_extra, provenance, write_servable
 from pyserving.export.labels import Labels, match_labels, read_labels
 from pyserving.export.verify import compare
+from pyserving.export.write import Progress, missing_extra, provenance, write_servable
 from pyserving.signature import MODEL_FILE, Signature, write_signature
 
 try:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pyserving.errors import ExportError
-from pyserving.export import Progress, missing_extra, provenance, write_servable
 from pyserving.export.image import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -27,6 +26,7 @@ from pyserving.export.quantize import (
     quantize_servable,
 )
 from pyserving.export.verify import compare, sample_images
+from pyserving.export.write import Progress, missing_extra, provenance, write_servable
 from pyserving.signature import MODEL_FILE, write_signature
 
 try:

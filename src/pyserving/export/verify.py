@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pyserving.errors import ExportError
-from pyserving.export import Progress
+from pyserving.export.write import Progress
 from pyserving.reference import write_reference
 
 # Domains whose operators ONNX Runtime implements; an op elsewhere is foreign to ONNX.

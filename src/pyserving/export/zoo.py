@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from pyserving.errors import ExportError
-from pyserving.export import Progress
 from pyserving.export.labels import imagenet_labels
 from pyserving.export.quantize import QUANTIZE_STEPS, QuantizeOptions
 from pyserving.export.torch import STEPS, export_torch
+from pyserving.export.write import Progress
 
 __all__ = ["ZOO", "efficientnet_lite0", "export_efficientnet_lite0", "imagenet_labels"]
 
