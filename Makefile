@@ -85,6 +85,7 @@ lint: $(LINT_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Regenerate the committed gRPC stubs from protos/.
 proto: install
