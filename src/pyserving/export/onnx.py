@@ -207,7 +207,7 @@ def _inputs(proto: onnx.ModelProto, path: Path) -> list[Any]:
 
 
 def _output(proto: onnx.ModelProto, wanted: str | None) -> str:
-    outputs = {o.name: o for o in proto.graph.output}
+    outputs = {str(o.name): o for o in proto.graph.output}
     scores = [n for n, o in outputs.items() if o.type.tensor_type.elem_type in FLOATS]
     if wanted is not None:
         if wanted not in outputs:
