@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: none)")
     serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
     serve.add_argument("--max_image_pixels", type=int, default=50_000_000)
+    serve.add_argument(
+        "--max_text_chars",
+        type=int,
+        default=100_000,
+        help="longest text a text model takes, in characters",
+    )
     serve.add_argument("--max_batch_size", type=int, default=8, help="inputs per ONNX call")
     serve.add_argument(
         "--batch_timeout_micros",
@@ -245,6 +251,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         rest_api_port=args.rest_api_port,
         max_request_bytes=int(args.max_request_mib * MiB),
         max_image_pixels=args.max_image_pixels,
+        max_text_chars=args.max_text_chars,
         batching=batching,
         worker_threads=args.worker_threads,
         intra_op_threads=args.intra_op_threads,
