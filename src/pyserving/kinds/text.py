@@ -52,6 +52,11 @@ def warm_up(signature: Signature, row_shape: tuple[int, ...]) -> np.ndarray:
     return np.array(["warm up"], dtype=object).reshape((1, *row_shape))
 
 
+def normalize(text: str, whitespace: str) -> str:
+    """`text` with its whitespace as the signature says: collapsed, or kept as it is."""
+    return " ".join(text.split()) if whitespace == "collapse" else text
+
+
 def decode_text(data: bytes, whitespace: str, max_chars: int) -> str:
     """The UTF-8 text in `data`, normalised. Raises InvalidInput saying what is wrong."""
     if len(data) > UTF8_MAX_BYTES * max_chars:
@@ -66,8 +71,7 @@ def decode_text(data: bytes, whitespace: str, max_chars: int) -> str:
             f"the text is not valid UTF-8 ({exc.reason} at byte {exc.start} of {len(data):,}, "
             f"{data[exc.start : exc.start + 4]!r}): send the text encoded as UTF-8"
         ) from None
-    if whitespace == "collapse":
-        text = " ".join(text.split())
+    text = normalize(text, whitespace)
     if not text.strip():
         raise InvalidInput(
             f"the text is empty ({len(data):,} bytes{', only whitespace' if data else ''}): "
