@@ -22,7 +22,12 @@ from pyserving.manager import ModelManager
 from pyserving.rest_api.app import create_rest_app
 from pyserving.service import Service
 from pyserving.settings import ModelConfig, Settings
-from tests.onnx_models import publish, write_features_servable, write_image_servable
+from tests.onnx_models import (
+    publish,
+    write_features_servable,
+    write_image_servable,
+    write_text_servable,
+)
 from tests.processes import RunningProcess, start_server
 
 
@@ -100,14 +105,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[Service]:
-    """A real service over two tiny models: `colours` (image: red, green or blue wins) and
-    `lin` (features a, b: the larger one's class, A or B, wins)."""
+    """A real service over three tiny models: `colours` (image: red, green or blue wins),
+    `lin` (features a, b: the larger one's class, A or B, wins) and `letters` (text: the
+    more frequent of the letters a and b wins)."""
     publish(tmp_path / "colours", 1, write_image_servable)
     weights = np.eye(2, dtype=np.float32)
     publish(tmp_path / "lin", 1, lambda f: write_features_servable(f, weights, ["a", "b"], "AB"))
+    publish(tmp_path / "letters", 1, write_text_servable)
     settings = Settings(
-        models=(ModelConfig("colours", tmp_path / "colours"), ModelConfig("lin", tmp_path / "lin")),
+        models=(
+            ModelConfig("colours", tmp_path / "colours"),
+            ModelConfig("letters", tmp_path / "letters"),
+            ModelConfig("lin", tmp_path / "lin"),
+        ),
         file_system_poll_wait_seconds=0,
+        max_text_chars=1000,
     )
     with ThreadPoolExecutor(2) as pool:
         manager = ModelManager(settings, pool)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -92,6 +94,56 @@ def write_features_servable(
             scores="logits",
             labels=tuple(labels or (f"class{i}" for i in range(weights.shape[1]))),
             features=tuple(names),
+        ),
+        folder,
+    )
+    return folder
+
+
+TEXT_LABELS = ("a", "b")
+
+
+@functools.cache
+def letters_model_bytes() -> bytes:
+    """string [N, 1] → `probabilities` [N, 2]: texts of mostly a's are class a, b's class b.
+
+    A real scikit-learn pipeline (character counts, logistic regression) converted by
+    skl2onnx, as the text exporter does it.
+    """
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    texts = ["aaaa", "a a a", "aaab", "baaa", "bbbb", "b b b", "bbba", "abbb"]
+    model = make_pipeline(CountVectorizer(analyzer="char", lowercase=False), LogisticRegression())
+    model.fit(texts, [t.count("a") < t.count("b") for t in texts])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "only tokenizer='word' is fully supported"
+        proto = to_onnx(
+            model,
+            initial_types=[("text", StringTensorType([None, 1]))],
+            options={"zipmap": False},
+            target_opset={"": 17, "ai.onnx.ml": 3},
+        )
+    return bytes(proto.SerializeToString())
+
+
+def write_text_servable(folder: Path, whitespace: str = "collapse") -> Path:
+    """A complete text servable in `folder` (created) using `letters_model_bytes`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MODEL_FILE).write_bytes(letters_model_bytes())
+    write_signature(
+        Signature(
+            kind="text",
+            input_name="text",
+            input_dtype="string",
+            output_name="probabilities",
+            scores="probabilities",
+            labels=TEXT_LABELS,
+            top_k=1,
+            whitespace=whitespace,
         ),
         folder,
     )

@@ -116,7 +116,7 @@ def choose(version: Path, wanted: Wanted, reference_from: Path | None = None) ->
         EngineOptions(),
         sig.input_name,
         sig.output_name,
-        warm_up,
+        lambda info: warm_up,
         load_reference(reference_from or version),
         sig.scores == "logits",
         sig.precision == "int8",

@@ -56,7 +56,7 @@ async def test_model_status_names_the_engine_and_the_default(
 ) -> None:
     stub = pb_grpc.ClassificationServiceStub(grpc_channel)
     status = await stub.get_model_status(pb.ModelStatusRequest())
-    assert [m.name for m in status.models] == ["colours", "lin"]
+    assert [m.name for m in status.models] == ["colours", "letters", "lin"]
     assert status.default_model == "colours"
     (version,) = status.models[1].versions
     assert version.version == 1 and version.engine == "onnxruntime"
@@ -64,3 +64,14 @@ async def test_model_status_names_the_engine_and_the_default(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.get_model_status(pb.ModelStatusRequest(model_name="nope"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_classify_utf8_text_in_input(grpc_channel: grpc.aio.Channel) -> None:
+    stub = pb_grpc.ClassificationServiceStub(grpc_channel)
+    a = await stub.classify(pb.ClassificationRequest(model_name="letters", input="ááaa a".encode()))
+    assert [c.name for c in a.classes] == ["a"] and a.model_name == "letters"
+    for data, message in ((b"\xc3", "not valid UTF-8"), (b" ", "the text is empty")):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.classify(pb.ClassificationRequest(model_name="letters", input=data))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in (info.value.details() or "")

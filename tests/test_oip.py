@@ -16,7 +16,7 @@ IMAGE = ModelMetadata(
     "colours", 1, (1, 2), "image", "image", (), ("red", "green", "blue"), 2, "onnxruntime", "f32"
 )
 FEATURES = ModelMetadata(
-    "lin", 3, (3,), "features", "x", ("a", "b"), ("A", "B"), 1, "openvino", "bf16"
+    "lin", 3, (3,), "features", "x", ("a", "b"), ("A", "B"), 1, "openvino", "bf16", "FP32", (-1, 2)
 )
 
 

@@ -58,7 +58,7 @@ async def test_health_metrics_and_document(rest: httpx.AsyncClient, service: Ser
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "pyserving_request_seconds" in metrics.text
     names = (await rest.get("/openapi.json")).json()["paths"]["/v2/models/{name}"]["get"]
-    assert names["parameters"][0]["schema"]["enum"] == ["colours", "lin"]
+    assert names["parameters"][0]["schema"]["enum"] == ["colours", "letters", "lin"]
     service.stop_taking_requests()
     not_ready = await rest.get("/v2/health/ready")
     assert not_ready.status_code == 503 and not_ready.json() == {"ready": False}

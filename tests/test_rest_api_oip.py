@@ -99,3 +99,31 @@ async def test_a_timeout_in_the_past_is_504(rest: httpx.AsyncClient) -> None:
     body = {"inputs": [{"name": "features", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
     response = await rest.post("/v2/models/lin/infer", json=body, headers={"timeout": "-1"})
     assert response.status_code == 504
+
+
+async def test_text_models_take_bytes_as_strings(rest: httpx.AsyncClient) -> None:
+    meta = (await rest.get("/v2/models/letters")).json()
+    assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["parameters"]["kind"] == "text"
+    data = ["aaa b", {"b64": base64.b64encode(b"bbbb").decode()}]
+    body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": data}]}
+    (out,) = (await rest.post("/v2/models/letters/infer", json=body)).json()["outputs"]
+    assert np.argmax(np.reshape(out["data"], (2, 2)), 1).tolist() == [0, 1]
+    raw = oip.encode_bytes_tensor([b"b"])
+    tensor = {"name": "text", "shape": [1], "datatype": "BYTES"}
+    head = {"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}]}
+    header = json.dumps(head).encode()
+    binary = await rest.post(
+        "/v2/models/letters/infer",
+        content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert binary.status_code == 200
+    for bad, message in (("", "the text is empty"), ("\ud800", "not valid UTF-8")):
+        body["inputs"][0] |= {"shape": [1], "data": [bad]}
+        # json.dumps writes a lone surrogate as the escape "\ud800", as a client may.
+        response = await rest.post("/v2/models/letters/infer", content=json.dumps(body))
+        assert response.status_code == 400 and message in response.json()["error"]
+    body["inputs"][0] |= {"datatype": "FP32", "data": [1.0]}
+    wrong = await rest.post("/v2/models/letters/infer", json=body)
+    assert wrong.status_code == 400 and "BYTES (UTF-8 texts)" in wrong.json()["error"]

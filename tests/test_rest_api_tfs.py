@@ -83,3 +83,43 @@ async def test_bad_requests_are_400_saying_why(
 ) -> None:
     response = await rest.post(f"/v1/models/{path}", json=body)
     assert response.status_code == 400 and message in response.json()["error"]
+
+
+async def test_text_as_a_raw_body_instances_and_examples(rest: httpx.AsyncClient) -> None:
+    raw = await rest.post(
+        "/v1/models/letters:classify",
+        content=b"bbb\n\tb",
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+    )
+    assert raw.json()["results"] == [[["b", pytest.approx(raw.json()["results"][0][0][1])]]]
+    examples = {"examples": [{"text": "aaaa"}, {"text": "bbba"}], "top_k": 2}
+    both = (await rest.post("/v1/models/letters:classify", json=examples)).json()
+    assert [r[0][0] for r in both["results"]] == ["a", "b"] and len(both["results"][0]) == 2
+    predicted = await rest.post("/v1/models/letters:predict", json={"instances": ["a", "bb"]})
+    assert np.argmax(predicted.json()["predictions"], 1).tolist() == [0, 1]
+    meta = (await rest.get("/v1/models/letters/metadata")).json()
+    inputs = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    assert inputs["text"]["dtype"] == "DT_STRING"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("letters:classify", b"\xff\xfe", "not valid UTF-8"),
+        ("letters:classify", b"  ", "the text is empty"),
+        ("letters:classify", b"a" * 1001, "over the limit of 1,000"),
+        ("letters:predict", {"instances": [""]}, "the text is empty"),
+        ("letters:predict", {"instances": [3]}, "instances[0] must be a string of text"),
+        ("letters:classify", {"examples": [{"text": 1}]}, "examples[0].text must be a string"),
+    ],
+)
+async def test_bad_text_is_400_saying_why(
+    rest: httpx.AsyncClient, path: str, body: bytes | dict[str, object], message: str
+) -> None:
+    if isinstance(body, bytes):
+        response = await rest.post(
+            f"/v1/models/{path}", content=body, headers={"Content-Type": "text/plain"}
+        )
+    else:
+        response = await rest.post(f"/v1/models/{path}", json=body)
+    assert response.status_code == 400 and message in response.json()["error"]

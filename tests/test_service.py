@@ -4,6 +4,7 @@ timed and counted, deadlines checked, metadata and health answered."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -171,14 +172,38 @@ async def test_status_readiness_health_and_load(service: Service) -> None:
     (lin,) = service.model_status("lin")
     (version,) = lin.versions
     assert (version.version, version.state, version.engine) == (1, "AVAILABLE", "onnxruntime")
-    assert service.model_names() == ["colours", "lin"]
+    assert service.model_names() == ["colours", "letters", "lin"]
     assert service.ready() and service.model_ready("lin", 1)
     with pytest.raises(ModelNotFound):
         service.model_ready("lin", 2)
     health = service.health()
-    assert health.server and dict(health.models) == {"colours": True, "lin": True}
+    assert health.server and dict(health.models) == {"colours": True, "letters": True, "lin": True}
     loads = {v.model: v for v in service.load()}
-    assert set(loads) == {"colours", "lin"}
+    assert set(loads) == {"colours", "letters", "lin"}
     assert loads["lin"].engine == "onnxruntime" and loads["lin"].in_flight == 0
     service.stop_taking_requests()
     assert not service.ready() and not service.model_ready("lin")
+
+
+async def test_classify_and_predict_text(service: Service) -> None:
+    (b,) = await service.classify("t", "letters", 0, examples(Example(image=b"  b b\n bba ")))
+    assert [p.name for p in b.predictions] == ["b"]  # the signature's top_k is 1
+    scores, _ = await service.predict("t", "letters", 0, batch(Batch(images=[b"aaaa", b"bbbb"])))
+    assert scores.probabilities.shape == (2, 2)
+    assert scores.probabilities.argmax(axis=1).tolist() == [0, 1]
+    model = service.metadata("letters")
+    assert (model.kind, model.input_datatype, model.input_shape) == ("text", "BYTES", (-1,))
+
+
+@pytest.mark.parametrize(
+    ("example", "message"),
+    [
+        (Example(image=b""), "the text is empty"),
+        (Example(image=b"\xffab"), "not valid UTF-8"),
+        (Example(image=b"a" * 1001), "over the limit of 1,000 (--max_text_chars)"),
+        (Example(features={"a": 1.0}), "takes UTF-8 text in `input`, not features"),
+    ],
+)
+async def test_bad_text_is_invalid(service: Service, example: Example, message: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        await service.classify("t", "letters", 0, examples(example))

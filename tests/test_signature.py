@@ -114,3 +114,34 @@ def test_write_refuses_an_invalid_signature(tmp_path: Path) -> None:
     with pytest.raises(ServableError, match="height"):
         write_signature(bad, tmp_path)
     assert not (tmp_path / "servable.json").exists()
+
+
+def test_text_round_trip_and_old_versions_still_load(tmp_path: Path) -> None:
+    sig = Signature(
+        kind="text",
+        input_name="text",
+        input_dtype="string",
+        output_name="probabilities",
+        scores="probabilities",
+        labels=("cat", "dog", "bird"),
+        top_k=3,
+        whitespace="keep",
+    )
+    write_signature(sig, tmp_path)
+    doc = json.loads((tmp_path / "servable.json").read_text())
+    assert doc["format"] == 1 and doc["input"] == {
+        "name": "text",
+        "dtype": "string",
+        "whitespace": "keep",
+    }
+    assert load_signature(tmp_path) == sig
+    # A format-1 image signature written before the kinds were modules reads the same.
+    old = {
+        "format": 1,
+        "kind": "image",
+        "input": {"name": "image", "dtype": "uint8", "height": 4, "width": 4},
+        "output": {"name": "logits", "classes": 3},
+    }
+    assert load_signature(write(tmp_path / "old", old)).resize == "bilinear"
+    with pytest.raises(ServableError, match="unknown input kind 'video'; expected one of"):
+        load_signature(write(tmp_path / "video", {**old, "kind": "video"}))

@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: none)")
     serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
     serve.add_argument("--max_image_pixels", type=int, default=50_000_000)
+    serve.add_argument(
+        "--max_text_chars",
+        type=int,
+        default=100_000,
+        help="longest text a text model takes, in characters",
+    )
     serve.add_argument("--max_batch_size", type=int, default=8, help="inputs per ONNX call")
     serve.add_argument(
         "--batch_timeout_micros",
@@ -162,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--feature", action="append", default=[], metavar="NAME=VALUE", help="for features models"
     )
+    classify.add_argument(
+        "--text", action="append", default=[], help="for text models: a text to classify"
+    )
     classify.add_argument("--timeout", type=float, default=30.0)
     add_client_tls(classify)
     classify.set_defaults(run=run_classify)
@@ -245,6 +254,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         rest_api_port=args.rest_api_port,
         max_request_bytes=int(args.max_request_mib * MiB),
         max_image_pixels=args.max_image_pixels,
+        max_text_chars=args.max_text_chars,
         batching=batching,
         worker_threads=args.worker_threads,
         intra_op_threads=args.intra_op_threads,
@@ -330,17 +340,22 @@ def run_classify(args: argparse.Namespace) -> int:
     from pyserving.client import Client
 
     features = dict(_parse_feature(f) for f in args.feature)
-    if not args.images and not features:
+    if not args.images and not features and not args.text:
         print(
-            "error: give image files, or --feature NAME=VALUE for a features model", file=sys.stderr
+            "error: give image files, --feature NAME=VALUE for a features model, or --text "
+            "TEXT for a text model",
+            file=sys.stderr,
         )
         return 2
-    inputs: list[tuple[str, bytes]] = [(str(p), b"") for p in args.images] or [("features", b"")]
+    # (label, the bytes sent in `input`): files are read as they are sent.
+    inputs: list[tuple[str, bytes | None]] = [(str(p), None) for p in args.images]
+    inputs += [(repr(t), t.encode("utf-8")) for t in args.text]
+    inputs = inputs or [("features", b"")]
     failed = 0
     with Client(args.server, timeout=args.timeout, tls=client_tls(args)) as client:
-        for label, _ in inputs:
+        for label, data in inputs:
             try:
-                image = Path(label).read_bytes() if args.images else b""
+                image = Path(label).read_bytes() if data is None else data
                 started = time.perf_counter()
                 result = client.classify(
                     image, args.model, args.version, args.top_k, features=features

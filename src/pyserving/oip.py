@@ -2,10 +2,11 @@
 
 The one conversion both v2 adapters (gRPC and REST) use: they read their wire format into
 `input_tensor`s and `RequestedOutput`s, `batch` checks them against the model, and
-`outputs` plus `raw` / `flat` give the tensors to write back. Image models take
-one `BYTES` input of shape [N] (one encoded image per element); features models take
-`FP32` [N, F]. The output `probabilities` is `FP32` [N, classes]; asked with the
-`classification` parameter (as Triton does) it is `BYTES` [N, K] of "score:index:label".
+`outputs` plus `raw` / `flat` give the tensors to write back. Image and text models take
+one `BYTES` input of shape [N] (one encoded image, or one UTF-8 text, per element);
+features models take `FP32` [N, F]. The output `probabilities` is `FP32` [N, classes];
+asked with the `classification` parameter (as Triton does) it is `BYTES` [N, K] of
+"score:index:label".
 """
 
 from __future__ import annotations
@@ -70,12 +71,13 @@ def server_metadata() -> dict[str, Any]:
 
 def model_metadata(model: ModelMetadata) -> dict[str, Any]:
     """The model's metadata: its real input and output as the protocol sees them."""
-    if model.kind == "image":
-        inputs = [{"name": model.input_name, "datatype": "BYTES", "shape": [-1]}]
-    else:
-        inputs = [
-            {"name": model.input_name, "datatype": "FP32", "shape": [-1, len(model.features)]}
-        ]
+    inputs = [
+        {
+            "name": model.input_name,
+            "datatype": model.input_datatype,
+            "shape": list(model.input_shape),
+        }
+    ]
     return {
         "name": model.name,
         "versions": [str(v) for v in model.versions],
@@ -184,11 +186,11 @@ def batch(
             raise InvalidInput(
                 f"outputs: unknown output {requested.name!r}; this model has {OUTPUT_NAME!r}"
             )
-    if model.kind == "image":
+    if model.input_datatype == "BYTES":
+        what = "UTF-8 texts" if model.kind == "text" else "encoded images"
         if tensor.datatype != "BYTES" or tensor.elements is None:
             raise InvalidInput(
-                f"input {tensor.name!r}: datatype must be BYTES (encoded images), "
-                f"got {tensor.datatype!r}"
+                f"input {tensor.name!r}: datatype must be BYTES ({what}), got {tensor.datatype!r}"
             )
         if len(tensor.shape) != 1 and not (len(tensor.shape) == 2 and tensor.shape[1] == 1):
             raise InvalidInput(f"input {tensor.name!r}: shape must be [N], got {tensor.shape}")

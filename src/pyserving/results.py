@@ -56,18 +56,20 @@ class ModelMetadata:
     name: str
     version: int
     versions: tuple[int, ...]  # every available version of the model, oldest first
-    kind: str  # the input kind: image or features
+    kind: str  # the input kind: image, features or text
     input_name: str
     features: tuple[str, ...]  # features models: the names, in the model's order
     labels: tuple[str, ...]
     top_k: int  # the signature's default
     engine: str  # what runs it: onnxruntime or openvino
     precision: str  # f32, bf16, or int8 for a quantised export
+    input_datatype: str = "BYTES"  # on the wire (OIP v2): BYTES, or FP32 for features
+    input_shape: tuple[int, ...] = (-1,)  # on the wire, -1 for any size
 
 
 @dataclass(frozen=True)
 class Example:
-    """One input to classify: an encoded image, or named features."""
+    """One input to classify: encoded bytes (an image, or UTF-8 text), or named features."""
 
     image: bytes = b""
     features: Mapping[str, float] = field(default_factory=dict)

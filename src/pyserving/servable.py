@@ -8,15 +8,17 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from pyserving import metrics
 from pyserving.batcher import Batcher
-from pyserving.engines import Engine, EngineInfo, EngineOptions
+from pyserving.engines import Engine, EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import ModelNotReady, ServableError
+from pyserving.kinds import KindModule, kind_module
 from pyserving.reference import load_reference
 from pyserving.settings import BatchingSettings, ModelConfig, Settings
 from pyserving.signature import MODEL_FILE, Signature, load_signature
@@ -46,6 +48,9 @@ class Servable:
         self.version = version
         self.path = path
         self.signature = signature
+        self.kind: KindModule = kind_module(signature.kind)
+        # One input without the batch axis, as the kind reads it from the engine's input.
+        self.row_shape = self.kind.row_shape(signature, _input_of(engine.info, signature))
         self.engine: Engine | None = engine
         self.engine_info: EngineInfo = engine.info
         self.precision = precision  # f32, bf16, or int8 for a quantised export
@@ -102,9 +107,9 @@ class Servable:
         if engine is not None:
             engine.close()
 
-    def input_shape(self) -> tuple[int, ...]:
-        """The shape of one input, without the batch axis."""
-        return input_shape(self.signature)
+    def warm_up_batch(self) -> np.ndarray:
+        """A batch of one input the model must accept."""
+        return self.kind.warm_up(self.signature, self.row_shape)
 
 
 def engine_options(settings: Settings, batching: BatchingSettings | None = None) -> EngineOptions:
@@ -149,7 +154,7 @@ def load_servable(
         engine_options(settings, batching),
         signature.input_name,
         signature.output_name,
-        _warm_up_batch(signature),
+        partial(_warm_up_batch, signature),
         load_reference(path),
         signature.scores == "logits",
         signature.precision == "int8",
@@ -199,20 +204,17 @@ def _check_engine(info: EngineInfo, sig: Signature, model_path: Path) -> None:
         )
 
 
-def _warm_up_batch(sig: Signature) -> np.ndarray:
-    dtype = np.uint8 if sig.input_dtype == "uint8" else np.float32
-    return np.zeros((1, *input_shape(sig)), dtype=dtype)
+def _warm_up_batch(sig: Signature, info: EngineInfo) -> np.ndarray:
+    kind = kind_module(sig.kind)
+    return kind.warm_up(sig, kind.row_shape(sig, _input_of(info, sig)))
 
 
-def input_shape(sig: Signature) -> tuple[int, ...]:
-    """The shape of one input, without the batch axis."""
-    if sig.kind == "image":
-        return (sig.height, sig.width, 3)
-    return (len(sig.features),)
+def _input_of(info: EngineInfo, sig: Signature) -> TensorInfo:
+    return next(t for t in info.inputs if t.name == sig.input_name)
 
 
 def _warm_up(servable: Servable, model_path: Path) -> None:
-    batch = _warm_up_batch(servable.signature)
+    batch = servable.warm_up_batch()
     try:
         scores = servable.run(batch)
     except Exception as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,9 +19,10 @@ import numpy as np
 
 from pyserving import metrics
 from pyserving.errors import DeadlineExceeded, InvalidInput
+from pyserving.kinds import Batch as Batch  # the adapters' input type, re-exported
+from pyserving.kinds import Limits, Prepare
 from pyserving.manager import ModelManager
 from pyserving.postprocess import softmax, top_k
-from pyserving.preprocess import FeatureRows, decode_image, feature_rows, features_vector
 from pyserving.results import (
     Classification,
     ClassifyRequest,
@@ -34,15 +35,6 @@ from pyserving.servable import Servable
 from pyserving.settings import Settings
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Inputs for `predict`: encoded `images`, or feature rows (a [N, F] matrix, or rows
-    that are each named features or numbers in the model's order)."""
-
-    images: Sequence[bytes] | None = None
-    features: FeatureRows | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +59,7 @@ class Service:
         self._manager = manager
         self._executor = executor
         self._settings = settings
+        self._limits = Limits(settings.max_image_pixels, settings.max_text_chars)
         self._stopping = False
 
     # -- requests --------------------------------------------------------------------
@@ -141,55 +134,33 @@ class Service:
         self, servable: Servable, example: Example, k: int, deadline: float | None
     ) -> Classification:
         sig = servable.signature
-        if sig.kind == "image":
-            if example.features:
-                raise InvalidInput(
-                    f"model {servable.name!r} takes an image in `input`, not features"
-                )
+        prepare = partial(servable.kind.prepare, sig, example, self._limits, servable.row_shape)
+        if servable.kind.OFF_LOOP:
             scores = await servable.batcher.run_alone(
-                partial(self._timed_decode, servable, example.image), deadline
+                partial(self._timed, servable, prepare), deadline
             )
             if scores is None:
-                array = await self._decode(servable, example.image)
+                array = await self._prepare(servable, prepare)
                 scores = await servable.batcher.submit(array, deadline)
         else:
-            if example.image:
-                raise InvalidInput(
-                    f"model {servable.name!r} takes named features "
-                    f"({', '.join(sig.features)}), not an image"
-                )
-            array = features_vector(dict(example.features), sig.features)
-            scores = await servable.batcher.submit(array, deadline)
+            scores = await servable.batcher.submit(self._timed(servable, prepare), deadline)
         predictions = top_k(scores, sig.labels, k or sig.top_k, sig.scores == "logits")
         return Classification(predictions, servable.name, servable.version)
 
     async def _predict(
         self, name: str, version: int, batch: Batch, deadline: float | None
     ) -> Scores:
-        images, features = batch.images, batch.features
-        if images is not None:
-            inputs = len(images)
-        elif isinstance(features, np.ndarray):
-            inputs = len(features) if features.ndim else 1
-        else:
-            inputs = len(features or ())
         with (
             self._manager.use(name, version) as servable,
-            servable.batcher.admit(max(1, inputs)),
+            servable.batcher.admit(max(1, len(batch))),
         ):
             _check_deadline(deadline)
             sig = servable.signature
-            if sig.kind == "image":
-                if images is None:
-                    raise InvalidInput(f"model {servable.name!r} takes encoded images (BYTES)")
-                arrays = await asyncio.gather(*(self._decode(servable, i) for i in images))
+            prepares = servable.kind.prepare_batch(sig, batch, self._limits, servable.row_shape)
+            if servable.kind.OFF_LOOP:
+                arrays = await asyncio.gather(*(self._prepare(servable, p) for p in prepares))
             else:
-                if features is None:
-                    raise InvalidInput(
-                        f"model {servable.name!r} takes features [N, {len(sig.features)}] "
-                        f"({', '.join(sig.features)})"
-                    )
-                arrays = list(feature_rows(features, sig.features))
+                arrays = [self._timed(servable, p) for p in prepares]
             if not arrays:
                 raise InvalidInput("the request holds no inputs (shape [0])")
             rows = await asyncio.gather(*(servable.batcher.submit(a, deadline) for a in arrays))
@@ -197,17 +168,14 @@ class Service:
             probs = softmax(scores) if sig.scores == "logits" else scores
             return Scores(probs.astype(np.float32), sig.labels, servable.name, servable.version)
 
-    async def _decode(self, servable: Servable, image: bytes) -> np.ndarray:
+    async def _prepare(self, servable: Servable, prepare: Prepare) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._timed_decode, servable, image)
+        return await loop.run_in_executor(self._executor, self._timed, servable, prepare)
 
-    def _timed_decode(self, servable: Servable, image: bytes) -> np.ndarray:
-        """Decode and resize for `servable` (in the pool), and record how long it took."""
-        sig = servable.signature
+    def _timed(self, servable: Servable, prepare: Prepare) -> np.ndarray:
+        """Prepare one input for `servable` (decode, check), and record how long it took."""
         started = time.perf_counter()
-        array = decode_image(
-            image, sig.height, sig.width, sig.resize, self._settings.max_image_pixels
-        )
+        array = prepare()
         metrics.PREPROCESS_SECONDS.labels(servable.name).observe(time.perf_counter() - started)
         return array
 
@@ -228,6 +196,7 @@ class Service:
         """
         servable = self._manager.get(model_name, model_version)
         sig = servable.signature
+        wire = servable.kind.wire(sig)
         return ModelMetadata(
             name=servable.name,
             version=servable.version,
@@ -239,6 +208,8 @@ class Service:
             top_k=sig.top_k,
             engine=servable.engine_info.name,
             precision=servable.precision,
+            input_datatype=wire.datatype,
+            input_shape=wire.shape,
         )
 
     def model_status(self, model_name: str = "") -> list[ModelStatus]:

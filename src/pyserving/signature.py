@@ -13,7 +13,10 @@ signature) and `labels.txt` (one class name per line; line i is class i). Exampl
 A quantised export adds `"precision": "int8"`; f32 is the default. `reference.npz` beside
 them (see `pyserving.reference`) holds the exporter's reference set.
 
-`kind: features` models have `"input": {"name": ..., "dtype": "float32", "features": [...]}`.
+`kind: features` models have `"input": {"name": ..., "dtype": "float32", "features": [...]}`;
+`kind: text` models `"input": {"name": ..., "dtype": "string", "whitespace": "collapse"}`.
+The kind's own fields of the `input` section are read and written by its module in
+`pyserving.kinds`; this module reads the file and the fields every kind shares.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pyserving.errors import ServableError
+from pyserving.kinds import KINDS, kind_module
 
 FORMAT = 1
 SIGNATURE_FILE = "servable.json"
@@ -33,11 +37,7 @@ MODEL_FILE = "model.onnx"
 REQUIRED_FILES = (SIGNATURE_FILE, LABELS_FILE, MODEL_FILE)  # what makes a version complete
 
 
-KINDS = ("image", "features")
 SCORE_KINDS = ("logits", "probabilities")
-RESIZE_FILTERS = ("bilinear", "bicubic", "nearest", "lanczos")
-IMAGE_DTYPES = ("uint8", "float32")
-LAYOUTS = ("NHWC",)
 MODEL_PRECISIONS = ("f32", "int8")  # int8: a quantised export; servable.json says so
 
 
@@ -45,7 +45,7 @@ MODEL_PRECISIONS = ("f32", "int8")  # int8: a quantised export; servable.json sa
 class Signature:
     """What a servable takes and gives: everything `servable.json` and `labels.txt` say."""
 
-    kind: Literal["image", "features"]
+    kind: Literal["image", "features", "text"]
     input_name: str
     input_dtype: str
     output_name: str
@@ -59,6 +59,8 @@ class Signature:
     resize: str = "bilinear"
     # features models
     features: tuple[str, ...] = ()
+    # text models: how runs of whitespace are normalised before the model sees the text
+    whitespace: str = "collapse"
     precision: str = "f32"  # of the weights in model.onnx: f32, or int8 when quantised
     source: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -69,15 +71,7 @@ class Signature:
     def to_json(self) -> dict[str, Any]:
         """The `servable.json` document for this signature (labels go to `labels.txt`)."""
         inp: dict[str, Any] = {"name": self.input_name, "dtype": self.input_dtype}
-        if self.kind == "image":
-            inp |= {
-                "layout": self.layout,
-                "height": self.height,
-                "width": self.width,
-                "resize": self.resize,
-            }
-        else:
-            inp["features"] = list(self.features)
+        inp |= kind_module(self.kind).section(self)
         doc: dict[str, Any] = {
             "format": FORMAT,
             "kind": self.kind,
@@ -165,29 +159,7 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
         "precision": precision,
         "source": doc.get("source") or {},
     }
-    if kind == "features":
-        features = inp.get("features")
-        if (
-            not isinstance(features, list)
-            or not features
-            or not all(isinstance(f, str) and f for f in features)
-        ):
-            raise fail("input.features must be a non-empty list of feature names")
-        if len(set(features)) != len(features):
-            raise fail("input.features names a feature twice")
-        return Signature(**common, features=tuple(features))
-    if common["input_dtype"] not in IMAGE_DTYPES:
-        raise fail(f"input.dtype {common['input_dtype']!r} is not one of {', '.join(IMAGE_DTYPES)}")
-    layout = inp.get("layout", "NHWC")
-    if layout not in LAYOUTS:
-        raise fail(f"input.layout {layout!r} is not supported; expected NHWC")
-    resize = inp.get("resize", "bilinear")
-    if resize not in RESIZE_FILTERS:
-        raise fail(f"input.resize {resize!r} is not one of {', '.join(RESIZE_FILTERS)}")
-    height, width = inp.get("height"), inp.get("width")
-    if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
-        raise fail(f"input.height and input.width must be positive integers, got {height}×{width}")
-    return Signature(**common, height=height, width=width, layout=layout, resize=resize)
+    return Signature(**common, **kind_module(kind).parse(inp, fail))
 
 
 def _section(doc: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:

@@ -12,12 +12,20 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from pyserving.engines import ENGINES, Engine, EngineOptions, engine_module, load_engine
+from pyserving.engines import (
+    ENGINES,
+    Engine,
+    EngineInfo,
+    EngineOptions,
+    engine_module,
+    load_engine,
+)
 from pyserving.errors import ServableError
 from pyserving.reference import ReferenceSet, check_reference
 
@@ -52,13 +60,14 @@ def choose_engine(
     options: EngineOptions,
     input_name: str,
     output_name: str,
-    warm_up: np.ndarray,
+    warm_up: Callable[[EngineInfo], np.ndarray],
     reference: ReferenceSet | None,
     logits: bool,
     quantized: bool,
 ) -> Choice:
     """Load the candidates for `wanted`, verify and time them, keep the fastest.
 
+    `warm_up` gives the batch the candidates are timed on, for an engine's view of the model.
     Raises ServableError naming what was asked and why it cannot be had: an engine not
     installed, a precision this CPU lacks, a reference set that a precision asked for
     explicitly fails (with the numbers).
@@ -101,7 +110,9 @@ def choose_engine(
     if len(kept) == 1:
         engine, precision = kept[0]
         return Choice(engine, precision, _asked(wanted))
-    timed = sorted(((_time_per_call(e, warm_up), e, p) for e, p in kept), key=lambda t: t[0])
+    timed = sorted(
+        ((_time_per_call(e, warm_up(e.info)), e, p) for e, p in kept), key=lambda t: t[0]
+    )
     for _, engine, _ in timed[1:]:
         engine.close()
     _, best, precision = timed[0]

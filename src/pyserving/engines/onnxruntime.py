@@ -11,7 +11,7 @@ from pyserving.engines import EngineInfo, EngineOptions, TensorInfo, pick_tensor
 from pyserving.errors import ModelNotReady, ServableError
 
 NAME = "onnxruntime"
-_TYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(string)": "str"}
+_TYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(string)": "string"}
 _OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

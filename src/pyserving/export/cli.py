@@ -58,6 +58,20 @@ def add_export_sources(sources: Any) -> None:
     sklearn = sources.add_parser("sklearn", help="a scikit-learn classifier saved with joblib")
     sklearn.add_argument("model", type=Path, help="a fitted classifier or pipeline (joblib.dump)")
     sklearn.add_argument(
+        "--input",
+        choices=("features", "text"),
+        default="features",
+        help="what the model takes: named features, or text (a pipeline whose first step is "
+        "a CountVectorizer or TfidfVectorizer)",
+    )
+    sklearn.add_argument(
+        "--whitespace",
+        choices=("collapse", "keep"),
+        default="collapse",
+        help="text: how the server normalises whitespace, as the training texts were "
+        "(collapse: runs of whitespace become one space)",
+    )
+    sklearn.add_argument(
         "--features",
         help="the feature names in the order the model takes them, comma-separated "
         "(default: the names it was fitted with)",
@@ -68,7 +82,10 @@ def add_export_sources(sources: Any) -> None:
         "a comma-separated list (default: the classes themselves)",
     )
     sklearn.add_argument(
-        "--samples", type=Path, help="a CSV file of rows to verify the ONNX model on"
+        "--samples",
+        type=Path,
+        help="rows to verify the ONNX model on: a CSV file, or for text a UTF-8 file of "
+        "one text per line",
     )
     sklearn.add_argument("--top-k", type=int, default=5, help="default number of classes")
     _add_destination(sklearn)
@@ -296,14 +313,18 @@ def run_export_sklearn(args: argparse.Namespace) -> int:
         )
     from pyserving.export.sklearn import export_sklearn
 
-    samples = _read_csv(args.samples) if args.samples is not None else None
+    samples: Any = None
+    if args.samples is not None:
+        samples = _read_lines(args.samples) if args.input == "text" else _read_csv(args.samples)
     path = export_sklearn(
         args.model,
         args.repository,
         _name(args, args.model),
+        input=args.input,
         features=args.features,
         labels=args.labels,
         samples=samples,
+        whitespace=args.whitespace,
         top_k=args.top_k,
     )
     print(path)
@@ -339,3 +360,12 @@ def _read_csv(path: Path) -> np.ndarray:
     if rows.size == 0 or np.isnan(rows).any():
         raise ExportError(f"samples {path}: expected rows of numbers separated by commas")
     return np.asarray(rows, dtype=np.float64)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file: one text each."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportError(f"cannot read samples {path} as UTF-8 text: {exc}") from exc
+    return [line for line in lines if line.strip()]

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from pyserving.errors import ExportError
-from pyserving.signature import RESIZE_FILTERS, Signature
+from pyserving.kinds.image import RESIZE_FILTERS
+from pyserving.signature import Signature
 
 INPUT_NAME = "image"
 

@@ -1,7 +1,9 @@
-"""scikit-learn → ONNX with skl2onnx: a fitted classifier or pipeline on named features.
+"""scikit-learn → ONNX with skl2onnx: a fitted classifier or pipeline on named features,
+or (`input="text"`) a text pipeline whose first step is a Count or Tfidf vectorizer.
 
 The graph takes `features`, float32 [N, F], in the order of the signature's feature names,
-and gives `probabilities`, float32 [N, classes], one column per entry of `classes_`.
+or `text`, string [N, 1], and gives `probabilities`, float32 [N, classes], one column per
+entry of `classes_`.
 """
 
 from __future__ import annotations
@@ -14,22 +16,26 @@ from typing import Any
 import numpy as np
 
 from pyserving.errors import ExportError
+from pyserving.export import sklearn_text
 from pyserving.export.labels import Labels, match_labels, read_labels
 from pyserving.export.verify import compare
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
+from pyserving.kinds.text import WHITESPACE, normalize
 from pyserving.signature import MODEL_FILE, Signature, write_signature
 
 try:
     import joblib
     import skl2onnx
     import sklearn
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 except ImportError as exc:
     raise missing_extra(exc.name or "scikit-learn", "sklearn") from exc
 
 __all__ = ["export_sklearn", "load_sklearn"]
 
 INPUT_NAME = "features"
+TEXT_INPUT_NAME = "text"
+INPUTS = ("features", "text")
 OUTPUT_NAME = "probabilities"
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 STEPS = 5  # load, convert, verify, agree, wrote
@@ -51,9 +57,11 @@ def export_sklearn(
     repository: Path | str,
     name: str,
     *,
+    input: str = "features",
     features: Sequence[str] | str | None = None,
     labels: Labels | None = None,
-    samples: np.ndarray | None = None,
+    samples: np.ndarray | Sequence[str] | None = None,
+    whitespace: str = "collapse",
     top_k: int = 5,
     tolerance: float = 1e-4,
     source: Mapping[str, Any] | None = None,
@@ -65,7 +73,13 @@ def export_sklearn(
     model's `feature_names_in_`). `labels` name the classes in the order of `classes_`
     (default: the classes themselves). `samples` are the rows the ONNX result is checked
     on against `predict_proba`; by default random rows around 0 and over [0, 10).
+
+    With `input="text"` the model is a text pipeline, `samples` are texts (by default made
+    from its vocabulary), and `whitespace` says how the server normalises a request's
+    text (`collapse`: runs of whitespace become one space), as the training texts were.
     """
+    if input not in INPUTS:
+        raise ExportError(f"unknown input {input!r}; a scikit-learn model takes features or text")
     progress = progress or Progress(STEPS)
     if isinstance(model, str | Path):
         progress.step(f"loading {model}")
@@ -74,22 +88,40 @@ def export_sklearn(
     else:
         progress.step(f"using the given {type(model).__name__}")
         description = type(model).__name__
-    names = _feature_names(model, features)
+    _check_classifier(model)
     classes = [str(c) for c in model.classes_]
     class_names = read_labels(labels) if labels is not None else tuple(classes)
-    rows = _samples(samples, len(names))
+    if input == "text":
+        if whitespace not in WHITESPACE:
+            raise ExportError(f"whitespace {whitespace!r} is not one of {', '.join(WHITESPACE)}")
+        step = sklearn_text.vectorizer(model, whitespace)
+        names: tuple[str, ...] = ()
+        texts = sklearn_text.check_texts(
+            [str(t) for t in samples] if samples is not None else sklearn_text.sample_texts(step)
+        )
+        # Verified on what the server will hand the graph: the texts normalised as it does.
+        rows = np.array([normalize(t, whitespace) for t in texts], dtype=str).reshape(-1, 1)
+        input_name = TEXT_INPUT_NAME
+    else:
+        names = _feature_names(model, features)
+        rows = _samples(None if samples is None else np.asarray(samples), len(names))
+        input_name = INPUT_NAME
 
     def reference(inputs: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "X does not have valid feature names"
-            return np.asarray(model.predict_proba(inputs))
+            given = inputs[:, 0].tolist() if input == "text" else inputs
+            return np.asarray(model.predict_proba(given))
 
     def write(folder: Path) -> None:
         progress.step(f"converting to ONNX with skl2onnx {skl2onnx.__version__}")
-        _convert(model, len(names), folder / MODEL_FILE)
+        if input == "text":
+            _convert_text(model, step, folder / MODEL_FILE)
+        else:
+            _convert(model, len(names), folder / MODEL_FILE)
         agreement = compare(
             folder / MODEL_FILE,
-            INPUT_NAME,
+            input_name,
             OUTPUT_NAME,
             rows,
             reference,
@@ -108,14 +140,15 @@ def export_sklearn(
             "max_abs_difference": agreement.max_abs_difference,
         }
         signature = Signature(
-            kind="features",
-            input_name=INPUT_NAME,
-            input_dtype="float32",
+            kind="text" if input == "text" else "features",
+            input_name=input_name,
+            input_dtype="string" if input == "text" else "float32",
             output_name=OUTPUT_NAME,
             scores="probabilities",
             labels=matched,
             top_k=max(1, min(top_k, len(matched))),
             features=names,
+            whitespace=whitespace,
             source=provenance("scikit-learn", **details),
         )
         write_signature(signature, folder)
@@ -125,12 +158,15 @@ def export_sklearn(
     return path
 
 
-def _feature_names(model: Any, features: Sequence[str] | str | None) -> tuple[str, ...]:
+def _check_classifier(model: Any) -> None:
     if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
         raise ExportError(
             f"{type(model).__name__} is not a fitted classifier with predict_proba; pyserving "
             "serves class probabilities (for SVC, fit it with probability=True)"
         )
+
+
+def _feature_names(model: Any, features: Sequence[str] | str | None) -> tuple[str, ...]:
     count = getattr(model, "n_features_in_", None)
     if features is None:
         fitted = getattr(model, "feature_names_in_", None)
@@ -185,6 +221,23 @@ def _convert(model: Any, width: int, path: Path) -> None:
             options={"zipmap": False},
             target_opset=OPSETS,
         )
+    except Exception as exc:
+        raise ExportError(f"skl2onnx cannot convert {_describe(model)}: {exc}") from exc
+    path.write_bytes(proto.SerializeToString())
+
+
+def _convert_text(model: Any, step: Any, path: Path) -> None:
+    classifier = model.steps[-1][1]
+    options = {id(step): sklearn_text.converter_options(step), id(classifier): {"zipmap": False}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "only tokenizer='word' is fully supported"
+            proto = skl2onnx.to_onnx(
+                model,
+                initial_types=[(TEXT_INPUT_NAME, StringTensorType([None, 1]))],
+                options=options,
+                target_opset=OPSETS,
+            )
     except Exception as exc:
         raise ExportError(f"skl2onnx cannot convert {_describe(model)}: {exc}") from exc
     path.write_bytes(proto.SerializeToString())

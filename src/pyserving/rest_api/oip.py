@@ -1,8 +1,9 @@
 """Open Inference Protocol v2 over REST, with the binary tensor data extension.
 
 BYTES elements in JSON are base64 strings (or `{"b64": ...}` objects), since encoded
-images are not text. With the binary extension (`Inference-Header-Content-Length`), inputs
-and outputs travel as raw bytes after the JSON header, as tritonclient sends them.
+images are not text; for a text model a JSON string is the text itself. With the binary
+extension (`Inference-Header-Content-Length`), inputs and outputs travel as raw bytes
+after the JSON header, as tritonclient sends them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class V2Routes:
 
         async def parse(model: ModelMetadata) -> tuple[Batch, _Parsed]:
             body = await read_body(request, self._limit)
-            doc, inputs = await parse_body(body, lambda b: _parse(b, header_length))
+            text = model.kind == "text"
+            doc, inputs = await parse_body(body, lambda b: _parse(b, header_length, text))
             outputs = _requested_outputs(doc)
             return oip.batch(model, inputs, outputs), (doc, outputs)
 
@@ -106,10 +108,16 @@ def _deadline(request: Request) -> float | None:
     return asyncio.get_running_loop().time() + seconds
 
 
-def _parse(body: bytes, header_length: str | None) -> tuple[dict[str, Any], list[oip.InputTensor]]:
-    """The JSON head and the input tensors, base64 and binary data decoded."""
+def _parse(
+    body: bytes, header_length: str | None, text: bool
+) -> tuple[dict[str, Any], list[oip.InputTensor]]:
+    """The JSON head and the input tensors, base64 and binary data decoded.
+
+    `text`: JSON strings in BYTES data are the texts themselves (UTF-8), as the protocol
+    says, rather than base64 of encoded images.
+    """
     doc, binary = _split(body, header_length)
-    return doc, _inputs(doc, binary)
+    return doc, _inputs(doc, binary, text)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
@@ -126,7 +134,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], byte
     return doc, binary
 
 
-def _inputs(doc: dict[str, Any], binary: bytes) -> list[oip.InputTensor]:
+def _inputs(doc: dict[str, Any], binary: bytes, text: bool) -> list[oip.InputTensor]:
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("`inputs` must be a non-empty list of tensors")
@@ -153,22 +161,26 @@ def _inputs(doc: dict[str, Any], binary: bytes) -> list[oip.InputTensor]:
         else:
             raise InvalidInput(f"{where}.data is missing")
         if datatype == "BYTES" and not isinstance(data, bytes):
-            data = _json_bytes(data, where)
+            data = _json_bytes(data, where, text)
         where_named = where if datatype == "BYTES" else f"{where} ({name!r})"
         out.append(oip.input_tensor(name, datatype, shape, data, where_named))
     return out
 
 
-def _json_bytes(data: Any, where: str) -> list[bytes]:
+def _json_bytes(data: Any, where: str, text: bool) -> list[bytes]:
     flat = data if isinstance(data, list) else [data]
     while flat and all(isinstance(x, list) for x in flat):
         flat = [y for x in flat for y in x]
     out = []
     for j, element in enumerate(flat):
-        text = element.get("b64") if isinstance(element, dict) else element
-        if not isinstance(text, str):
-            raise InvalidInput(f'{where}.data[{j}] must be a base64 string or {{"b64": ...}}')
-        out.append(b64decode(text, f"{where}.data[{j}]"))
+        if text and isinstance(element, str):
+            out.append(element.encode("utf-8", "surrogatepass"))
+            continue
+        encoded = element.get("b64") if isinstance(element, dict) else element
+        if not isinstance(encoded, str):
+            expected = "a string of text" if text else "a base64 string"
+            raise InvalidInput(f'{where}.data[{j}] must be {expected} or {{"b64": ...}}')
+        out.append(b64decode(encoded, f"{where}.data[{j}]"))
     return out
 
 

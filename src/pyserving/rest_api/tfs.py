@@ -5,8 +5,10 @@
     POST /v1/models/{name}[/versions/{v}]:classify   {"examples": [...]} → {"results": ...}
     POST /v1/models/{name}[/versions/{v}]:predict    {"instances": [...]} → {"predictions": ...}
 
-`:classify` also takes a raw image body (`Content-Type: image/*`) or a multipart upload, so
-`curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg'` works.
+`:classify` also takes a raw image body (`Content-Type: image/*`), a multipart upload, or
+for a text model a raw `text/plain` body, so `curl --data-binary @cat.jpg -H 'Content-Type:
+image/jpeg'` works. Text models take `{"instances": ["..."]}` and `{"examples":
+[{"text": "..."}]}`.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class TfServingRoutes:
 
     def _metadata(self, name: str, version: int) -> Response:
         model = self._service.metadata(name, version)
-        if model.kind == "image":
+        if model.input_datatype == "BYTES":
             inputs = {
                 model.input_name: {
                     "dtype": "DT_STRING",
@@ -125,9 +127,9 @@ class TfServingRoutes:
         async def parse(model: ModelMetadata) -> ClassifyRequest:
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             top_k = _top_k(request.query_params.get("top_k"))
-            if kind.startswith("image/") or kind == "application/octet-stream":
-                image = await read_body(request, self._limit)
-                return ClassifyRequest((Example(image=image),), top_k)
+            if kind.startswith("image/") or kind in ("application/octet-stream", "text/plain"):
+                body = await read_body(request, self._limit)
+                return ClassifyRequest((Example(image=body),), top_k)
             if kind == "multipart/form-data":
                 images = await self._uploads(request)
                 return ClassifyRequest(tuple(Example(image=i) for i in images), top_k)
@@ -161,6 +163,12 @@ class TfServingRoutes:
                 raise InvalidInput("`instances` must be a non-empty list")
             if len(instances) > MAX_EXAMPLES:
                 raise InvalidInput(f"at most {MAX_EXAMPLES} instances per request")
+            if model.kind == "text":
+                texts = [
+                    _instance_text(x, model.input_name, f"instances[{i}]")
+                    for i, x in enumerate(instances)
+                ]
+                return Batch(images=texts), None
             if model.kind == "image":
                 images = [
                     _instance_image(x, model.input_name, f"instances[{i}]")
@@ -232,6 +240,20 @@ def _instance_image(instance: Any, input_name: str, where: str) -> bytes:
     return _example_image(instance, input_name, where)
 
 
+def _instance_text(instance: Any, input_name: str, where: str) -> bytes:
+    """A string, or an object holding one under the input's name, as UTF-8."""
+    if isinstance(instance, dict) and len(instance) == 1:
+        key = input_name if input_name in instance else next(iter(instance))
+        instance = instance[key]
+        where = f"{where}.{key}"
+    if not isinstance(instance, str):
+        raise InvalidInput(
+            f'{where} must be a string of text, or {{"{input_name}": "..."}}, got '
+            f"{type(instance).__name__}"
+        )
+    return instance.encode("utf-8", "surrogatepass")
+
+
 def _number(value: Any, where: str) -> float:
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
@@ -245,6 +267,8 @@ def _number(value: Any, where: str) -> float:
 def _example(model: ModelMetadata, example: Any, where: str) -> Example:
     if not isinstance(example, dict) or not example:
         raise InvalidInput(f"{where} must be an object of named features")
+    if model.kind == "text":
+        return Example(image=_instance_text(example, model.input_name, where))
     if model.kind == "image":
         return Example(image=_example_image(example, model.input_name, where))
     return Example(features={k: _number(v, f"{where}.{k}") for k, v in example.items()})

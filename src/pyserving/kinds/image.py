@@ -1,0 +1,103 @@
+"""Image models: encoded images in, decoded and resized uint8 pixels out.
+
+`servable.json` input section: `{"name", "dtype": "uint8" | "float32", "layout": "NHWC",
+"height", "width", "resize": "bilinear" | "bicubic" | "nearest" | "lanczos"}`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pyserving.errors import InvalidInput
+from pyserving.kinds import Batch, Fail, Limits, Prepare, Wire
+from pyserving.preprocess import decode_image
+
+if TYPE_CHECKING:
+    from pyserving.engines import TensorInfo
+    from pyserving.results import Example
+    from pyserving.signature import Signature
+
+OFF_LOOP = True  # decoding is the CPU-heavy half of a request
+RESIZE_FILTERS = ("bilinear", "bicubic", "nearest", "lanczos")
+DTYPES = ("uint8", "float32")
+LAYOUTS = ("NHWC",)
+
+
+def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
+    """The image fields of the signature, checked."""
+    dtype = section.get("dtype")
+    if dtype not in DTYPES:
+        raise fail(f"input.dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    layout = section.get("layout", "NHWC")
+    if layout not in LAYOUTS:
+        raise fail(f"input.layout {layout!r} is not supported; expected NHWC")
+    resize = section.get("resize", "bilinear")
+    if resize not in RESIZE_FILTERS:
+        raise fail(f"input.resize {resize!r} is not one of {', '.join(RESIZE_FILTERS)}")
+    height, width = section.get("height"), section.get("width")
+    if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
+        raise fail(f"input.height and input.width must be positive integers, got {height}×{width}")
+    return {"height": height, "width": width, "layout": layout, "resize": resize}
+
+
+def section(signature: Signature) -> dict[str, Any]:
+    """The image fields as `servable.json` writes them."""
+    return {
+        "layout": signature.layout,
+        "height": signature.height,
+        "width": signature.width,
+        "resize": signature.resize,
+    }
+
+
+def row_shape(signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]:
+    """One image: height × width × RGB."""
+    return (signature.height, signature.width, 3)
+
+
+def warm_up(signature: Signature, row_shape: tuple[int, ...]) -> np.ndarray:
+    """A black image."""
+    dtype = np.uint8 if signature.input_dtype == "uint8" else np.float32
+    return np.zeros((1, *row_shape), dtype=dtype)
+
+
+def prepare(
+    signature: Signature, example: Example, limits: Limits, row_shape: tuple[int, ...]
+) -> np.ndarray:
+    """Decode and resize the example's image. CPU work: call it in the thread pool."""
+    if example.features:
+        raise InvalidInput("this model takes an image in `input`, not features")
+    return decode_image(
+        example.image,
+        signature.height,
+        signature.width,
+        signature.resize,
+        limits.max_image_pixels,
+    )
+
+
+def prepare_batch(
+    signature: Signature, batch: Batch, limits: Limits, row_shape: tuple[int, ...]
+) -> list[Prepare]:
+    """One decode per encoded image."""
+    if batch.images is None:
+        raise InvalidInput("this model takes encoded images (BYTES)")
+    return [
+        partial(
+            decode_image,
+            i,
+            signature.height,
+            signature.width,
+            signature.resize,
+            limits.max_image_pixels,
+        )
+        for i in batch.images
+    ]
+
+
+def wire(signature: Signature) -> Wire:
+    """Encoded images: BYTES [N]."""
+    return Wire("BYTES", (-1,))

@@ -1,0 +1,115 @@
+"""Text models: UTF-8 text in, a string tensor out, whitespace normalised as in training.
+
+`servable.json` input section: `{"name", "dtype": "string", "whitespace": "collapse" |
+"keep"}`. `collapse` turns every run of whitespace into one space and trims the ends, as
+`" ".join(text.split())` does; converted scikit-learn graphs do not collapse runs
+themselves, so the server must, exactly as the training data was.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pyserving.errors import InvalidInput
+from pyserving.kinds import Batch, Fail, Limits, Prepare, Wire
+
+if TYPE_CHECKING:
+    from pyserving.engines import TensorInfo
+    from pyserving.results import Example
+    from pyserving.signature import Signature
+
+OFF_LOOP = False  # decoding and splitting up to --max_text_chars takes microseconds
+DTYPE = "string"
+WHITESPACE = ("collapse", "keep")
+UTF8_MAX_BYTES = 4  # per character
+
+
+def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
+    """The text fields of the signature, checked."""
+    if section.get("dtype") != DTYPE:
+        raise fail(f"input.dtype {section.get('dtype')!r} must be {DTYPE!r} for a text model")
+    whitespace = section.get("whitespace", "collapse")
+    if whitespace not in WHITESPACE:
+        raise fail(f"input.whitespace {whitespace!r} is not one of {', '.join(WHITESPACE)}")
+    return {"whitespace": whitespace}
+
+
+def section(signature: Signature) -> dict[str, Any]:
+    """The text fields as `servable.json` writes them."""
+    return {"whitespace": signature.whitespace}
+
+
+def row_shape(signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]:
+    """One string: a graph taking [N, 1] gets shape (1,), one taking [N] gets ()."""
+    return (1,) if len(engine_input.shape) == 2 else ()
+
+
+def warm_up(signature: Signature, row_shape: tuple[int, ...]) -> np.ndarray:
+    """One short sentence."""
+    return np.array(["warm up"], dtype=object).reshape((1, *row_shape))
+
+
+def normalize(text: str, whitespace: str) -> str:
+    """`text` with its whitespace as the signature says: collapsed, or kept as it is."""
+    return " ".join(text.split()) if whitespace == "collapse" else text
+
+
+def decode_text(data: bytes, whitespace: str, max_chars: int) -> str:
+    """The UTF-8 text in `data`, normalised. Raises InvalidInput saying what is wrong."""
+    if len(data) > UTF8_MAX_BYTES * max_chars:
+        raise InvalidInput(
+            f"the text is {len(data):,} bytes, over the limit of {max_chars:,} characters "
+            "(--max_text_chars)"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"the text is not valid UTF-8 ({exc.reason} at byte {exc.start} of {len(data):,}, "
+            f"{data[exc.start : exc.start + 4]!r}): send the text encoded as UTF-8"
+        ) from None
+    text = normalize(text, whitespace)
+    if not text.strip():
+        raise InvalidInput(
+            f"the text is empty ({len(data):,} bytes{', only whitespace' if data else ''}): "
+            "send at least one character to classify"
+        )
+    if len(text) > max_chars:
+        raise InvalidInput(
+            f"the text is {len(text):,} characters, over the limit of {max_chars:,} "
+            "(--max_text_chars)"
+        )
+    return text
+
+
+def prepare(
+    signature: Signature, example: Example, limits: Limits, row_shape: tuple[int, ...]
+) -> np.ndarray:
+    """The example's UTF-8 text (in `input`) as one string of the model's row shape."""
+    if example.features:
+        raise InvalidInput("this model takes UTF-8 text in `input`, not features")
+    return _row(example.image, signature, limits, row_shape)
+
+
+def prepare_batch(
+    signature: Signature, batch: Batch, limits: Limits, row_shape: tuple[int, ...]
+) -> list[Prepare]:
+    """One string per UTF-8 text."""
+    if batch.images is None:
+        raise InvalidInput("this model takes UTF-8 texts (BYTES)")
+    return [partial(_row, t, signature, limits, row_shape) for t in batch.images]
+
+
+def wire(signature: Signature) -> Wire:
+    """UTF-8 texts: BYTES [N]."""
+    return Wire("BYTES", (-1,))
+
+
+def _row(
+    data: bytes, signature: Signature, limits: Limits, row_shape: tuple[int, ...]
+) -> np.ndarray:
+    text = decode_text(data, signature.whitespace, limits.max_text_chars)
+    return np.array([text], dtype=object).reshape(row_shape)
