@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pyserving.batcher import Batcher
-from pyserving.errors import DeadlineExceeded, QueueFull
+from pyserving.errors import DeadlineExceeded, InvalidInput, QueueFull
 
 
 class FakeModel:
@@ -200,9 +200,9 @@ async def test_admission_turns_requests_away_once_queue_and_running_batches_are_
     executor: ThreadPoolExecutor,
 ) -> None:
     model = FakeModel()
-    batcher = Batcher(model, executor, max_batch_size=2, max_enqueued_batches=1)
-    # Room for one waiting batch and one running batch: four inputs.
-    with batcher.admit(3), batcher.admit():
+    batcher = Batcher(model, executor, max_batch_size=2, max_enqueued_batches=2)
+    # Room for two waiting batches and one running batch: six inputs.
+    with batcher.admit(4), batcher.admit(2):
         with pytest.raises(QueueFull, match="the batching queue is full"), batcher.admit():
             pass
         assert model.batches == []  # turned away before costing anything
@@ -212,6 +212,19 @@ async def test_admission_turns_requests_away_once_queue_and_running_batches_are_
         raise RuntimeError("a failed request gives its places back too")
     with batcher.admit(4):
         assert (await batcher.submit(np.array([1.0]))).tolist() == [2.0]
+
+
+async def test_a_request_larger_than_the_queue_is_invalid_not_retryable(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = FakeModel()
+    batcher = Batcher(model, executor, max_batch_size=2, max_enqueued_batches=2)
+    too_many = "holds 5 inputs; one request can hold at most 4"
+    with pytest.raises(InvalidInput, match=too_many), batcher.admit(5):
+        pass
+    with batcher.admit(4):  # the largest request fits on an idle server, all at once
+        rows = await asyncio.gather(*(batcher.submit(np.array([float(i)])) for i in range(4)))
+    assert [r.tolist() for r in rows] == [[0.0], [2.0], [4.0], [6.0]]
 
 
 async def test_idle_batcher_prepares_and_runs_an_input_in_one_trip(

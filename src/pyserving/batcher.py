@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pyserving.errors import DeadlineExceeded, QueueFull
+from pyserving.errors import DeadlineExceeded, InvalidInput, QueueFull
 
 
 @dataclass
@@ -79,8 +79,15 @@ class Batcher:
         """Hold places for a request's `inputs` while it is decoded, queued and run.
 
         Raises QueueFull at once when the queue and the running batches are full, so an
-        overloaded server turns requests away before spending CPU on them.
+        overloaded server turns requests away before spending CPU on them, and InvalidInput
+        for a request that could never fit in the queue, however idle the server.
         """
+        if inputs > self._max_queued:
+            raise InvalidInput(
+                f"the request holds {inputs} inputs; one request can hold at most "
+                f"{self._max_queued} (max_batch_size × max_enqueued_batches): send fewer "
+                "per request"
+            )
         if self._admitted + inputs > self._max_admitted:
             raise QueueFull(
                 f"the batching queue is full ({self._admitted} inputs queued or running, "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +18,9 @@ from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving.client import Client
 from pyserving.errors import RemoteError
 from tests.conftest import encode
+from tests.seed_client import seed_classify
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-ORIGINAL_PROTO = """\
-syntax = "proto3";
-message ClassificationRequest { bytes input = 1; };
-message ClassificationResponse { repeated ClassificationClass classes = 1; };
-message ClassificationClass { string name = 1; float score = 2; }
-service ClassificationService { rpc classify(ClassificationRequest) returns (ClassificationResponse); }
-"""  # noqa: E501 - kept exactly as the original
 
 
 @pytest.fixture(scope="module")
@@ -67,49 +60,14 @@ def test_top_k_and_explicit_model(client: Client, chelsea_jpeg: bytes) -> None:
     assert pinned.model_version == result.model_version
 
 
-def test_client_from_the_original_definition(server_address: str, tmp_path: Path) -> None:
-    """A client compiled from the original 2016 proto, as it stands, gets the same classes.
-
-    Runs in its own process: its messages have the same full names as ours.
-    """
-    (tmp_path / "original.proto").write_text(ORIGINAL_PROTO)
-    from grpc_tools import protoc
-
-    assert (
-        protoc.main(
-            [
-                "protoc",
-                f"-I{tmp_path}",
-                f"--python_out={tmp_path}",
-                f"--grpc_python_out={tmp_path}",
-                str(tmp_path / "original.proto"),
-            ]
-        )
-        == 0
-    )
-    script = textwrap.dedent(
-        f"""
-        import sys, grpc
-        sys.path.insert(0, {str(tmp_path)!r})
-        import original_pb2, original_pb2_grpc
-        from skimage import data
-        from PIL import Image
-        import io
-        buf = io.BytesIO(); Image.fromarray(data.chelsea()).save(buf, "JPEG", quality=92)
-        channel = grpc.insecure_channel({server_address!r})
-        stub = original_pb2_grpc.ClassificationServiceStub(channel)
-        reply = stub.classify(original_pb2.ClassificationRequest(input=buf.getvalue()), timeout=30)
-        for c in reply.classes:
-            print(f"{{c.name}}\\t{{c.score}}")
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
-    rows = [line.split("\t") for line in out.splitlines()]
-    assert len(rows) == 5
-    assert rows[0][0] == "Egyptian cat"
-    assert float(rows[0][1]) > float(rows[1][1]) > 0
+def test_client_from_the_original_definition(
+    server_address: str, chelsea_jpeg: bytes, tmp_path: Path
+) -> None:
+    """A client compiled from the original 2016 proto, as it stands, gets the same classes."""
+    (classes,) = seed_classify(server_address, [chelsea_jpeg], tmp_path)
+    assert len(classes) == 5
+    assert classes[0][0] == "Egyptian cat"
+    assert classes[0][1] > classes[1][1] > 0
 
 
 def _truncated_jpeg(chelsea: np.ndarray) -> bytes:

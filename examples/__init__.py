@@ -1,0 +1,1 @@
+"""Runnable examples; the tests import some of their functions."""
