@@ -89,7 +89,19 @@ def start_serve(log: Path, *args: str, prefix: Sequence[str] = ()) -> RunningPro
     """A real `pyserving serve ARGS` on free loopback ports; its gRPC port is `match.group(1)`."""
     return start_process(
         # ARGS come last so that a test's own --port or --rest_api_port wins.
-        ["serve", "--host", "127.0.0.1", "--port", "0", "--rest_api_port", "0", *args],
+        # No drain by default: a test that stops a server need not wait for load balancers.
+        [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--rest_api_port",
+            "0",
+            "--drain_seconds",
+            "0",
+            *args,
+        ],
         GRPC_READY,
         log,
         prefix=prefix,

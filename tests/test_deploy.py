@@ -659,7 +659,9 @@ def test_server_deployment_drains_probes_and_reads_the_model_volume() -> None:
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     args = build_parser().parse_args(container["args"])
-    assert pod["terminationGracePeriodSeconds"] > args.shutdown_grace_seconds
+    # The drain, then the calls in flight, must end before the kubelet kills the pod.
+    assert pod["terminationGracePeriodSeconds"] > args.drain_seconds + args.shutdown_grace_seconds
+    assert args.drain_seconds > 0
     assert pod["securityContext"]["runAsNonRoot"] is True
     user = STAGES["server"].last("USER")
     assert user and str(pod["securityContext"]["runAsUser"]) == user.rest.split(":")[0]
@@ -744,7 +746,7 @@ def test_compose_web_app_reaches_the_server_by_service_name() -> None:
     assert web.server == f"server:{serve.port}"
     assert services["web"]["depends_on"]["server"]["condition"] == "service_healthy"
     grace = float(services["server"]["stop_grace_period"].removesuffix("s"))
-    assert grace > serve.shutdown_grace_seconds
+    assert grace > serve.drain_seconds + serve.shutdown_grace_seconds
 
 
 # --- the probe over TLS ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pyserving import metrics
-from pyserving.errors import DeadlineExceeded, InvalidInput, ModelNotFound
+from pyserving.errors import DeadlineExceeded, InvalidInput, ModelNotFound, ShuttingDown
 from pyserving.results import ClassifyRequest, Example, ModelMetadata
 from pyserving.service import Batch, Service
 from tests.onnx_models import png
@@ -207,3 +207,30 @@ async def test_classify_and_predict_text(service: Service) -> None:
 async def test_bad_text_is_invalid(service: Service, example: Example, message: str) -> None:
     with pytest.raises(InvalidInput, match=re.escape(message)):
         await service.classify("t", "letters", 0, examples(example))
+
+
+async def test_after_the_drain_new_requests_are_refused_and_those_in_flight_finish(
+    service: Service,
+) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(model: ModelMetadata) -> ClassifyRequest:
+        entered.set()
+        await release.wait()
+        return ClassifyRequest((Example(features={"a": 1.0, "b": 0.0}),))
+
+    in_flight = asyncio.create_task(service.classify("t", "lin", 0, slow))
+    await entered.wait()
+    service.refuse_requests()
+    assert not service.ready() and service.in_flight == 1
+    with pytest.raises(ShuttingDown, match="shutting down"):
+        await service.classify("t", "lin", 0, examples(Example(features={"a": 1, "b": 0})))
+    assert counted("t", "UNAVAILABLE", "lin") == 1
+    waiting = asyncio.create_task(service.wait_none_in_flight())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # the request in flight still holds it
+    release.set()
+    (result,) = await in_flight
+    assert result.predictions[0].name == "A"
+    await asyncio.wait_for(waiting, 5)
+    assert service.in_flight == 0

@@ -148,7 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.02,
         help="largest probability difference on the reference set a reduced precision may make",
     )
-    serve.add_argument("--shutdown_grace_seconds", type=float, default=20.0)
+    serve.add_argument(
+        "--drain_seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM: health turns NOT_SERVING and requests are still served this long, "
+        "so load balancers move away; then new requests get UNAVAILABLE / 503",
+    )
+    serve.add_argument(
+        "--shutdown_grace_seconds",
+        type=float,
+        default=20.0,
+        help="after the drain: how long requests in flight may take to finish",
+    )
     serve.add_argument("--ssl_cert", type=Path, help="PEM certificate: serve TLS on both ports")
     serve.add_argument("--ssl_key", type=Path, help="PEM private key for --ssl_cert")
     serve.add_argument(
@@ -265,6 +277,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         engine=args.engine,
         precision=args.precision,
         precision_tolerance=args.precision_tolerance,
+        drain_seconds=args.drain_seconds,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         **_server_tls(args),
     )

@@ -10,6 +10,7 @@ class PyservingError(Exception):
 
     grpc_code: str = "INTERNAL"
     http_status: int = 500
+    http_headers: dict[str, str] = {}  # noqa: RUF012 - read, never mutated
 
 
 class InvalidInput(PyservingError):
@@ -38,6 +39,15 @@ class ModelNotReady(PyservingError):
 
     grpc_code = "UNAVAILABLE"
     http_status = 503
+
+
+class ShuttingDown(PyservingError):
+    """The server is shutting down and takes no new requests; retry on another replica."""
+
+    grpc_code = "UNAVAILABLE"
+    http_status = 503
+    # Close the connection, so the client's next request finds another replica.
+    http_headers = {"Retry-After": "1", "Connection": "close"}  # noqa: RUF012
 
 
 class QueueFull(PyservingError):

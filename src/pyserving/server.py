@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import ssl
+import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import uvicorn
@@ -32,6 +34,7 @@ from pyserving.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
+LINGER_SECONDS = 0.1  # after the last request finished, before the process ends
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["ClassificationService"].full_name,
     v2_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
@@ -53,8 +56,17 @@ async def serve(settings: Settings) -> None:
     """Load the models, serve until SIGINT or SIGTERM, then stop cleanly."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    hurry = asyncio.Event()  # SIGINT, or a second signal: skip the rest of the drain
+    signals: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        signals.append(sig)
+        if sig == signal.SIGINT or len(signals) > 1:
+            hurry.set()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
 
     executor = worker_pool(settings)
     batching = settings.batching
@@ -108,22 +120,62 @@ async def serve(settings: Settings) -> None:
             port,
         )
         await stop.wait()
-        service.stop_taking_requests()
-        await health.shutdown()
+        await _drain(service, health, settings, hurry)
         following.cancel()
-        log.info(
-            "shutting down: finishing calls in flight (up to %.0f s)",
-            settings.shutdown_grace_seconds,
-        )
         if rest is not None and rest_task is not None:
             rest.should_exit = True
-        await server.stop(settings.shutdown_grace_seconds)
-        if rest_task is not None:
             await rest_task
         await manager.stop()
+        # Let the last answers reach the wire before the connections close.
+        await asyncio.sleep(LINGER_SECONDS)
         log.info("stopped")
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+    _exit_closing_connections()
+
+
+def _exit_closing_connections() -> NoReturn:
+    """End the process without `grpc.aio.Server.stop()`: the kernel closes every connection.
+
+    `stop()` ends calls gRPC has received but not yet handed to a handler with CANCELLED
+    (grpc/grpc#41785), which no client retries. A closed connection ends them with
+    UNAVAILABLE, which every client may retry elsewhere. Nothing is lost: new requests have
+    been refused and those in flight have finished (see `_drain`).
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+async def _drain(
+    service: Service, health: HealthReporter, settings: Settings, hurry: asyncio.Event
+) -> None:
+    """Turn probes away, keep serving for the drain, then refuse new requests and wait for
+    those in flight to finish (all within the grace period)."""
+    service.stop_taking_requests()
+    await health.shutdown()
+    if not hurry.is_set() and settings.drain_seconds > 0:
+        log.info(
+            "shutting down: health NOT_SERVING; still serving for %.1f s (--drain_seconds)",
+            settings.drain_seconds,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hurry.wait(), settings.drain_seconds)
+    service.refuse_requests()
+    log.info(
+        "shutting down: refusing new requests (UNAVAILABLE / 503); finishing calls in flight "
+        "(%d, up to %.0f s)",
+        service.in_flight,
+        settings.shutdown_grace_seconds,
+    )
+    try:
+        async with asyncio.timeout(settings.shutdown_grace_seconds):
+            await service.wait_none_in_flight()
+    except TimeoutError:
+        log.warning(
+            "shutting down: %d calls still in flight after the grace period", service.in_flight
+        )
 
 
 def _rest_server(app: Any, settings: Settings) -> tuple[uvicorn.Server, socket.socket]:

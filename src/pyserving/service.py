@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from pyserving import metrics
-from pyserving.errors import DeadlineExceeded, InvalidInput
+from pyserving.errors import DeadlineExceeded, InvalidInput, ShuttingDown
 from pyserving.kinds import Batch as Batch  # the adapters' input type, re-exported
 from pyserving.kinds import Limits, Prepare
 from pyserving.manager import ModelManager
@@ -60,7 +60,11 @@ class Service:
         self._executor = executor
         self._settings = settings
         self._limits = Limits(settings.max_image_pixels, settings.max_text_chars)
-        self._stopping = False
+        self._stopping = False  # not ready: shutdown has begun
+        self._refusing = False  # new requests are refused: the drain is over
+        self._in_flight = 0  # classify and predict requests being served
+        self._none_in_flight = asyncio.Event()
+        self._none_in_flight.set()
 
     # -- requests --------------------------------------------------------------------
 
@@ -104,10 +108,22 @@ class Service:
 
     @contextmanager
     def _request(self, api: str, model_name: str) -> Iterator[metrics.Request]:
-        """Time and count one request: the one place request metrics are recorded."""
+        """Time and count one request: the one place request metrics are recorded.
+
+        Refuses it with ShuttingDown once `refuse_requests` was called.
+        """
         with metrics.track(api, self._manager.configured) as tracked:
             tracked.model = model_name or self._manager.default_model
-            yield tracked
+            if self._refusing:
+                raise ShuttingDown("the server is shutting down; retry on another replica")
+            self._in_flight += 1
+            self._none_in_flight.clear()
+            try:
+                yield tracked
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._none_in_flight.set()
 
     async def _classify(
         self, name: str, version: int, request: ClassifyRequest, deadline: float | None
@@ -258,6 +274,20 @@ class Service:
     def stop_taking_requests(self) -> None:
         """Report not ready from now on: shutdown has begun."""
         self._stopping = True
+
+    def refuse_requests(self) -> None:
+        """Refuse every new classify and predict request with ShuttingDown from now on."""
+        self._stopping = True
+        self._refusing = True
+
+    @property
+    def in_flight(self) -> int:
+        """Classify and predict requests being served now."""
+        return self._in_flight
+
+    async def wait_none_in_flight(self) -> None:
+        """Return once no request is being served."""
+        await self._none_in_flight.wait()
 
 
 def _check_deadline(deadline: float | None) -> None:

@@ -73,6 +73,10 @@ class Settings:
     precision: str = "auto"  # "f32", "bf16", or "auto": reduced only once verified
     precision_tolerance: float = 0.02  # largest probability change a reduced precision may make
     worker_niceness: int = 10  # added to the nice value of decode/inference threads
+    # On SIGTERM: health turns NOT_SERVING, requests are still served this long (so load
+    # balancers and clients watching health move away), then new requests are refused with
+    # UNAVAILABLE / 503 while those in flight finish, for at most shutdown_grace_seconds.
+    drain_seconds: float = 5.0
     shutdown_grace_seconds: float = 20.0
     ssl_cert: Path | None = None  # PEM; with ssl_key, both ports speak TLS
     ssl_key: Path | None = None

@@ -34,7 +34,7 @@ def error_response(
 
 async def _pyserving_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PyservingError)
-    return error_response(exc.http_status, str(exc))
+    return error_response(exc.http_status, str(exc), exc.http_headers or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
