@@ -25,7 +25,7 @@ def read_labels(labels: Labels) -> tuple[str, ...]:
 
     A string that names an existing file is read as a file; otherwise it must hold commas.
     """
-    if isinstance(labels, Path) or (isinstance(labels, str) and Path(labels).is_file()):
+    if isinstance(labels, Path) or (isinstance(labels, str) and _is_file(labels)):
         path = Path(labels)
         try:
             names = path.read_text(encoding="utf-8").splitlines()
@@ -75,3 +75,11 @@ def match_labels(
             f"pass --background or put {BACKGROUND!r} as the first label"
         )
     raise ExportError(f"the model has {classes} classes but {len(labels)} labels were given{hint}")
+
+
+def _is_file(name: str) -> bool:
+    """Whether `name` is an existing file; a long list of labels is no file name at all."""
+    try:
+        return Path(name).is_file()
+    except OSError:  # ENAMETOOLONG
+        return False

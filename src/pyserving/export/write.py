@@ -7,8 +7,10 @@ folders whose name is not a positive integer, so a half-written export is never 
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -72,13 +74,18 @@ def write_servable(repository: Path, name: str, write: Callable[[Path], None]) -
 
     `write` must create model.onnx, servable.json and labels.txt, verifying the model as it
     goes. Returns the new version folder. On any failure the temporary folder is removed
-    and nothing appears in the repository.
+    and nothing appears in the repository; one left by an export killed outright is removed
+    by the next export of the model on this host.
     """
     if not name or "/" in name or name.startswith("."):
         raise ExportError(f"invalid model name {name!r}: use letters, digits, '-' or '_'")
     model_dir = repository / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(model_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(), dir=model_dir))
+    except OSError as exc:
+        raise ExportError(f"cannot write into {model_dir}: {exc.strerror or exc}") from exc
     try:
         write(tmp)
         load_signature(tmp)
@@ -93,9 +100,46 @@ def write_servable(repository: Path, name: str, write: Callable[[Path], None]) -
             except OSError:
                 if not final.exists():
                     raise
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in _NO_ROOM:
+            raise ExportError(
+                f"no room to write the version under {model_dir} ({exc.strerror}): free some "
+                "space and export again; nothing was written"
+            ) from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# A full disk, a quota, or a file size limit (RLIMIT_FSIZE).
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_TMP = ".export-"
+
+
+def _tmp_prefix() -> str:
+    """`.export-HOST-PID-`: the folder says whose it is, so an abandoned one can be found."""
+    return f"{_TMP}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _remove_abandoned(model_dir: Path) -> None:
+    """Remove the hidden folders of exports on this host whose process is gone (kill -9)."""
+    host = socket.gethostname()
+    for entry in model_dir.glob(f"{_TMP}{host}-*-*"):
+        pid = entry.name.removeprefix(f"{_TMP}{host}-").split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _fsync_files(folder: Path) -> None:
