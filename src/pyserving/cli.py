@@ -76,6 +76,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=9999, help="gRPC port (0: any free port)")
     serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: none)")
     serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
+    serve.add_argument(
+        "--max_header_kib",
+        type=float,
+        default=16,
+        help="largest REST headers or gRPC metadata of one request (431 / RESOURCE_EXHAUSTED)",
+    )
+    serve.add_argument(
+        "--max_headers", type=int, default=100, help="most REST headers in one request (431)"
+    )
+    serve.add_argument(
+        "--max_connections",
+        type=int,
+        default=1000,
+        help="most connections at once per port (REST: and requests; over it 503)",
+    )
+    serve.add_argument(
+        "--max_concurrent_streams",
+        type=int,
+        default=100,
+        help="most gRPC calls at once on one connection (HTTP/2 SETTINGS)",
+    )
+    serve.add_argument(
+        "--idle_timeout_seconds",
+        type=float,
+        default=120.0,
+        help="close a connection idle this long (above clients' own keep-alive expiry)",
+    )
     serve.add_argument("--max_image_pixels", type=int, default=50_000_000)
     serve.add_argument(
         "--max_text_chars",
@@ -265,6 +292,11 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         port=args.port,
         rest_api_port=args.rest_api_port,
         max_request_bytes=int(args.max_request_mib * MiB),
+        max_header_bytes=int(args.max_header_kib * 1024),
+        max_headers=args.max_headers,
+        max_connections=args.max_connections,
+        max_concurrent_streams=args.max_concurrent_streams,
+        idle_timeout_seconds=args.idle_timeout_seconds,
         max_image_pixels=args.max_image_pixels,
         max_text_chars=args.max_text_chars,
         batching=batching,

@@ -44,10 +44,16 @@ SERVICE_NAMES = (
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
-    """Channel options: the request size limit is enforced by gRPC itself."""
+    """Channel options: gRPC itself enforces the size, connection and stream limits."""
     return [
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.max_send_message_length", settings.max_request_bytes),
+        # Soft and hard limits alike: between them gRPC would refuse only some calls.
+        ("grpc.max_metadata_size", settings.max_header_bytes),
+        ("grpc.absolute_max_metadata_size", settings.max_header_bytes),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        ("grpc.max_connection_idle_ms", int(settings.idle_timeout_seconds * 1000)),
         ("grpc.so_reuseport", 0),
     ]
 
@@ -107,7 +113,9 @@ async def serve(settings: Settings) -> None:
         rest: uvicorn.Server | None = None
         rest_task: asyncio.Task[None] | None = None
         if settings.rest_api_port:
-            app = create_rest_app(service, settings.max_request_bytes)
+            app = create_rest_app(
+                service, settings.max_request_bytes, settings.max_header_bytes, settings.max_headers
+            )
             rest, sock = _rest_server(app, settings)
             rest_task = asyncio.create_task(rest.serve(sockets=[sock]))
             scheme = "https" if settings.ssl_cert else "http"
@@ -201,6 +209,10 @@ def _rest_server(app: Any, settings: Settings) -> tuple[uvicorn.Server, socket.s
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        # Over it, 503. uvicorn counts the connection asking too, and requests in flight.
+        limit_concurrency=settings.max_connections + 1,
+        timeout_keep_alive=max(1, round(settings.idle_timeout_seconds)),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         ssl_certfile=settings.ssl_cert,
         ssl_keyfile=settings.ssl_key,
         ssl_ca_certs=settings.ssl_client_ca,

@@ -61,6 +61,12 @@ class Settings:
     port: int = 9999
     rest_api_port: int = 8501  # 0: no REST port
     max_request_bytes: int = 20 * MiB
+    # What one client can make the server hold (see docs/deploy.md for why these values).
+    max_header_bytes: int = 16 * 1024  # REST headers, gRPC metadata
+    max_headers: int = 100  # REST headers in one request
+    max_connections: int = 1000  # per port
+    max_concurrent_streams: int = 100  # gRPC calls at once on one connection
+    idle_timeout_seconds: float = 120.0  # an idle connection is closed after this
     max_image_pixels: int = 50_000_000
     max_text_chars: int = 100_000  # characters in one text, after normalising whitespace
     batching: BatchingSettings = field(default_factory=BatchingSettings)

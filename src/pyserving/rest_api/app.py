@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -18,6 +19,7 @@ from starlette.routing import Route
 from pyserving import metrics
 from pyserving.errors import PyservingError
 from pyserving.rest_api import openapi
+from pyserving.rest_api.limits import HeaderLimits
 from pyserving.rest_api.oip import V2Routes
 from pyserving.rest_api.tfs import TfServingRoutes
 from pyserving.service import Service
@@ -47,8 +49,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, f"internal error: {type(exc).__name__}")
 
 
-def create_rest_app(service: Service, max_request_bytes: int) -> Starlette:
-    """The REST API on top of `service`."""
+def create_rest_app(
+    service: Service,
+    max_request_bytes: int,
+    max_header_bytes: int = 16 * 1024,
+    max_headers: int = 100,
+) -> Starlette:
+    """The REST API on top of `service`, refusing requests whose headers are over the limits."""
     v2 = V2Routes(service, max_request_bytes)
     tfs = TfServingRoutes(service, max_request_bytes)
 
@@ -81,6 +88,7 @@ def create_rest_app(service: Service, max_request_bytes: int) -> Starlette:
     ]
     return Starlette(
         routes=routes,
+        middleware=[Middleware(HeaderLimits, max_bytes=max_header_bytes, max_count=max_headers)],
         exception_handlers={
             PyservingError: _pyserving_error,
             HTTPException: _http_error,
