@@ -13,14 +13,16 @@ LINT_STAMP := $(VENV)/.lint-installed
 # Dev tools at the versions in constraints.txt, in every environment.
 PIP_INSTALL := $(PY) -m pip install --quiet -c constraints.txt
 
-.PHONY: install run serve export test test-fast lint proto clean chromium strace images bench
+.PHONY: install run serve export test test-fast lint proto clean chromium strace audio-tools images bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build from this machine's disk; a plain `torch` would pull CUDA packages.
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e '.[export,tensorflow,sklearn,web,openvino,dev]'
+	$(PIP_INSTALL) -e '.[export,tensorflow,sklearn,web,openvino,audio,dev]'
+	# Silero VAD's ONNX files for `export silero-vad`; --no-deps: it declares torch.
+	$(PIP_INSTALL) --no-deps silero-vad==6.2.3
 	touch $@ $(LINT_STAMP)
 
 # What linting and type checking need: no torch, no TensorFlow.
@@ -69,7 +71,13 @@ strace:
 	@command -v strace >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; }
 
-test: install chromium strace $(CLIENTS) lint
+# espeak-ng and sox: the audio tests make speech, noises and tones with them.
+audio-tools:
+	@command -v espeak-ng >/dev/null 2>&1 && command -v sox >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox; }
+
+test: install chromium strace audio-tools $(CLIENTS) lint
 	$(BIN)/pytest --cov --cov-report=term
 
 # Everything but the tests that start processes, a browser or an export (under a minute).

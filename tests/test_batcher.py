@@ -305,3 +305,27 @@ async def test_exception_fails_exactly_the_requests_of_its_batch(
     assert isinstance(outcomes[0], np.ndarray) and outcomes[0].tolist() == [2.0]
     assert all(isinstance(o, ValueError) for o in outcomes[1:3])
     assert isinstance(outcomes[3], np.ndarray) and outcomes[3].tolist() == [6.0]
+
+
+async def test_inputs_of_different_shapes_are_never_stacked(executor: ThreadPoolExecutor) -> None:
+    """Clips of different lengths: each batch holds one shape; the others keep their order."""
+    model = FakeModel()
+    model.gate.clear()
+    shapes: list[tuple[int, ...]] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        shapes.append(batch.shape)
+        return model(batch)
+
+    batcher = Batcher(run, executor, max_batch_size=4)
+    first = asyncio.ensure_future(batcher.submit(np.ones(1)))
+    await _wait_entered(model)
+    lengths = [2, 3, 2, 3, 2, 5, 2, 2, 2]
+    queued = [
+        asyncio.ensure_future(batcher.submit(np.full(n, float(i)))) for i, n in enumerate(lengths)
+    ]
+    await asyncio.sleep(0)
+    model.gate.set()
+    results = await asyncio.gather(first, *queued)
+    assert [r.tolist() for r in results[1:]] == [[2.0 * i] * n for i, n in enumerate(lengths)]
+    assert shapes == [(1, 1), (4, 2), (2, 3), (1, 5), (2, 2)]

@@ -76,7 +76,7 @@ def _doc(**changes: object) -> dict[str, Any]:
     [
         (_doc(format=2), "cat\ndog\nbird\n", "unknown format 2"),
         (_doc(format=None), "cat\ndog\nbird\n", "unknown format None"),
-        (_doc(kind="audio"), "cat\ndog\nbird\n", "unknown input kind 'audio'"),
+        (_doc(kind="video"), "cat\ndog\nbird\n", "unknown input kind 'video'"),
         (_doc(), "cat\ndog\n", "labels.txt has 2 labels but the output has 3 classes"),
         (_doc(top_k=0), "cat\ndog\nbird\n", "top_k must be a positive integer"),
         (_doc(input={"name": "image"}), "cat\ndog\nbird\n", "input.dtype"),

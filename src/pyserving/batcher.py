@@ -205,7 +205,12 @@ class Batcher:
                 await self._full.wait()
 
     def _take(self, now: float) -> list[_Item]:
+        """The oldest input and the next ones of its shape: only those can be stacked.
+
+        Inputs of another shape (audio clips of other lengths) keep their places in the queue.
+        """
         batch: list[_Item] = []
+        other_shapes: list[_Item] = []
         while self._queue and len(batch) < self.max_batch_size:
             item = self._queue.popleft()
             if item.future.done():  # cancelled by its caller
@@ -215,9 +220,13 @@ class Batcher:
                     DeadlineExceeded("the request's deadline passed while it waited in the queue")
                 )
                 continue
+            if batch and item.array.shape != batch[0].array.shape:
+                other_shapes.append(item)
+                continue
             batch.append(item)
             if self._on_queue_wait is not None:
                 self._on_queue_wait(now - item.enqueued)
+        self._queue.extendleft(reversed(other_shapes))
         return batch
 
     def _run_stacked(self, arrays: list[np.ndarray]) -> np.ndarray:

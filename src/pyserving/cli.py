@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=100_000,
         help="longest text a text model takes, in characters",
     )
+    serve.add_argument(
+        "--max_audio_seconds",
+        type=float,
+        default=60.0,
+        help="longest clip an audio model takes, in seconds (read from the clip's header)",
+    )
     serve.add_argument("--max_batch_size", type=int, default=8, help="inputs per ONNX call")
     serve.add_argument(
         "--batch_timeout_micros",
@@ -198,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export a model into a repository")
     add_export_sources(export.add_subparsers(required=True, metavar="SOURCE"))
 
-    classify = commands.add_parser("classify", help="classify images with a running server")
-    classify.add_argument("images", nargs="*", type=Path, help="image files")
+    classify = commands.add_parser("classify", help="classify inputs with a running server")
+    classify.add_argument("images", nargs="*", type=Path, help="image or audio files")
     classify.add_argument("--server", default="localhost:9999")
     classify.add_argument("--model", default="", help="model name (default: the server's)")
     classify.add_argument("--version", type=int, default=0, help="0: the newest")
@@ -277,6 +283,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
             f"--precision_tolerance is a probability difference from 0 to 1, got "
             f"{args.precision_tolerance}"
         )
+    if not args.max_audio_seconds > 0:
+        raise ConfigError(f"--max_audio_seconds must be positive, got {args.max_audio_seconds}")
     if args.model_config_file is not None:
         models, default = read_model_config(args.model_config_file, batching)
     else:
@@ -299,6 +307,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         idle_timeout_seconds=args.idle_timeout_seconds,
         max_image_pixels=args.max_image_pixels,
         max_text_chars=args.max_text_chars,
+        max_audio_seconds=args.max_audio_seconds,
         batching=batching,
         worker_threads=args.worker_threads,
         intra_op_threads=args.intra_op_threads,
@@ -387,8 +396,8 @@ def run_classify(args: argparse.Namespace) -> int:
     features = dict(_parse_feature(f) for f in args.feature)
     if not args.images and not features and not args.text:
         print(
-            "error: give image files, --feature NAME=VALUE for a features model, or --text "
-            "TEXT for a text model",
+            "error: give image or audio files, --feature NAME=VALUE for a features model, or "
+            "--text TEXT for a text model",
             file=sys.stderr,
         )
         return 2

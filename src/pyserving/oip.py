@@ -2,8 +2,8 @@
 
 The one conversion both v2 adapters (gRPC and REST) use: they read their wire format into
 `input_tensor`s and `RequestedOutput`s, `batch` checks them against the model, and
-`outputs` plus `raw` / `flat` give the tensors to write back. Image and text models take
-one `BYTES` input of shape [N] (one encoded image, or one UTF-8 text, per element);
+`outputs` plus `raw` / `flat` give the tensors to write back. Image, text and audio models
+take one `BYTES` input of shape [N] (one encoded image, UTF-8 text or audio clip each);
 features models take `FP32` [N, F]. The output `probabilities` is `FP32` [N, classes];
 asked with the `classification` parameter (as Triton does) it is `BYTES` [N, K] of
 "score:index:label".
@@ -187,7 +187,9 @@ def batch(
                 f"outputs: unknown output {requested.name!r}; this model has {OUTPUT_NAME!r}"
             )
     if model.input_datatype == "BYTES":
-        what = "UTF-8 texts" if model.kind == "text" else "encoded images"
+        what = {"text": "UTF-8 texts", "audio": "encoded audio clips"}.get(
+            model.kind, "encoded images"
+        )
         if tensor.datatype != "BYTES" or tensor.elements is None:
             raise InvalidInput(
                 f"input {tensor.name!r}: datatype must be BYTES ({what}), got {tensor.datatype!r}"

@@ -59,7 +59,9 @@ class Service:
         self._manager = manager
         self._executor = executor
         self._settings = settings
-        self._limits = Limits(settings.max_image_pixels, settings.max_text_chars)
+        self._limits = Limits(
+            settings.max_image_pixels, settings.max_text_chars, settings.max_audio_seconds
+        )
         self._stopping = False  # not ready: shutdown has begun
         self._refusing = False  # new requests are refused: the drain is over
         self._in_flight = 0  # classify and predict requests being served

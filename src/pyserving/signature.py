@@ -14,7 +14,8 @@ A quantised export adds `"precision": "int8"`; f32 is the default. `reference.np
 them (see `pyserving.reference`) holds the exporter's reference set.
 
 `kind: features` models have `"input": {"name": ..., "dtype": "float32", "features": [...]}`;
-`kind: text` models `"input": {"name": ..., "dtype": "string", "whitespace": "collapse"}`.
+`kind: text` models `"input": {"name": ..., "dtype": "string", "whitespace": "collapse"}`;
+`kind: audio` models `"input": {"name": ..., "dtype": "float32", "sample_rate": 16000}`.
 The kind's own fields of the `input` section are read and written by its module in
 `pyserving.kinds`; this module reads the file and the fields every kind shares.
 """
@@ -45,7 +46,7 @@ MODEL_PRECISIONS = ("f32", "int8")  # int8: a quantised export; servable.json sa
 class Signature:
     """What a servable takes and gives: everything `servable.json` and `labels.txt` say."""
 
-    kind: Literal["image", "features", "text"]
+    kind: Literal["image", "features", "text", "audio"]
     input_name: str
     input_dtype: str
     output_name: str
@@ -61,6 +62,8 @@ class Signature:
     features: tuple[str, ...] = ()
     # text models: how runs of whitespace are normalised before the model sees the text
     whitespace: str = "collapse"
+    # audio models: the samples per second the graph takes
+    sample_rate: int = 0
     precision: str = "f32"  # of the weights in model.onnx: f32, or int8 when quantised
     source: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 

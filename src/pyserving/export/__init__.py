@@ -8,6 +8,7 @@ half-written export is never loaded.
 The Python API (each imports its framework only when first used)::
 
     from pyserving.export import export_torch, export_keras, export_sklearn, export_onnx
+    from pyserving.export import export_silero_vad
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pyserving.export.write import (
 if TYPE_CHECKING:
     from pyserving.export.keras import export_keras as export_keras
     from pyserving.export.onnx import export_onnx as export_onnx
+    from pyserving.export.silero import export_silero_vad as export_silero_vad
     from pyserving.export.sklearn import export_sklearn as export_sklearn
     from pyserving.export.torch import export_torch as export_torch
 
@@ -35,12 +37,14 @@ _EXPORTERS = {
     "export_keras": "pyserving.export.keras",
     "export_sklearn": "pyserving.export.sklearn",
     "export_onnx": "pyserving.export.onnx",
+    "export_silero_vad": "pyserving.export.silero",
 }
 
 __all__ = [
     "Progress",
     "export_keras",
     "export_onnx",
+    "export_silero_vad",
     "export_sklearn",
     "export_torch",
     "missing_extra",

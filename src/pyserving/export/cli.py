@@ -27,6 +27,13 @@ def add_export_sources(sources: Any) -> None:
     _add_quantize_options(zoo)
     zoo.set_defaults(run=run_export_zoo, zoo_model="efficientnet-lite0")
 
+    vad = sources.add_parser(
+        "silero-vad",
+        help="Silero VAD: speech or no speech in an audio clip (from the silero-vad wheel)",
+    )
+    _add_destination(vad, "speech")
+    vad.set_defaults(run=run_export_silero_vad)
+
     torch = sources.add_parser("torch", help="a PyTorch image classifier (torch.nn.Module)")
     torch.add_argument(
         "--factory",
@@ -258,6 +265,13 @@ def run_export_zoo(args: argparse.Namespace) -> int:
 
     path = ZOO[args.zoo_model](args.repository, args.name, _quantize_options(args))
     print(path)
+    return 0
+
+
+def run_export_silero_vad(args: argparse.Namespace) -> int:
+    from pyserving.export.silero import export_silero_vad
+
+    print(export_silero_vad(args.repository, args.name))
     return 0
 
 

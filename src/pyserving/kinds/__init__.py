@@ -1,6 +1,6 @@
 """Input kinds: one module each, owning its `servable.json` input section and its inputs.
 
-Each kind module (`image`, `features`, `text`) provides the same plain functions:
+Each kind module (`image`, `features`, `text`, `audio`) provides the same plain functions:
 
 - `parse(section, fail)`: the kind's fields of the `Signature`, from the `input` section
   of `servable.json` (`fail(problem)` makes the ServableError to raise);
@@ -36,6 +36,7 @@ KINDS = {
     "image": "pyserving.kinds.image",
     "features": "pyserving.kinds.features",
     "text": "pyserving.kinds.text",
+    "audio": "pyserving.kinds.audio",
 }
 Fail = Callable[[str], ServableError]
 Prepare = Callable[[], np.ndarray]
@@ -43,7 +44,7 @@ Prepare = Callable[[], np.ndarray]
 
 @dataclass(frozen=True)
 class Batch:
-    """Inputs for `predict`: encoded `images` (or UTF-8 texts for a text model), or feature
+    """Inputs for `predict`: encoded `images` (or UTF-8 texts, or encoded audio clips), or feature
     rows (a [N, F] matrix, or rows that are each named features or numbers in order)."""
 
     images: Sequence[bytes] | None = None
@@ -63,6 +64,7 @@ class Limits:
 
     max_image_pixels: int = 50_000_000
     max_text_chars: int = 100_000
+    max_audio_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@
     POST /v1/models/{name}[/versions/{v}]:classify   {"examples": [...]} → {"results": ...}
     POST /v1/models/{name}[/versions/{v}]:predict    {"instances": [...]} → {"predictions": ...}
 
-`:classify` also takes a raw image body (`Content-Type: image/*`), a multipart upload, or
-for a text model a raw `text/plain` body, so `curl --data-binary @cat.jpg -H 'Content-Type:
-image/jpeg'` works. Text models take `{"instances": ["..."]}` and `{"examples":
-[{"text": "..."}]}`.
+`:classify` also takes a raw image body (`Content-Type: image/*`), a raw audio clip
+(`audio/*`), a multipart upload, or for a text model a raw `text/plain` body, so `curl
+--data-binary @cat.jpg -H 'Content-Type: image/jpeg'` works. Text models take
+`{"instances": ["..."]}` and `{"examples": [{"text": "..."}]}`; audio models take clips
+as images are taken, `{"b64": ...}`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ _PATH = re.compile(
     r"(?:(?P<metadata>/metadata)|:(?P<verb>classify|predict))?$"
 )
 MAX_EXAMPLES = 256
+_RAW_TYPES = ("application/octet-stream", "text/plain")  # besides image/* and audio/*
+_ENCODED_KINDS = ("image", "audio")  # kinds whose inputs are encoded files: {"b64": ...}
 _VERBS = (("", "GET"), ("/metadata", "GET"), (":classify", "POST"), (":predict", "POST"))
 # Every path `dispatch` serves, as OpenAPI templates, and the method each takes.
 PATHS = {
@@ -127,7 +130,7 @@ class TfServingRoutes:
         async def parse(model: ModelMetadata) -> ClassifyRequest:
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             top_k = _top_k(request.query_params.get("top_k"))
-            if kind.startswith("image/") or kind in ("application/octet-stream", "text/plain"):
+            if kind.startswith(("image/", "audio/")) or kind in _RAW_TYPES:
                 body = await read_body(request, self._limit)
                 return ClassifyRequest((Example(image=body),), top_k)
             if kind == "multipart/form-data":
@@ -169,7 +172,7 @@ class TfServingRoutes:
                     for i, x in enumerate(instances)
                 ]
                 return Batch(images=texts), None
-            if model.kind == "image":
+            if model.kind in _ENCODED_KINDS:
                 images = [
                     _instance_image(x, model.input_name, f"instances[{i}]")
                     for i, x in enumerate(instances)
@@ -227,7 +230,7 @@ def _example_image(example: dict[str, Any], input_name: str, where: str) -> byte
         else (candidates[0] if len(candidates) == 1 else None)
     )
     if key is None:
-        raise InvalidInput(f'{where} must hold the image as {{"{input_name}": {{"b64": "..."}}}}')
+        raise InvalidInput(f'{where} must hold the file as {{"{input_name}": {{"b64": "..."}}}}')
     return b64decode(example[key]["b64"], f"{where}.{key}.b64")
 
 
@@ -269,7 +272,7 @@ def _example(model: ModelMetadata, example: Any, where: str) -> Example:
         raise InvalidInput(f"{where} must be an object of named features")
     if model.kind == "text":
         return Example(image=_instance_text(example, model.input_name, where))
-    if model.kind == "image":
+    if model.kind in _ENCODED_KINDS:
         return Example(image=_example_image(example, model.input_name, where))
     return Example(features={k: _number(v, f"{where}.{k}") for k, v in example.items()})
 
