@@ -503,6 +503,7 @@ def test_server_and_web_images_work_outside_a_container(tmp_path: Path) -> None:
 
     packages = installed(sandbox.venv)
     assert {"pyserving", "openvino"} <= packages, "the server image has both engines"
+    assert {"soundfile", "soxr"} <= packages, "the server image decodes audio clips"
     assert not {"torch", "onnx", "jinja2"} & packages, "the server image has only serving"
     assert not [p for p in packages if p.startswith("nvidia")]
     env = sandbox.env(chain("server"))
