@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 from starlette.routing import Route
 
+from pyserving.auth import Tokens
 from pyserving.rest_api import openapi, tfs
 from pyserving.rest_api.app import create_rest_app
 from pyserving.service import Service
@@ -74,3 +76,17 @@ async def test_errors_leave_as_json_with_their_status(rest: httpx.AsyncClient) -
     assert wrong.json() == {"error": "use POST for this route"}
     too_large = await rest.post("/v2/models/lin/infer", content=b"x" * (64 * 1024 + 1))
     assert too_large.status_code == 413 and "limit" in too_large.json()["error"]
+
+
+async def test_auth_metrics_closes_metrics_too(service: Service, tmp_path: Path) -> None:
+    (tmp_path / "tokens").write_text("t0k3n\n")
+    tokens = Tokens(tmp_path / "tokens")
+    for metrics_open, status in ((True, 200), (False, 401)):
+        app = create_rest_app(service, 1024, tokens=tokens, metrics_open=metrics_open)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            assert (await http.get("/metrics")).status_code == status
+            assert (await http.get("/v2/health/live")).status_code == 200
+            bearer = {"Authorization": "Bearer t0k3n"}
+            assert (await http.get("/metrics", headers=bearer)).status_code == 200
+            assert (await http.get("/v2/models/colours", headers=bearer)).status_code == 200

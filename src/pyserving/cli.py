@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pyserving.auth import TOKEN_ENV, client_token
 from pyserving.client import ClientTLS
 from pyserving.errors import ConfigError, PyservingError
 from pyserving.export.cli import add_export_sources
@@ -194,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=20.0,
         help="after the drain: how long requests in flight may take to finish",
     )
+    serve.add_argument(
+        "--auth_token_file",
+        type=Path,
+        help="accepted bearer tokens, one a line, re-read on change: every call but health "
+        "then needs `authorization: Bearer <token>` (401 / UNAUTHENTICATED otherwise)",
+    )
+    serve.add_argument(
+        "--auth_metrics",
+        action="store_true",
+        help="with --auth_token_file: /metrics needs a token too (default: open for scrapers)",
+    )
     serve.add_argument("--ssl_cert", type=Path, help="PEM certificate: serve TLS on both ports")
     serve.add_argument("--ssl_key", type=Path, help="PEM private key for --ssl_cert")
     serve.add_argument(
@@ -319,6 +331,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         precision=args.precision,
         precision_tolerance=args.precision_tolerance,
         drain_seconds=args.drain_seconds,
+        auth_token_file=args.auth_token_file,
+        auth_metrics=args.auth_metrics,
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         **_server_tls(args),
     )
@@ -336,10 +350,16 @@ def _server_tls(args: argparse.Namespace) -> dict[str, Path | None]:
 
 
 def add_client_tls(parser: argparse.ArgumentParser) -> None:
-    """--ca_file, --client_cert, --client_key for commands that call a server."""
+    """--ca_file, --client_cert, --client_key, --auth_token_file for commands that call a
+    server."""
     parser.add_argument("--ca_file", type=Path, help="PEM CA of a TLS server (turns TLS on)")
     parser.add_argument("--client_cert", type=Path, help="PEM certificate for mutual TLS")
     parser.add_argument("--client_key", type=Path, help="PEM key for --client_cert")
+    parser.add_argument(
+        "--auth_token_file",
+        type=Path,
+        help=f"a file whose first line is the server's bearer token (default: ${TOKEN_ENV})",
+    )
 
 
 def client_tls(args: argparse.Namespace) -> ClientTLS | None:
@@ -354,7 +374,9 @@ def client_tls(args: argparse.Namespace) -> ClientTLS | None:
 def run_status(args: argparse.Namespace) -> int:
     from pyserving.client import Client
 
-    with Client(args.server, timeout=args.timeout, tls=client_tls(args)) as client:
+    with Client(
+        args.server, args.timeout, client_tls(args), client_token(args.auth_token_file)
+    ) as client:
         models = client.model_status(args.model)
     for model in models:
         print(model.name)
@@ -387,6 +409,7 @@ def run_web(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mib * MiB),
         models=[m for m in args.models.split(",") if m],
         tls=client_tls(args),
+        auth_token=client_token(args.auth_token_file),
     )
 
 
@@ -406,7 +429,9 @@ def run_classify(args: argparse.Namespace) -> int:
     inputs += [(repr(t), t.encode("utf-8")) for t in args.text]
     inputs = inputs or [("features", b"")]
     failed = 0
-    with Client(args.server, timeout=args.timeout, tls=client_tls(args)) as client:
+    with Client(
+        args.server, args.timeout, client_tls(args), client_token(args.auth_token_file)
+    ) as client:
         for label, data in inputs:
             try:
                 image = Path(label).read_bytes() if data is None else data

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import grpc
 
@@ -99,11 +99,79 @@ def target(address: str) -> str:
     return f"{scheme}:{','.join(ips)}"
 
 
-def _channel(address: str, tls: ClientTLS | None, aio: bool) -> Any:
+def _channel(address: str, tls: ClientTLS | None, aio: bool, token: str | None = None) -> Any:
+    """A channel to `address`; with `token`, every call on it carries it as a bearer token."""
     module = grpc.aio if aio else grpc
+    options: dict[str, Any] = {"options": _OPTIONS}
+    if aio and token:
+        options["interceptors"] = [_AioBearer(token)]
     if tls is None:
-        return module.insecure_channel(target(address), options=_OPTIONS)
-    return module.secure_channel(target(address), tls.credentials(), options=_OPTIONS)
+        channel = module.insecure_channel(target(address), **options)
+    else:
+        channel = module.secure_channel(target(address), tls.credentials(), **options)
+    return grpc.intercept_channel(channel, _Bearer(token)) if token and not aio else channel
+
+
+def _with_token(details: Any, token: str) -> Any:
+    metadata = [*(details.metadata or ()), ("authorization", f"Bearer {token}")]
+    return details._replace(metadata=metadata)
+
+
+class _CallDetails(
+    NamedTuple(
+        "_CallDetails",
+        [
+            ("method", str),
+            ("timeout", float | None),
+            ("metadata", Any),
+            ("credentials", Any),
+            ("wait_for_ready", bool | None),
+            ("compression", Any),
+        ],
+    ),
+    grpc.ClientCallDetails,  # type: ignore[misc]
+):
+    """grpc.ClientCallDetails as a named tuple, so a copy can carry more metadata."""
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <token>` to every call of a blocking channel."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def _details(self, details: Any) -> _CallDetails:
+        copy = _CallDetails(
+            details.method,
+            details.timeout,
+            details.metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+        return _with_token(copy, self._token)  # type: ignore[no-any-return]
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+class _AioBearer(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds `authorization: Bearer <token>` to every call of an asyncio channel."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, self._token), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, self._token), request)
 
 
 def _request(
@@ -160,14 +228,19 @@ class Client:
 
     `address` may list several servers (`a:9999,b:9999`) or be a `dns:///` name; calls
     are balanced round-robin and retried on another server when one is unavailable.
+    `auth_token` is sent with every call, for a server started with `--auth_token_file`.
     """
 
     def __init__(
-        self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, tls: ClientTLS | None = None
+        self,
+        address: str = DEFAULT_ADDRESS,
+        timeout: float = 30.0,
+        tls: ClientTLS | None = None,
+        auth_token: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = _channel(address, tls, aio=False)
+        self._channel = _channel(address, tls, aio=False, token=auth_token)
         self._stub = pb_grpc.ClassificationServiceStub(self._channel)
 
     def classify(
@@ -215,11 +288,15 @@ class AsyncClient:
     """
 
     def __init__(
-        self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, tls: ClientTLS | None = None
+        self,
+        address: str = DEFAULT_ADDRESS,
+        timeout: float = 30.0,
+        tls: ClientTLS | None = None,
+        auth_token: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = _channel(address, tls, aio=True)
+        self._channel = _channel(address, tls, aio=True, token=auth_token)
         self._stub = pb_grpc.ClassificationServiceStub(self._channel)
 
     async def classify(

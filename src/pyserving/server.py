@@ -23,6 +23,8 @@ from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as v2_pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
+from pyserving.auth import Tokens
+from pyserving.grpc_api.auth import TokenInterceptor
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.health import HealthReporter
 from pyserving.grpc_api.oip import InferenceApi
@@ -87,6 +89,12 @@ async def serve(settings: Settings) -> None:
         batching.batch_timeout_micros,
     )
     try:
+        # Read before any model loads: a bad token file should stop the server at once.
+        tokens = Tokens(settings.auth_token_file) if settings.auth_token_file else None
+        if tokens is not None:
+            log.info(
+                "calls need a bearer token from %s (health stays open)", settings.auth_token_file
+            )
         manager = ModelManager(settings, executor)
         if not await _until_stopped(manager.start(), stop):
             await manager.stop()
@@ -96,7 +104,8 @@ async def serve(settings: Settings) -> None:
         health = HealthReporter(service)
         following = asyncio.create_task(health.follow())
 
-        server = grpc.aio.server(options=grpc_options(settings))
+        interceptors = [TokenInterceptor(tokens)] if tokens else []
+        server = grpc.aio.server(options=grpc_options(settings), interceptors=interceptors)
         pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
         v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service), server)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
@@ -114,7 +123,12 @@ async def serve(settings: Settings) -> None:
         rest_task: asyncio.Task[None] | None = None
         if settings.rest_api_port:
             app = create_rest_app(
-                service, settings.max_request_bytes, settings.max_header_bytes, settings.max_headers
+                service,
+                settings.max_request_bytes,
+                settings.max_header_bytes,
+                settings.max_headers,
+                tokens,
+                metrics_open=not settings.auth_metrics,
             )
             rest, sock = _rest_server(app, settings)
             rest_task = asyncio.create_task(rest.serve(sockets=[sock]))

@@ -85,6 +85,8 @@ class Settings:
     # UNAVAILABLE / 503 while those in flight finish, for at most shutdown_grace_seconds.
     drain_seconds: float = 5.0
     shutdown_grace_seconds: float = 20.0
+    auth_token_file: Path | None = None  # set: calls need `authorization: Bearer <token>`
+    auth_metrics: bool = False  # with auth_token_file: /metrics needs a token too
     ssl_cert: Path | None = None  # PEM; with ssl_key, both ports speak TLS
     ssl_key: Path | None = None
     ssl_client_ca: Path | None = None  # PEM; set: clients must present a cert it signed

@@ -17,8 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pyserving import metrics
+from pyserving.auth import Tokens
 from pyserving.errors import PyservingError
 from pyserving.rest_api import openapi
+from pyserving.rest_api.auth import RequireToken
 from pyserving.rest_api.limits import HeaderLimits
 from pyserving.rest_api.oip import V2Routes
 from pyserving.rest_api.tfs import TfServingRoutes
@@ -54,8 +56,11 @@ def create_rest_app(
     max_request_bytes: int,
     max_header_bytes: int = 16 * 1024,
     max_headers: int = 100,
+    tokens: Tokens | None = None,
+    metrics_open: bool = True,
 ) -> Starlette:
-    """The REST API on top of `service`, refusing requests whose headers are over the limits."""
+    """The REST API on top of `service`, refusing requests whose headers are over the limits
+    and, given `tokens`, those that carry none of them."""
     v2 = V2Routes(service, max_request_bytes)
     tfs = TfServingRoutes(service, max_request_bytes)
 
@@ -86,9 +91,12 @@ def create_rest_app(
         Route("/metrics", prometheus),
         Route("/openapi.json", openapi_document),
     ]
+    middleware = [Middleware(HeaderLimits, max_bytes=max_header_bytes, max_count=max_headers)]
+    if tokens is not None:
+        middleware.append(Middleware(RequireToken, tokens=tokens, metrics_open=metrics_open))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(HeaderLimits, max_bytes=max_header_bytes, max_count=max_headers)],
+        middleware=middleware,
         exception_handlers={
             PyservingError: _pyserving_error,
             HTTPException: _http_error,

@@ -78,6 +78,7 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     models: Sequence[str] = (),
     tls: ClientTLS | None = None,
+    auth_token: str | None = None,
 ) -> Starlette:
     """The web app for the model server at `server_address` (`host:port`).
 
@@ -86,7 +87,7 @@ def create_app(
     """
     if max_upload_bytes <= 0:
         raise ValueError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
-    model_server = ModelServer(server_address, tls=tls)
+    model_server = ModelServer(server_address, tls=tls, auth_token=auth_token)
     endpoints = Endpoints(model_server, _templates(), max_upload_bytes, models, _asset_version())
 
     @contextlib.asynccontextmanager
@@ -131,9 +132,10 @@ def run(
     max_upload_bytes: int,
     models: Sequence[str] = (),
     tls: ClientTLS | None = None,
+    auth_token: str | None = None,
 ) -> int:
     """Serve the web app on `host:port` (0: any free port) until SIGINT or SIGTERM."""
-    app = create_app(server, max_upload_bytes, models, tls)
+    app = create_app(server, max_upload_bytes, models, tls, auth_token)
     sock = _listen(host, port)
     config = uvicorn.Config(
         app,

@@ -55,9 +55,16 @@ class ModelServer:
     old one is closed when its last call ends. Used from the event loop only.
     """
 
-    def __init__(self, address: str, timeout: float = 30.0, tls: ClientTLS | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 30.0,
+        tls: ClientTLS | None = None,
+        auth_token: str | None = None,
+    ) -> None:
         self.address = address
         self.tls = tls
+        self.auth_token = auth_token  # sent with every call, for a server that asks for one
         self.timeout = timeout
         self._connection: _Connection | None = None
 
@@ -122,7 +129,7 @@ class ModelServer:
 
     def _current(self) -> _Connection:
         if self._connection is None:
-            client = AsyncClient(self.address, self.timeout, self.tls)
+            client = AsyncClient(self.address, self.timeout, self.tls, self.auth_token)
             self._connection = _Connection(client, time.monotonic())
         return self._connection
 
