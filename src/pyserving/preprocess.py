@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -127,7 +128,7 @@ def features_vector(features: dict[str, float], names: tuple[str, ...]) -> np.nd
         raise InvalidInput(
             f"unknown feature(s) {', '.join(unknown)}; the model takes {', '.join(names)}"
         )
-    vector = np.array([features[n] for n in names], dtype=np.float32)
+    vector = _numbers([features[n] for n in names], "features")
     bad = [n for n, v in zip(names, vector, strict=True) if not np.isfinite(v)]
     if bad:
         raise InvalidInput(f"feature(s) {', '.join(bad)} must be finite numbers")
@@ -137,10 +138,15 @@ def features_vector(features: dict[str, float], names: tuple[str, ...]) -> np.nd
 def feature_rows(features: FeatureRows, names: tuple[str, ...]) -> np.ndarray:
     """A float32 [N, F] matrix in the model's feature order; named rows are checked by name."""
     if not isinstance(features, np.ndarray):
+        if isinstance(features, str | bytes | Mapping) or not isinstance(features, Sequence):
+            raise InvalidInput(
+                f"features must be rows of {len(names)} numbers ({', '.join(names)}), "
+                f"got {type(features).__name__}"
+            )
         rows = [
             features_vector(dict(row), names)
             if isinstance(row, Mapping)
-            else np.asarray(row, dtype=np.float32)
+            else _numbers(row, "each feature row")
             for row in features
         ]
         if any(row.shape != (len(names),) for row in rows):
@@ -159,3 +165,19 @@ def feature_rows(features: FeatureRows, names: tuple[str, ...]) -> np.ndarray:
     if not np.all(np.isfinite(rows_out)):
         raise InvalidInput("features must be finite numbers (no NaN or infinity)")
     return rows_out
+
+
+def _numbers(values: Any, what: str) -> np.ndarray:
+    """`values` as float32, or InvalidInput when they are not all numbers."""
+    if isinstance(values, str | bytes) or any(isinstance(v, str | bytes) for v in _flat(values)):
+        raise InvalidInput(f"{what} must be numbers, not text")
+    try:
+        # A number beyond float32 becomes infinity, which the callers refuse by name.
+        with np.errstate(over="ignore"):
+            return np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"{what} must be numbers: {exc}") from None
+
+
+def _flat(values: Any) -> list[Any]:
+    return list(values) if isinstance(values, list | tuple) else [values]

@@ -133,7 +133,7 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
     if fmt != FORMAT:
         raise fail(f"unknown format {fmt!r}; this pyserving reads format {FORMAT}")
     kind = doc.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise fail(f"unknown input kind {kind!r}; expected one of {', '.join(KINDS)}")
     inp = _section(doc, "input", fail)
     out = _section(doc, "output", fail)
