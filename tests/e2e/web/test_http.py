@@ -111,7 +111,7 @@ def test_upload_without_length_is_counted_while_read(small_limit_url: str) -> No
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
     assert response.json() == {
-        "error": "the upload is over the limit of 1 MiB: choose fewer or smaller photos"
+        "error": "the upload is over the limit of 1 MiB: choose fewer or smaller files"
     }
 
 
