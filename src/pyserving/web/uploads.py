@@ -130,7 +130,12 @@ async def _inputs(form: FormData) -> list[Upload]:
             default = f"{'photo' if name == IMAGES else 'clip'} {len(uploads) + 1}"
             uploads.append(Upload(_base_name(value.filename, default), data, name))
         elif name == TEXT:
-            data = await value.read() if isinstance(value, UploadFile) else value.encode("utf-8")
+            # A form field's line breaks arrive as CRLF whatever was typed (the HTML rule
+            # for submitting forms); a file part's bytes are taken as they are.
+            if isinstance(value, UploadFile):
+                data = await value.read()
+            else:
+                data = value.replace("\r\n", "\n").encode("utf-8")
             if data.strip():  # bytes, not text: invalid UTF-8 is the server's to refuse
                 uploads.append(Upload(text_title(data), data, TEXT))
         elif name.startswith(FEATURE_PREFIX) and isinstance(value, str):

@@ -179,8 +179,10 @@ document.addEventListener("DOMContentLoaded", () => {
       showFormError("Type a text to classify.");
       return;
     }
+    // As a file part: its bytes are the text's UTF-8, line breaks as typed (a plain form
+    // field would have them turned into CRLF).
     const body = new FormData();
-    body.append("text", text);
+    body.append("text", new Blob([text], { type: "text/plain;charset=utf-8" }), "text.txt");
     const title = textTitle(text);
     // The title shows a short text whole; a longer one is quoted in full above it.
     const media = title.endsWith("…”") ? { type: "quote", text } : { type: "" };
