@@ -13,12 +13,11 @@ import re
 import wave
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, FilePayload, Locator, Page, expect
 
 from tests.e2e.web.conftest import FEATURES, HAS_AUDIO, KindsApp, StartWeb
 from tests.onnx_models import png
@@ -102,9 +101,8 @@ def test_the_picker_switches_the_input_by_kind(
     expect(classify).to_be_hidden()  # a photo is classified as soon as it is chosen
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name=PHOTO_ZONE).click()
-    chooser.value.set_files(
-        [{"name": "red.png", "mimeType": "image/png", "buffer": png((250, 5, 5))}]
-    )
+    red: FilePayload = {"name": "red.png", "mimeType": "image/png", "buffer": png((250, 5, 5))}
+    chooser.value.set_files([red])
     expect(cards(page).first.locator(".prediction-name").first).to_have_text("red")
 
     picker.select_option("lang")
@@ -275,7 +273,7 @@ def test_an_uploaded_clip_is_classified(page: Page, kinds_app: KindsApp, tmp_pat
     page.get_by_label("Model").select_option("speech")
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name=CLIP_ZONE).click()
-    clips: list[Any] = [
+    clips: list[FilePayload] = [
         {"name": "hello.wav", "mimeType": "audio/wav", "buffer": speech_wav(tmp_path)},
         {"name": "tone.wav", "mimeType": "audio/wav", "buffer": tone.read_bytes()},
         {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a clip"},
