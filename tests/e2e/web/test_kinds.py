@@ -287,3 +287,20 @@ def test_an_uploaded_clip_is_classified(page: Page, kinds_app: KindsApp, tmp_pat
         "(expected WAV, FLAC, OGG (Vorbis or Opus) or MP3)"
     )
     page.screenshot(path=tmp_path / "clips.png", full_page=True)
+
+
+@needs_audio
+def test_a_recording_is_classified_by_the_speech_model(
+    microphone: BrowserContext, kinds_app: KindsApp, tmp_path: Path
+) -> None:
+    page = microphone.new_page()
+    page.goto(kinds_app.url)
+    page.get_by_label("Model").select_option("speech")
+    page.get_by_role("button", name="Record").click()
+    expect(page.locator("#record-status")).to_have_text(re.compile(r"^Recording… [2-9] s"))
+    page.get_by_role("button", name="Stop").click()
+    card = cards(page).first
+    # The fake microphone beeps: a tone, which the voice-activity model calls no speech.
+    expect(card.locator(".prediction-name")).to_have_text(["no speech", "speech"])
+    expect(card.locator("[data-slot=model]")).to_have_text("speech")
+    page.screenshot(path=tmp_path / "recorded-speech-model.png", full_page=True)
