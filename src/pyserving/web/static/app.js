@@ -334,7 +334,6 @@ document.addEventListener("DOMContentLoaded", () => {
       return;
     }
     recordButton.hidden = false;
-    recordButton.setAttribute("aria-pressed", "false");
     recordButton.addEventListener("click", () => {
       if (recording) stopRecording(true);
       else startRecording();
@@ -382,7 +381,6 @@ document.addEventListener("DOMContentLoaded", () => {
     }, 250);
     recording = { stream, context, node, chunks, done, timer };
     recordButton.disabled = false;
-    recordButton.setAttribute("aria-pressed", "true");
     recordButton.classList.add("recording");
     recordLabel.textContent = "Stop";
     recordStatus.textContent = `Recording… 0 s of ${MAX_RECORD_SECONDS}`;
@@ -392,7 +390,6 @@ document.addEventListener("DOMContentLoaded", () => {
     const r = recording;
     recording = null;
     clearInterval(r.timer);
-    recordButton.setAttribute("aria-pressed", "false");
     recordButton.classList.remove("recording");
     recordLabel.textContent = "Record";
     for (const track of r.stream.getTracks()) track.stop();
