@@ -30,7 +30,7 @@ from pyserving.signature import LABELS_FILE, SIGNATURE_FILE, load_signature
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
 
 
-def examples(n: int) -> Any:
+def examples(n: int) -> settings:
     """Hypothesis settings: `n` examples (scaled), no deadline (the machine is shared), and
     in CI the same examples every run."""
     return settings(

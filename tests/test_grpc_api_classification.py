@@ -51,7 +51,7 @@ async def test_domain_errors_end_the_call_with_their_status(
     assert info.value.code() == code and message in (info.value.details() or "")
 
 
-async def test_model_status_names_the_engine_and_the_default(
+async def test_model_status_names_the_engine_the_kind_and_the_default(
     grpc_channel: grpc.aio.Channel,
 ) -> None:
     stub = pb_grpc.ClassificationServiceStub(grpc_channel)
@@ -61,6 +61,8 @@ async def test_model_status_names_the_engine_and_the_default(
     (version,) = status.models[1].versions
     assert version.version == 1 and version.engine == "onnxruntime"
     assert pb.VersionStatus.State.Name(version.state) == "AVAILABLE"
+    kinds = [(m.versions[0].kind, list(m.versions[0].features)) for m in status.models]
+    assert kinds == [("image", []), ("text", []), ("features", ["a", "b"])]
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.get_model_status(pb.ModelStatusRequest(model_name="nope"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND

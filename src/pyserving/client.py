@@ -205,9 +205,12 @@ def _statuses(response: pb.ModelStatusResponse) -> list[ModelStatus]:
                     v.error,
                     v.engine,
                     v.precision,
+                    v.kind,
+                    tuple(v.features),
                 )
                 for v in m.versions
             ),
+            m.name == response.default_model,
         )
         for m in response.models
     ]

@@ -202,7 +202,15 @@ class ModelManager:
         self._available[config.name] = {**versions, version: servable}
         self._set_status(
             config.name,
-            VersionStatus(version, "AVAILABLE", "", servable.engine_info.name, servable.precision),
+            VersionStatus(
+                version,
+                "AVAILABLE",
+                "",
+                servable.engine_info.name,
+                servable.precision,
+                servable.signature.kind,
+                servable.signature.features,
+            ),
         )
         log.info(
             "model %s version %d loaded from %s in %.2f s%s",

@@ -39,14 +39,20 @@ class VersionStatus:
     error: str = ""
     engine: str = ""  # what runs an AVAILABLE version: onnxruntime or openvino
     precision: str = ""  # f32, bf16, or int8 for a quantised export
+    kind: str = ""  # what an AVAILABLE version takes: image, features, text, audio or tensor
+    features: tuple[str, ...] = ()  # features models: the names, in the model's order
 
 
 @dataclass(frozen=True)
 class ModelStatus:
-    """The versions of one model the server knows about, oldest first."""
+    """The versions of one model the server knows about, oldest first.
+
+    `default`: whether a request that names no model gets this one (set by the client).
+    """
 
     name: str
     versions: tuple[VersionStatus, ...]
+    default: bool = False
 
 
 @dataclass(frozen=True)

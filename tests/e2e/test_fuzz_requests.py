@@ -40,7 +40,7 @@ SERVER_ERRORS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusC
 RED = png((230, 0, 0))
 
 
-def examples(n: int) -> Any:
+def examples(n: int) -> settings:
     return settings(
         max_examples=max(1, int(n * SCALE)),
         deadline=None,

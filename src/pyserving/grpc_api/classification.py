@@ -57,6 +57,8 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
                             error=v.error,
                             engine=v.engine,
                             precision=v.precision,
+                            kind=v.kind,
+                            features=v.features,
                         )
                         for v in m.versions
                     ],

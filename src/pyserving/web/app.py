@@ -1,18 +1,28 @@
-"""The web app: upload photos, see their top classes. A separate process, a gRPC client only.
+"""The web app: photos, audio clips, texts or features in; their top classes out.
+
+A separate process, a gRPC client only. The page shows the input the chosen model takes
+(its kind, from the server's model status): a drop zone for photos, one for audio clips
+with a Record button where the browser allows recording, a text box, or a field per
+feature. A `tensor` model is listed but cannot be picked: it answers predict, not classify.
 
 Routes:
 
-    GET  /               the page: drop zone, file picker, results
+    GET  /               the page (`?model=NAME` picks the model, for browsers without JS)
     POST /               the same page with the results rendered on the server (no JavaScript)
     POST /api/classify   multipart in, JSON out (what the page's JavaScript uses)
+    GET  /api/models     the models offered and what each takes
     GET  /healthz        200 when the model server answers, 503 with the reason when not
     GET  /static/...     CSS, JavaScript, icon
 
-Both POSTs take `multipart/form-data` with one or more files in the field `images` and,
-optionally, the model's name in `model`. The files are classified concurrently.
+Both POSTs take `multipart/form-data` with the inputs and, optionally, the model's name in
+`model`: files in `images` (photos) or `clips` (WAV, FLAC, OGG or MP3 audio), texts in
+`text` (one per field, UTF-8), or one number per feature in `feature.NAME` (together, one
+input). Clips are checked by their first bytes before they are sent. The inputs are
+classified concurrently.
 
-`POST /api/classify` answers with one entry per file, in upload order, each holding
-either predictions (best first) or an error:
+`POST /api/classify` answers with one entry per input, in form order, each holding
+either predictions (best first) or an error (`filename` is the file's name, the start of a
+text in quotes, or `Features`):
 
     {"results": [
         {"filename": "cat.jpg", "model_name": "imagenet", "model_version": 1732460000,
@@ -23,11 +33,16 @@ either predictions (best first) or an error:
          "detail": "could not decode image (12 bytes, starts with b'hello wo'): ..."}
     ]}
 
-Its status is 200 when at least one file has predictions. When every file failed, it is the
-status their errors share (400 for unreadable images, 503 when the model server is not
+Its status is 200 when at least one input has predictions. When every input failed, it is
+the status their errors share (400 for unreadable files, 503 when the model server is not
 reachable) or 400 when they differ. An upload that cannot be taken at all gets
-`{"error": "..."}` with 400 (not multipart, no file, too many files, unknown model) or 413
-(over the upload limit; refused from Content-Length before reading, or while reading).
+`{"error": "..."}` with 400 (not multipart, nothing to classify, too many inputs, a feature
+that is not a number, unknown model) or 413 (over the upload limit; refused from
+Content-Length before reading, or while reading).
+
+`GET /api/models` answers `{"models": [{"name": "lang", "kind": "text", "features": []}]}`
+(the server's default model when none were configured; `kind` is "" while the server
+cannot say).
 """
 
 from __future__ import annotations
@@ -64,8 +79,10 @@ STATIC_DIR = HERE / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 20 * MiB
 SECURITY_HEADERS = {
     # Scripts only from our own files: even a label that slipped past escaping cannot run.
+    # Previews and recordings play from blob: and data: URLs.
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+        "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: data:; "
+        "object-src 'none'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -98,6 +115,7 @@ def create_app(
     routes = [
         Route("/", endpoints.page, methods=["GET", "POST"]),
         Route("/api/classify", endpoints.classify, methods=["POST"]),
+        Route("/api/models", endpoints.models, methods=["GET"]),
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

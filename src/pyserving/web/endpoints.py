@@ -15,19 +15,30 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from pyserving.errors import InvalidInput, PyservingError
-from pyserving.web.model_server import FileResult, ModelServer
-from pyserving.web.uploads import MAX_FILES, Form, Upload, format_mib, read_form
+from pyserving.web.model_server import FileResult, ModelChoice, ModelServer
+from pyserving.web.uploads import (
+    CLIPS,
+    FEATURES,
+    IMAGES,
+    MAX_FILES,
+    MODEL_FIELD,
+    TEXT,
+    Upload,
+    clip_type,
+    format_mib,
+    image_type,
+    read_form,
+)
 
-# The page without JavaScript shows previews inline; larger photos get none.
+# The page without JavaScript shows previews inline; larger files get none.
 PREVIEW_MAX_BYTES = 2 * 1024 * 1024
-_IMAGE_TYPES = {
-    b"\xff\xd8\xff": "image/jpeg",
-    b"\x89PNG\r\n\x1a\n": "image/png",
-    b"GIF87a": "image/gif",
-    b"GIF89a": "image/gif",
-    b"BM": "image/bmp",
-}
+# What a card calls its input, by the field it came in.
+NOUNS = {IMAGES: "photo", CLIPS: "clip", TEXT: "text", FEATURES: "input"}
 _NO_STORE = {"Cache-Control": "no-store"}
+
+# How a card shows its input: ("image" | "audio", a data: URL), ("quote", text),
+# ("none", "") for "No preview", ("", "") for no media box at all.
+Media = tuple[str, str]
 
 
 class Endpoints:
@@ -51,36 +62,50 @@ class Endpoints:
         self._asset_version = asset_version
 
     async def page(self, request: Request) -> Response:
-        """GET: the upload page. POST: the same page with the results (no JavaScript needed)."""
+        """GET: the page for a model (`?model=`). POST: the page with the results.
+
+        Both work without JavaScript.
+        """
         if request.method != "POST":
-            return self._render(banner=await self.model_server.check(seconds=1.0))
+            asked = request.query_params.get(MODEL_FIELD, "")
+            try:
+                self._model_of(asked)
+            except InvalidInput as exc:
+                return await self._render(form_error=str(exc), status=exc.http_status, check=True)
+            return await self._render(selected_model=asked, check=True)
         try:
             form = await read_form(request, self._max_upload_bytes)
-            model = self._model_of(form)
+            model = self._model_of(form.model)
         except PyservingError as exc:
-            return self._render(form_error=str(exc), status=exc.http_status)
+            return await self._render(form_error=str(exc), status=exc.http_status)
         results = await self.model_server.classify_all(form.uploads, model)
-        previews = await asyncio.gather(
-            *(_preview(u, r) for u, r in zip(form.uploads, results, strict=True))
+        media = await asyncio.gather(
+            *(_media(u, r) for u, r in zip(form.uploads, results, strict=True))
         )
-        return self._render(
-            results=list(zip(results, previews, strict=True)),
+        return await self._render(
+            results=list(zip(results, media, strict=True)),
             banner=_banner(results, self.model_server),
             selected_model=model,
             status=overall_status(results),
         )
 
     async def classify(self, request: Request) -> Response:
-        """POST /api/classify: multipart in, one JSON result per file out."""
+        """POST /api/classify: multipart in, one JSON result per input out."""
         try:
             form = await read_form(request, self._max_upload_bytes)
-            model = self._model_of(form)
+            model = self._model_of(form.model)
         except PyservingError as exc:
             return JSONResponse({"error": str(exc)}, exc.http_status, _NO_STORE)
         results = await self.model_server.classify_all(form.uploads, model)
         return JSONResponse(
             {"results": [result_json(r) for r in results]}, overall_status(results), _NO_STORE
         )
+
+    async def models(self, request: Request) -> Response:
+        """GET /api/models: the models offered and what each takes (kind "" when unknown)."""
+        choices = await self.model_server.choices(self._models, seconds=2.0)
+        body = [{"name": c.name, "kind": c.kind, "features": list(c.features)} for c in choices]
+        return JSONResponse({"models": body}, 200, _NO_STORE)
 
     async def healthz(self, request: Request) -> Response:
         """200 when the model server answers, 503 with the reason when it does not."""
@@ -90,30 +115,37 @@ class Endpoints:
             return JSONResponse({"status": "ok", **body}, 200, _NO_STORE)
         return JSONResponse({"status": "unavailable", "reason": reason, **body}, 503, _NO_STORE)
 
-    def _model_of(self, form: Form) -> str:
+    def _model_of(self, name: str) -> str:
         if not self._models:
-            return form.model
-        if not form.model:
+            return name
+        if not name:
             return self._models[0]
-        if form.model not in self._models:
-            raise InvalidInput(
-                f"unknown model {form.model!r}: choose one of {', '.join(self._models)}"
-            )
-        return form.model
+        if name not in self._models:
+            raise InvalidInput(f"unknown model {name!r}: choose one of {', '.join(self._models)}")
+        return name
 
-    def _render(
+    async def _render(
         self,
         *,
-        results: Sequence[tuple[FileResult, str]] = (),
+        results: Sequence[tuple[FileResult, Media]] = (),
         banner: str | None = None,
         form_error: str = "",
         selected_model: str = "",
         status: int = 200,
+        check: bool = False,
     ) -> HTMLResponse:
+        if check:
+            banner, choices = await asyncio.gather(
+                self.model_server.check(seconds=1.0), self.model_server.choices(self._models, 1.0)
+            )
+        else:
+            choices = await self.model_server.choices(self._models, seconds=1.0)
+        selected = _selected(choices, selected_model)
         context: dict[str, Any] = {
             "server_address": self.model_server.address,
-            "models": self._models,
-            "selected_model": selected_model or (self._models[0] if self._models else ""),
+            "choices": choices if self._models else (),
+            "selected": selected,
+            "panel": _panel(selected),
             "max_upload_bytes": self._max_upload_bytes,
             "max_upload_text": format_mib(self._max_upload_bytes),
             "max_files": MAX_FILES,
@@ -127,6 +159,17 @@ class Endpoints:
         return HTMLResponse(html, status, _NO_STORE)
 
 
+def _selected(choices: Sequence[ModelChoice], name: str) -> ModelChoice:
+    # A name the page asked for, else the first model it can classify with.
+    chosen = [c for c in choices if c.name == name] or [c for c in choices if c.classifies]
+    return (chosen or list(choices))[0]
+
+
+def _panel(choice: ModelChoice) -> str:
+    """Which input the page shows for a model: image, audio, text, features or tensor."""
+    return choice.kind if choice.kind in ("audio", "text", "features", "tensor") else "image"
+
+
 def overall_status(results: Sequence[FileResult]) -> int:
     """200 if any file has predictions; else the status all errors share, or 400."""
     if any(r.classification is not None for r in results):
@@ -137,15 +180,21 @@ def overall_status(results: Sequence[FileResult]) -> int:
 
 def summary(results: Sequence[FileResult]) -> str:
     """One line on how an upload went, as app.js also writes it."""
+    nouns = {NOUNS.get(r.source, "input") for r in results}
+    noun = nouns.pop() if len(nouns) == 1 else "input"
     failed = sum(r.classification is None for r in results)
     done = len(results) - failed
     if not failed:
-        return f"Classified {done} photo{'' if done == 1 else 's'}."
+        return f"Classified {_plural(done, noun)}."
     if not done:
         if len(results) == 1:
-            return "The photo could not be classified."
-        return f"None of the {len(results)} photos could be classified."
-    return f"Classified {done} of {len(results)} photos; {failed} could not be classified."
+            return f"The {noun} could not be classified."
+        return f"None of the {len(results)} {noun}s could be classified."
+    return f"Classified {done} of {len(results)} {noun}s; {failed} could not be classified."
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def result_json(result: FileResult) -> dict[str, Any]:
@@ -174,16 +223,15 @@ def _banner(results: Sequence[FileResult], model_server: ModelServer) -> str | N
     return model_server.unreachable_message() if any(r.server_down for r in results) else None
 
 
-def image_type(data: bytes) -> str | None:
-    """The MIME type of an encoded image we accept, from its first bytes; None if unknown."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((t for magic, t in _IMAGE_TYPES.items() if data.startswith(magic)), None)
-
-
-async def _preview(upload: Upload, result: FileResult) -> str:
-    kind = image_type(upload.data)
+async def _media(upload: Upload, result: FileResult) -> Media:
+    if upload.source == TEXT:
+        # The title shows a short text whole; a longer one is quoted in full above it.
+        shortened = upload.filename.endswith("…”")
+        return ("quote", upload.data.decode("utf-8", "replace")) if shortened else ("", "")
+    if upload.source == FEATURES:
+        return "quote", " · ".join(f"{k} = {v:g}" for k, v in upload.features.items())
+    kind = image_type(upload.data) if upload.source == IMAGES else clip_type(upload.data)
     if result.classification is None or kind is None or len(upload.data) > PREVIEW_MAX_BYTES:
-        return ""
+        return "none", ""
     encoded = await asyncio.to_thread(base64.b64encode, upload.data)
-    return f"data:{kind};base64,{encoded.decode('ascii')}"
+    return kind.partition("/")[0], f"data:{kind};base64,{encoded.decode('ascii')}"

@@ -1,16 +1,20 @@
-"""The model server as the web app sees it: classify uploads over gRPC, say what went wrong."""
+"""The model server as the web app sees it: what each model takes, classify inputs over gRPC,
+say what went wrong."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyserving.client import AsyncClient, ClientTLS
 from pyserving.errors import RemoteError
-from pyserving.results import Classification
-from pyserving.web.uploads import Upload
+from pyserving.results import Classification, ModelStatus
+from pyserving.web.uploads import CLIPS, FEATURES, IMAGES, Upload, clip_refusal
+
+T = TypeVar("T")
 
 TOP_K = 5
 # The server's words for an undecodable image (pyserving.preprocess, which needs numpy and
@@ -37,6 +41,22 @@ class FileResult:
     code: str = ""
     detail: str = ""
     server_down: bool = False
+    source: str = IMAGES  # the form field the input came in (uploads.IMAGES, CLIPS, ...)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the page offers, and what it takes: `kind` is "" when the server cannot say
+    (not reachable, or no version available yet)."""
+
+    name: str
+    kind: str = ""
+    features: tuple[str, ...] = ()
+
+    @property
+    def classifies(self) -> bool:
+        """Whether the page can classify with it: a `tensor` model only answers predict."""
+        return self.kind != "tensor"
 
 
 @dataclass
@@ -77,14 +97,47 @@ class ModelServer:
         return list(await asyncio.gather(*(self.classify(u, model_name) for u in uploads)))
 
     async def classify(self, upload: Upload, model_name: str) -> FileResult:
-        """Classify one upload; never raises for a failed call, the result carries the error."""
+        """Classify one input; never raises for a failed call, the result carries the error."""
+        if upload.source == CLIPS and (refusal := clip_refusal(upload)) is not None:
+            error, detail = refusal
+            return FileResult(
+                upload.filename,
+                error=error,
+                status=400,
+                code="INVALID_ARGUMENT",
+                detail=detail,
+                source=CLIPS,
+            )
         started = time.perf_counter()
         try:
-            result = await self._call(upload.data, model_name, TOP_K, self.timeout)
+            result = await self._use(
+                lambda client: client.classify(
+                    upload.data,
+                    model_name,
+                    top_k=TOP_K,
+                    features=upload.features if upload.source == FEATURES else None,
+                    timeout=self.timeout,
+                )
+            )
         except RemoteError as exc:
-            return self._failure(upload.filename, exc)
+            return self._failure(upload, exc)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return FileResult(upload.filename, result, elapsed_ms)
+        return FileResult(upload.filename, result, elapsed_ms, source=upload.source)
+
+    async def choices(self, names: Sequence[str], seconds: float = 2.0) -> tuple[ModelChoice, ...]:
+        """What each of `names` takes (the server's default model when there are none).
+
+        The kind is that of the newest available version, the one a request gets. When the
+        server cannot be asked, the choices carry no kind.
+        """
+        try:
+            models = await self._use(lambda client: client.model_status(timeout=seconds))
+        except RemoteError:
+            return tuple(ModelChoice(n) for n in names) or (ModelChoice(""),)
+        by_name = {m.name: m for m in models}
+        if not names:
+            return tuple(_choice(m) for m in models if m.default) or (ModelChoice(""),)
+        return tuple(_choice(by_name[n]) if n in by_name else ModelChoice(n) for n in names)
 
     async def check(self, seconds: float = 2.0) -> str | None:
         """None when the model server answers; otherwise why it cannot be used, for people.
@@ -92,7 +145,7 @@ class ModelServer:
         Sends an empty image: a cheap call that a healthy server refuses with INVALID_ARGUMENT.
         """
         try:
-            await self._call(b"", "", 1, seconds)
+            await self._use(lambda client: client.classify(b"", "", top_k=1, timeout=seconds))
         except RemoteError as exc:
             if _is_unreachable(exc):
                 return self.unreachable_message()
@@ -110,13 +163,11 @@ class ModelServer:
         if connection is not None:
             await connection.client.close()
 
-    async def _call(
-        self, image: bytes, model_name: str, top_k: int, seconds: float
-    ) -> Classification:
+    async def _use(self, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
         connection = self._current()
         connection.calls += 1
         try:
-            return await connection.client.classify(image, model_name, top_k=top_k, timeout=seconds)
+            return await call(connection.client)
         except RemoteError as exc:
             error = exc
             if _is_unreachable(error) or error.grpc_code == "DEADLINE_EXCEEDED":
@@ -141,26 +192,35 @@ class ModelServer:
         connection.retired = True
         self._connection = None
 
-    def _failure(self, filename: str, exc: RemoteError) -> FileResult:
-        code, detail = exc.grpc_code, str(exc)
+    def _failure(self, upload: Upload, exc: RemoteError) -> FileResult:
+        code, detail, name = exc.grpc_code, str(exc), upload.filename
         if _is_unreachable(exc):
             error = self.unreachable_message()
-        elif code == "INVALID_ARGUMENT" and ACCEPTED_TEXT in detail:
-            error = f"{filename} is not an image we can read ({ACCEPTED_TEXT})"
+        elif code == "INVALID_ARGUMENT" and ACCEPTED_TEXT in detail and upload.source == IMAGES:
+            error = f"{name} is not an image we can read ({ACCEPTED_TEXT})"
         elif code == "DEADLINE_EXCEEDED":
             error = f"the classification server did not answer within {self.timeout:g} s"
         elif code == "RESOURCE_EXHAUSTED":
             error = "the classification server is busy: try again in a moment"
         else:
-            error = f"{filename} could not be classified: {detail}"
+            error = f"{name} could not be classified: {detail}"
         return FileResult(
-            filename,
+            name,
             error=error,
             status=exc.http_status,
             code=code,
             detail=detail,
             server_down=_is_unreachable(exc),
+            source=upload.source,
         )
+
+
+def _choice(model: ModelStatus) -> ModelChoice:
+    available = [v for v in model.versions if v.state == "AVAILABLE"]
+    if not available:
+        return ModelChoice(model.name)
+    newest = max(available, key=lambda v: v.version)
+    return ModelChoice(model.name, newest.kind, newest.features)
 
 
 def _is_unreachable(exc: RemoteError) -> bool:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import joblib
+import numpy as np
 import pytest
 from playwright.sync_api import Page
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
-from tests.processes import RunningProcess, start_process, start_server
+from tests.onnx_models import publish, write_features_servable, write_image_servable
+from tests.processes import RunningProcess, start_process, start_serve, start_server, wait_for
 
 WEB_READY = r"web app listening on http://[^\s:]+:(\d+)"
 CHROMIUM_ARGS = [
@@ -22,6 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # A fake microphone (a beeping tone) that the page may use without asking.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 SCRIPT_LABEL = "<script>alert(1)</script>"
 EGYPTIAN_CAT = 285  # line 286 of labels.txt
@@ -98,6 +112,99 @@ def script_label_url(
     log = tmp_path_factory.mktemp("logs") / "script-label-server.log"
     server = start_server("imagenet", repository / "imagenet", log)
     yield start_web(f"127.0.0.1:{server.match.group(1)}")
+    server.stop()
+
+
+# A small language identifier's training set: a few sentences of each language.
+SENTENCES = {
+    "English": [
+        "The weather is nice today and the children play outside.",
+        "Where is the nearest train station, please?",
+        "I would like a cup of tea with milk.",
+        "This book tells the story of a small village by the sea.",
+        "We are going to the market on Saturday morning.",
+        "Please close the window when you leave the room.",
+        "The meeting was moved to next Thursday afternoon.",
+        "How much does this ticket cost?",
+    ],
+    "French": [
+        "Il fait beau aujourd'hui et les enfants jouent dehors.",
+        "Où est la gare la plus proche, s'il vous plaît ?",
+        "Je voudrais une tasse de thé avec du lait.",
+        "Ce livre raconte l'histoire d'un petit village au bord de la mer.",
+        "Nous allons au marché samedi matin.",
+        "Fermez la fenêtre quand vous quittez la pièce, s'il vous plaît.",
+        "La réunion a été déplacée à jeudi prochain après-midi.",
+        "Combien coûte ce billet ?",
+    ],
+    "German": [
+        "Das Wetter ist heute schön und die Kinder spielen draußen.",
+        "Wo ist der nächste Bahnhof, bitte?",
+        "Ich möchte eine Tasse Tee mit Milch.",
+        "Dieses Buch erzählt die Geschichte eines kleinen Dorfes am Meer.",
+        "Wir gehen am Samstagmorgen auf den Markt.",
+        "Bitte schließen Sie das Fenster, wenn Sie den Raum verlassen.",
+        "Die Besprechung wurde auf nächsten Donnerstagnachmittag verschoben.",
+        "Wie viel kostet diese Fahrkarte?",
+    ],
+}
+FEATURES = ("petal length", "petal width")
+FEATURE_CLASSES = ("longer", "wider")  # x @ identity: the larger feature's class wins
+HAS_AUDIO = importlib.util.find_spec("pyserving.kinds.audio") is not None
+
+
+@dataclass(frozen=True)
+class KindsApp:
+    """The web app in front of a server with a model of each kind the machine can serve."""
+
+    url: str
+    models: tuple[str, ...]
+    language_model: Any  # the fitted scikit-learn pipeline `lang` was exported from
+
+
+@pytest.fixture(scope="session")
+def kinds_app(start_web: StartWeb, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindsApp]:
+    """`colours` (image), `lang` (text: a scikit-learn pipeline trained and exported here
+    with the CLI), `lin` (features) and, where the audio kind is installed, `speech`."""
+    work = tmp_path_factory.mktemp("kinds")
+    texts = [t for sentences in SENTENCES.values() for t in sentences]
+    labels = [language for language, sentences in SENTENCES.items() for _ in sentences]
+    language_model = make_pipeline(
+        TfidfVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False),
+        LogisticRegression(C=10, max_iter=1000),
+    ).fit(texts, labels)
+    joblib.dump(language_model, work / "lang.joblib")
+    models = {"colours": work / "colours", "lang": work / "models" / "lang", "lin": work / "lin"}
+    export = [sys.executable, "-m", "pyserving", "export"]
+    subprocess.run(
+        [*export, "sklearn", "lang.joblib", "--input", "text", "--name", "lang",
+         "--labels", ",".join(sorted(SENTENCES))],
+        cwd=work, capture_output=True, text=True, timeout=180, check=True,
+    )  # fmt: skip
+    if HAS_AUDIO:
+        subprocess.run(
+            [*export, "silero-vad", "--name", "speech"],
+            cwd=work, capture_output=True, text=True, timeout=180, check=True,
+        )  # fmt: skip
+        models["speech"] = work / "models" / "speech"
+    publish(models["colours"], 1, write_image_servable)
+    weights = np.eye(2, dtype=np.float32)
+    publish(
+        models["lin"], 1, lambda f: write_features_servable(f, weights, FEATURES, FEATURE_CLASSES)
+    )
+    config = work / "models.toml"
+    config.write_text(
+        "".join(f'[[models]]\nname = "{n}"\nbase_path = "{p}"\n\n' for n, p in models.items())
+    )
+    server = start_serve(work / "server.log", "--model_config_file", str(config))
+    url = start_web(f"127.0.0.1:{server.match.group(1)}", "--models", ",".join(models))
+
+    def every_kind_known() -> bool:
+        answer = httpx.get(f"{url}/api/models", timeout=5).json()["models"]
+        return all(m["kind"] for m in answer)
+
+    wait_for(every_kind_known, 60, "every model loaded and its kind known to the web app")
+    yield KindsApp(url, tuple(models), language_model)
     server.stop()
 
 

@@ -6,8 +6,20 @@ import base64
 import re
 from pathlib import Path
 
-from playwright.sync_api import Browser, Dialog, FilePayload, Locator, Page, Route, expect
+import numpy as np
+from playwright.sync_api import (
+    Browser,
+    Dialog,
+    FilePayload,
+    FloatRect,
+    Locator,
+    Page,
+    Route,
+    expect,
+)
+from skimage import data as skimage_data
 
+from tests.conftest import encode
 from tests.e2e.web.conftest import SCRIPT_LABEL
 
 NOT_AN_IMAGE = "notes.txt is not an image we can read (expected JPEG, PNG, WebP, GIF or BMP)"
@@ -216,3 +228,54 @@ def test_works_without_javascript(
     assert preview.evaluate("img => img.naturalWidth") > 0
     page.screenshot(path=tmp_path / "no-javascript.png", full_page=True)
     context.close()
+
+
+def overlap(a: FloatRect, b: FloatRect) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def expect_preview_inside(card: Locator) -> None:
+    """The card's preview lies inside the card and covers none of its text."""
+    preview = card.locator("img[data-slot=preview]")
+    assert preview.evaluate("img => img.complete && img.naturalWidth") > 0
+    box, outer = preview.bounding_box(), card.bounding_box()
+    assert box and outer
+    edge = 0.5  # sub-pixel rounding
+    assert box["x"] >= outer["x"] - edge and box["y"] >= outer["y"] - edge
+    assert box["x"] + box["width"] <= outer["x"] + outer["width"] + edge
+    assert box["y"] + box["height"] <= outer["y"] + outer["height"] + edge
+    for text in (".card-title", ".predictions", ".meta"):
+        other = card.locator(text).bounding_box()
+        assert other and not overlap(box, other), f"the preview covers {text}"
+
+
+def test_square_and_portrait_previews_stay_inside_their_cards(
+    page: Page, web_url: str, chelsea: np.ndarray, chelsea_jpeg: bytes, tmp_path: Path
+) -> None:
+    photos = [
+        jpeg("chelsea.jpg", chelsea_jpeg),  # landscape, 451 × 300
+        jpeg("astronaut.jpg", encode(np.asarray(skimage_data.astronaut()), "JPEG")),  # 512²
+        jpeg("portrait.jpg", encode(np.ascontiguousarray(np.rot90(chelsea)), "JPEG")),
+    ]
+    page.goto(web_url)
+    choose(page, *photos)
+    expect(cards(page)).to_have_count(3)
+    for i in range(3):
+        expect(cards(page).nth(i).locator(".prediction")).to_have_count(5)
+    for width in (1280, 760, 420):  # three, two and one card to a row
+        page.set_viewport_size({"width": width, "height": 900})
+        for i in range(3):
+            expect_preview_inside(cards(page).nth(i))
+        page.screenshot(path=tmp_path / f"grid-{width}.png", full_page=True)
+    # A lone card lays its photo beside its classes.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    choose(page, photos[2])
+    expect(cards(page)).to_have_count(1)
+    expect(cards(page).first.locator(".prediction")).to_have_count(5)
+    expect_preview_inside(cards(page).first)
+    page.screenshot(path=tmp_path / "portrait-alone.png", full_page=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.web.conftest import SCRIPT_LABEL, WEB_READY
+from tests.e2e.web.conftest import FEATURES, SCRIPT_LABEL, WEB_READY, KindsApp
 from tests.processes import start_process
 
 MiB = 1024 * 1024
@@ -111,7 +111,7 @@ def test_upload_without_length_is_counted_while_read(small_limit_url: str) -> No
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
     assert response.json() == {
-        "error": "the upload is over the limit of 1 MiB: choose fewer or smaller photos"
+        "error": "the upload is over the limit of 1 MiB: choose fewer or smaller files"
     }
 
 
@@ -137,3 +137,40 @@ def test_sigint_and_sigterm_stop_it_cleanly(server_address: str, tmp_path: Path)
         assert web.stop(sig) == 0, web.output()
         assert "stopped" in web.output()
         assert "Traceback" not in web.output()
+
+
+def test_the_api_names_each_models_kind_from_the_real_server(kinds_app: KindsApp) -> None:
+    models = {m["name"]: m for m in httpx.get(f"{kinds_app.url}/api/models").json()["models"]}
+    assert models["colours"] == {"name": "colours", "kind": "image", "features": []}
+    assert models["lang"] == {"name": "lang", "kind": "text", "features": []}
+    assert models["lin"] == {"name": "lin", "kind": "features", "features": list(FEATURES)}
+    assert [m["kind"] for m in models.values()] == [
+        {"colours": "image", "lang": "text", "lin": "features", "speech": "audio"}[n]
+        for n in kinds_app.models
+    ]
+
+
+def test_texts_through_the_api_with_clear_errors(kinds_app: KindsApp) -> None:
+    files = [
+        ("text", ("a.txt", b"Wo ist der Bahnhof?", "text/plain")),
+        ("text", ("b.txt", b"caf\xe9 au lait", "text/plain")),  # Latin-1, not UTF-8
+    ]
+    response = httpx.post(
+        f"{kinds_app.url}/api/classify", data={"model": "lang"}, files=files, timeout=30
+    )
+    assert response.status_code == 200
+    german, latin1 = response.json()["results"]
+    assert german["filename"] == "“Wo ist der Bahnhof?”"
+    assert german["predictions"][0]["name"] == "German"
+    assert (latin1["status"], latin1["code"]) == (400, "INVALID_ARGUMENT")
+    assert latin1["error"].startswith("“caf� au lait” could not be classified: the text is not")
+    assert "not valid UTF-8" in latin1["detail"]
+    # A form field, as a browser without JavaScript sends it.
+    page = httpx.post(f"{kinds_app.url}/", data={"model": "lang", "text": "Bonjour !"}, timeout=30)
+    assert page_cards(page.text)[0][0] == "French"
+    image_model = httpx.post(
+        f"{kinds_app.url}/api/classify", data={"model": "colours", "text": "red"}, timeout=30
+    )
+    assert image_model.status_code == 400
+    (result,) = image_model.json()["results"]
+    assert result["error"].startswith("“red” could not be classified: could not decode image")

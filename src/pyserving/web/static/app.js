@@ -1,4 +1,5 @@
-// The page with JavaScript: drop zone, previews, uploads to /api/classify, no reloads.
+// The page with JavaScript: the input for the chosen model's kind (photos, audio clips and
+// recording, a text, features), uploads to /api/classify, no reloads.
 // Without this file the form posts to / and the server renders the same cards.
 // Data from the server or the user goes into the page as textContent or attributes, never
 // as HTML: a class named "<script>" is just text.
@@ -6,11 +7,24 @@
 
 document.documentElement.classList.replace("no-js", "js");
 
+const HEALTH_POLL_MS = 3000;
+const MAX_RECORD_SECONDS = 30;
+const TITLE_CHARS = 60;
+// What a card calls its input, by the form field it is sent in.
+const NOUNS = { images: "photo", clips: "clip", text: "text", features: "input" };
+const PANELS = ["image", "audio", "text", "features", "tensor"];
+
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("upload-form");
-  const input = document.getElementById("images");
-  const dropzone = document.getElementById("dropzone");
   const modelSelect = document.getElementById("model");
+  const heading = document.getElementById("heading");
+  const classifyButton = document.getElementById("classify-button");
+  const textBox = document.getElementById("text");
+  const featureBox = document.getElementById("features");
+  const tensorName = document.getElementById("tensor-name");
+  const recordButton = document.getElementById("record");
+  const recordLabel = document.getElementById("record-label");
+  const recordStatus = document.getElementById("record-status");
   const formError = document.getElementById("form-error");
   const results = document.getElementById("results");
   const cards = document.getElementById("cards");
@@ -19,95 +33,182 @@ document.addEventListener("DOMContentLoaded", () => {
   const bannerText = document.getElementById("banner-text");
   const cardTemplate = document.getElementById("card-template");
   const predictionTemplate = document.getElementById("prediction-template");
+  const featureTemplate = document.getElementById("feature-template");
   if (!form || !window.fetch || !window.FormData || !cardTemplate) return;
 
   const maxBytes = Number(form.dataset.maxBytes);
   const maxFiles = Number(form.dataset.maxFiles);
-  const HEALTH_POLL_MS = 3000;
-  let lastFiles = [];
+  let panel = "image";
+  let last = null; // the last inputs classified, {panel, again}: sent again on a model change
   let previewUrls = [];
   let upload = 0; // answers to an upload that a newer one replaced are dropped
   let healthTimer = 0;
+  let recording = null;
 
-  // The drop zone is the picker's button: focusable, and Enter or Space opens the picker.
-  dropzone.setAttribute("role", "button");
-  dropzone.setAttribute("aria-labelledby", "dropzone-title");
-  dropzone.setAttribute("aria-describedby", "dropzone-hint");
-  dropzone.tabIndex = 0;
-  input.tabIndex = -1;
-  input.required = false;
-
-  dropzone.addEventListener("click", (event) => {
-    if (event.target !== input) input.click();
-  });
-  dropzone.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
-      input.click();
-    }
-  });
-  input.addEventListener("change", () => {
-    const files = Array.from(input.files);
-    input.value = ""; // so that choosing the same photo again is a change too
-    classify(files);
-  });
-
-  for (const type of ["dragenter", "dragover"]) {
-    dropzone.addEventListener(type, (event) => {
-      event.preventDefault();
-      dropzone.classList.add("dragging");
-    });
+  for (const [zoneId, inputId] of [
+    ["dropzone", "images"],
+    ["clip-dropzone", "clips"],
+  ]) {
+    dropZone(document.getElementById(zoneId), document.getElementById(inputId));
   }
-  dropzone.addEventListener("dragleave", (event) => {
-    if (!dropzone.contains(event.relatedTarget)) dropzone.classList.remove("dragging");
-  });
-  dropzone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    dropzone.classList.remove("dragging");
-    classify(Array.from(event.dataTransfer.files));
-  });
-  // A photo dropped beside the zone would otherwise replace the page.
+  // A file dropped beside a zone would otherwise replace the page.
   for (const type of ["dragover", "drop"]) {
     window.addEventListener(type, (event) => event.preventDefault());
   }
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (lastFiles.length) classify(lastFiles);
-    else input.click();
+    if (panel === "text") classifyText(textBox.value);
+    else if (panel === "features") classifyFeatures();
+  });
+  textBox.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      form.requestSubmit(classifyButton);
+    }
   });
   if (modelSelect) {
     modelSelect.addEventListener("change", () => {
-      if (lastFiles.length) classify(lastFiles);
+      showPanel();
+      if (last && last.panel === panel) last.again();
     });
   }
+  setUpRecording();
+  showPanel();
   if (!banner.hidden) healthTimer = setTimeout(checkHealth, HEALTH_POLL_MS);
 
-  async function classify(files) {
+  // The drop zone is its picker's button: focusable, and Enter or Space opens the picker.
+  function dropZone(zone, input) {
+    zone.setAttribute("role", "button");
+    zone.setAttribute("aria-labelledby", `${zone.id}-title`);
+    zone.setAttribute("aria-describedby", `${zone.id}-hint`);
+    zone.tabIndex = 0;
+    input.tabIndex = -1;
+    input.required = false;
+    zone.addEventListener("click", (event) => {
+      if (event.target !== input) input.click();
+    });
+    zone.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        input.click();
+      }
+    });
+    input.addEventListener("change", () => {
+      const files = Array.from(input.files);
+      input.value = ""; // so that choosing the same file again is a change too
+      classifyFiles(files, input.name);
+    });
+    for (const type of ["dragenter", "dragover"]) {
+      zone.addEventListener(type, (event) => {
+        event.preventDefault();
+        zone.classList.add("dragging");
+      });
+    }
+    zone.addEventListener("dragleave", (event) => {
+      if (!zone.contains(event.relatedTarget)) zone.classList.remove("dragging");
+    });
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("dragging");
+      classifyFiles(Array.from(event.dataTransfer.files), input.name);
+    });
+  }
+
+  // Shows the input the chosen model takes; a model whose kind is not known yet gets photos.
+  function showPanel() {
+    const option = modelSelect ? modelSelect.selectedOptions[0] : null;
+    const source = option ? option.dataset : form.dataset;
+    const kind = source.kind || "image";
+    panel = PANELS.includes(kind) ? kind : "image";
+    for (const element of form.querySelectorAll("[data-panel]")) {
+      const shown = element.dataset.panel === panel;
+      element.hidden = !shown;
+      if (element.tagName === "FIELDSET") element.disabled = !shown;
+      if (shown) heading.textContent = element.dataset.heading;
+    }
+    classifyButton.hidden = panel !== "text" && panel !== "features";
+    if (panel === "features") featureFields(JSON.parse(source.features || "[]"));
+    if (panel === "tensor" && modelSelect) tensorName.textContent = modelSelect.value;
+    if (panel !== "audio" && recording) stopRecording(false);
+    showFormError("");
+  }
+
+  // One field per feature, in the model's order; values typed for a name are kept.
+  function featureFields(names) {
+    const typed = new Map(
+      Array.from(featureBox.querySelectorAll("input"), (i) => [i.name, i.value]),
+    );
+    const fields = names.map((name, i) => {
+      const field = featureTemplate.content.firstElementChild.cloneNode(true);
+      const label = slot(field, "label");
+      const input = slot(field, "input");
+      label.textContent = name;
+      label.htmlFor = input.id = `feature-${i + 1}`;
+      input.name = `feature.${name}`;
+      input.value = typed.get(input.name) || "";
+      return field;
+    });
+    featureBox.replaceChildren(...fields);
+  }
+
+  function classifyFiles(files, field) {
     if (!files.length) return;
-    lastFiles = files;
-    const mine = ++upload;
+    const noun = NOUNS[field];
     showFormError("");
     if (files.length > maxFiles) {
-      showFormError(`Choose at most ${maxFiles} photos at a time.`);
+      showFormError(`Choose at most ${maxFiles} ${noun}s at a time.`);
       return;
     }
     const total = files.reduce((sum, file) => sum + file.size, 0);
     if (total > maxBytes) {
       showFormError(
-        `These photos are ${formatMiB(total)} in all, over the limit of ` +
-          `${form.dataset.maxText}: choose fewer or smaller photos.`,
+        `These ${noun}s are ${formatMiB(total)} in all, over the limit of ` +
+          `${form.dataset.maxText}: choose fewer or smaller files.`,
       );
       return;
     }
-
-    clearCards();
-    const fileCards = files.map(addCard);
-    results.hidden = false;
-    status.textContent = `Classifying ${plural(files.length, "photo")}…`;
-
     const body = new FormData();
-    for (const file of files) body.append("images", file, file.name);
+    for (const file of files) body.append(field, file, file.name);
+    const items = files.map((file) => ({ title: file.name, media: fileMedia(file, field) }));
+    send(body, items, field, () => classifyFiles(files, field));
+  }
+
+  function classifyText(text) {
+    if (!text.trim()) {
+      showFormError("Type a text to classify.");
+      return;
+    }
+    // As a file part: its bytes are the text's UTF-8, line breaks as typed (a plain form
+    // field would have them turned into CRLF).
+    const body = new FormData();
+    body.append("text", new Blob([text], { type: "text/plain;charset=utf-8" }), "text.txt");
+    const title = textTitle(text);
+    // The title shows a short text whole; a longer one is quoted in full above it.
+    const media = title.endsWith("…”") ? { type: "quote", text } : { type: "" };
+    send(body, [{ title, media }], "text", () => classifyText(text));
+  }
+
+  function classifyFeatures() {
+    const body = new FormData();
+    const shown = [];
+    for (const input of featureBox.querySelectorAll("input")) {
+      body.append(input.name, input.value);
+      shown.push(`${input.name.slice("feature.".length)} = ${input.value.trim()}`);
+    }
+    const media = { type: "quote", text: shown.join(" · ") };
+    send(body, [{ title: "Features", media }], "features", classifyFeatures);
+  }
+
+  async function send(body, items, field, again) {
+    const mine = ++upload;
+    const noun = NOUNS[field];
+    last = { panel, again };
+    showFormError("");
+    clearCards();
+    const itemCards = items.map(addCard);
+    results.hidden = false;
+    status.textContent = `Classifying ${plural(items.length, noun)}…`;
     if (modelSelect) body.append("model", modelSelect.value);
     let response;
     let payload;
@@ -120,7 +221,7 @@ document.addEventListener("DOMContentLoaded", () => {
       payload = await response.json();
     } catch {
       if (mine !== upload) return;
-      for (const card of fileCards) {
+      for (const card of itemCards) {
         showError(card, "The web app did not answer: check the connection and try again.", "");
       }
       status.textContent = "The upload failed.";
@@ -129,30 +230,39 @@ document.addEventListener("DOMContentLoaded", () => {
     if (mine !== upload) return;
 
     if (!Array.isArray(payload.results)) {
-      // The upload as a whole was refused (not readable, too large).
+      // The upload as a whole was refused (not readable, too large, a feature not a number).
       const message = payload.error || `The upload failed (HTTP ${response.status}).`;
-      for (const card of fileCards) showError(card, message, "");
+      for (const card of itemCards) showError(card, message, "");
       status.textContent = message;
       return;
     }
     payload.results.forEach((result, i) => {
-      if (fileCards[i]) fill(fileCards[i], result);
+      if (itemCards[i]) fill(itemCards[i], result);
     });
-    status.textContent = summary(payload.results);
+    status.textContent = summary(payload.results, noun);
     if (payload.results.some((r) => r.status === 503)) checkHealth();
   }
 
-  function addCard(file) {
+  function fileMedia(file, field) {
+    if (field === "images" && file.type.startsWith("image/")) return { type: "image", file };
+    if (field === "clips") return { type: "audio", file };
+    return { type: "none" };
+  }
+
+  function addCard(item) {
     const card = cardTemplate.content.firstElementChild.cloneNode(true);
-    slot(card, "filename").textContent = file.name;
-    const img = slot(card, "preview");
-    img.alt = `Preview of ${file.name}`;
-    if (file.type.startsWith("image/")) {
-      const url = URL.createObjectURL(file);
+    slot(card, "filename").textContent = item.title;
+    const media = item.media;
+    showMedia(card, media.type);
+    if (media.type === "image" || media.type === "audio") {
+      const url = URL.createObjectURL(media.file);
       previewUrls.push(url);
-      img.addEventListener("error", () => showPreview(card, false), { once: true });
-      img.src = url;
-      showPreview(card, true);
+      const element = slot(card, media.type === "image" ? "preview" : "audio");
+      element.addEventListener("error", () => showMedia(card, "none"), { once: true });
+      if (media.type === "image") element.alt = `Preview of ${item.title}`;
+      element.src = url;
+    } else if (media.type === "quote") {
+      slot(card, "quote").textContent = media.text;
     }
     card.setAttribute("aria-busy", "true");
     cards.append(card);
@@ -188,9 +298,13 @@ document.addEventListener("DOMContentLoaded", () => {
     card.dataset.state = "error";
   }
 
-  function showPreview(card, shown) {
-    slot(card, "preview").hidden = !shown;
-    slot(card, "no-preview").hidden = shown;
+  // type: image, audio, quote, none ("No preview") or "" (no media box at all).
+  function showMedia(card, type) {
+    card.dataset.media = type;
+    slot(card, "preview").hidden = type !== "image";
+    slot(card, "audio").hidden = type !== "audio";
+    slot(card, "quote").hidden = type !== "quote";
+    slot(card, "no-preview").hidden = type !== "none";
   }
 
   function clearCards() {
@@ -204,9 +318,107 @@ document.addEventListener("DOMContentLoaded", () => {
     formError.hidden = !message;
   }
 
+  // Recording: the microphone through an AudioWorklet, 16-bit mono WAV, sent as a clip.
+  // Browsers allow it only on HTTPS pages and on localhost.
+  function setUpRecording() {
+    const can =
+      window.isSecureContext &&
+      navigator.mediaDevices &&
+      navigator.mediaDevices.getUserMedia &&
+      window.AudioContext &&
+      window.AudioWorkletNode;
+    if (!can) {
+      recordStatus.textContent = window.isSecureContext
+        ? "This browser cannot record audio here; upload a clip instead."
+        : "Recording needs the page on HTTPS (or localhost); upload a clip instead.";
+      return;
+    }
+    recordButton.hidden = false;
+    recordButton.addEventListener("click", () => {
+      if (recording) stopRecording(true);
+      else startRecording();
+    });
+  }
+
+  async function startRecording() {
+    showFormError("");
+    recordButton.disabled = true;
+    let stream;
+    let context;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false },
+      });
+      context = new AudioContext();
+      await context.audioWorklet.addModule(recordButton.dataset.worklet);
+    } catch (error) {
+      if (stream) for (const track of stream.getTracks()) track.stop();
+      if (context) context.close();
+      recordButton.disabled = false;
+      showFormError(
+        error && error.name === "NotAllowedError"
+          ? "The browser was not allowed to use the microphone."
+          : `The microphone could not be used: ${error && error.message}`,
+      );
+      return;
+    }
+    const node = new AudioWorkletNode(context, "pyserving-recorder");
+    const chunks = [];
+    const done = new Promise((resolve) => {
+      node.port.onmessage = (event) => {
+        if (event.data === "stopped") resolve();
+        else chunks.push(event.data);
+      };
+    });
+    // Connected to the output (it writes silence), so the browser keeps pulling samples.
+    context.createMediaStreamSource(stream).connect(node);
+    node.connect(context.destination);
+    const started = performance.now();
+    const timer = setInterval(() => {
+      const seconds = (performance.now() - started) / 1000;
+      recordStatus.textContent = `Recording… ${Math.floor(seconds)} s of ${MAX_RECORD_SECONDS}`;
+      if (seconds >= MAX_RECORD_SECONDS) stopRecording(true);
+    }, 250);
+    recording = { stream, context, node, chunks, done, timer };
+    recordButton.disabled = false;
+    recordButton.classList.add("recording");
+    recordLabel.textContent = "Stop";
+    recordStatus.textContent = `Recording… 0 s of ${MAX_RECORD_SECONDS}`;
+  }
+
+  async function stopRecording(classify) {
+    const r = recording;
+    recording = null;
+    clearInterval(r.timer);
+    recordButton.classList.remove("recording");
+    recordLabel.textContent = "Record";
+    for (const track of r.stream.getTracks()) track.stop();
+    r.node.port.postMessage("stop");
+    await r.done;
+    await r.context.close();
+    const samples = joined(r.chunks);
+    if (!classify) {
+      recordStatus.textContent = "";
+      return;
+    }
+    if (!samples.length) {
+      recordStatus.textContent = "";
+      showFormError("The microphone gave no sound: try again.");
+      return;
+    }
+    const seconds = samples.length / r.context.sampleRate;
+    recordStatus.textContent = `Recorded ${seconds.toFixed(1)} s.`;
+    const wav = new File([encodeWav(samples, r.context.sampleRate)], "recording.wav", {
+      type: "audio/wav",
+    });
+    classifyFiles([wav], "clips");
+  }
+
   // Asks /healthz; shows why the model server cannot be used, and asks again until it can.
+  // When it comes back, the page asks again what each model takes.
   async function checkHealth() {
     clearTimeout(healthTimer);
+    const wasDown = !banner.hidden;
     let reason = "";
     try {
       const response = await fetch("/healthz", { cache: "no-store" });
@@ -217,12 +429,84 @@ document.addEventListener("DOMContentLoaded", () => {
     bannerText.textContent = reason;
     banner.hidden = !reason;
     if (reason) healthTimer = setTimeout(checkHealth, HEALTH_POLL_MS);
+    else if (wasDown) refreshModels();
+  }
+
+  async function refreshModels() {
+    let models;
+    try {
+      const response = await fetch("/api/models", { cache: "no-store" });
+      models = (await response.json()).models;
+    } catch {
+      return;
+    }
+    if (!Array.isArray(models)) return;
+    if (!modelSelect) {
+      const [model] = models;
+      if (model) Object.assign(form.dataset, modelData(model));
+    } else {
+      for (const model of models) {
+        const option = Array.from(modelSelect.options).find((o) => o.value === model.name);
+        if (!option) continue;
+        Object.assign(option.dataset, modelData(model));
+        option.disabled = model.kind === "tensor";
+        option.textContent = model.name + (option.disabled ? " (not a classifier: use predict)" : "");
+      }
+    }
+    showPanel();
+  }
+
+  function modelData(model) {
+    return { kind: model.kind || "", features: JSON.stringify(model.features || []) };
   }
 
   function slot(element, name) {
     return element.querySelector(`[data-slot="${name}"]`);
   }
 });
+
+// 16-bit PCM mono WAV of `samples` (floats in [-1, 1]) at `rate` Hz, as an ArrayBuffer.
+function encodeWav(samples, rate) {
+  const view = new DataView(new ArrayBuffer(44 + samples.length * 2));
+  const ascii = (offset, text) => {
+    for (let i = 0; i < text.length; i++) view.setUint8(offset + i, text.charCodeAt(i));
+  };
+  ascii(0, "RIFF");
+  view.setUint32(4, 36 + samples.length * 2, true);
+  ascii(8, "WAVE");
+  ascii(12, "fmt ");
+  view.setUint32(16, 16, true); // the size of this chunk
+  view.setUint16(20, 1, true); // PCM
+  view.setUint16(22, 1, true); // one channel
+  view.setUint32(24, rate, true);
+  view.setUint32(28, rate * 2, true); // bytes per second
+  view.setUint16(32, 2, true); // bytes per frame
+  view.setUint16(34, 16, true); // bits per sample
+  ascii(36, "data");
+  view.setUint32(40, samples.length * 2, true);
+  for (let i = 0; i < samples.length; i++) {
+    const s = Math.max(-1, Math.min(1, samples[i]));
+    view.setInt16(44 + i * 2, s < 0 ? s * 0x8000 : s * 0x7fff, true);
+  }
+  return view.buffer;
+}
+
+function joined(chunks) {
+  const all = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return all;
+}
+
+// A text as a card's title: its start, on one line, in quotes (as the server writes it).
+function textTitle(text) {
+  let line = text.replace(/\s+/g, " ").trim();
+  if (line.length > TITLE_CHARS) line = `${line.slice(0, TITLE_CHARS - 1).trimEnd()}…`;
+  return `“${line}”`;
+}
 
 function percent(score) {
   return `${Math.min(Math.max(score * 100, 0), 100).toFixed(1)}%`;
@@ -236,16 +520,16 @@ function formatMiB(bytes) {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
-function summary(results) {
+function summary(results, noun) {
   const failed = results.filter((r) => r.error).length;
   const done = results.length - failed;
-  if (!failed) return `Classified ${plural(done, "photo")}.`;
+  if (!failed) return `Classified ${plural(done, noun)}.`;
   if (!done) {
     return results.length === 1
-      ? "The photo could not be classified."
-      : `None of the ${results.length} photos could be classified.`;
+      ? `The ${noun} could not be classified.`
+      : `None of the ${results.length} ${noun}s could be classified.`;
   }
-  return `Classified ${done} of ${results.length} photos; ${failed} could not be classified.`;
+  return `Classified ${done} of ${results.length} ${noun}s; ${failed} could not be classified.`;
 }
 
 function plural(n, noun) {
