@@ -248,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_tls(health)
     health.set_defaults(run=run_health)
 
-    web = commands.add_parser("web", help="the web app: upload photos, see their classes")
+    web = commands.add_parser(
+        "web", help="the web app: upload photos or clips, type text, see the classes"
+    )
     web.add_argument("--server", default="localhost:9999", help="model server's gRPC address")
     web.add_argument("--host", default="0.0.0.0")
     web.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
