@@ -216,3 +216,27 @@ def png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.full((size, size, 3), rgb, dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def datatypes_model() -> onnx.ModelProto:
+    """Strings, half floats and booleans [N]: `text` and `half` come back as they went in,
+    `flag` negated. No axis named: it runs without a batch axis."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["s"], ["text"]),
+            helper.make_node("Identity", ["h"], ["half"]),
+            helper.make_node("Not", ["f"], ["flag"]),
+        ],
+        "datatypes",
+        [
+            helper.make_tensor_value_info("s", TensorProto.STRING, [None]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT16, [None]),
+            helper.make_tensor_value_info("f", TensorProto.BOOL, [None]),
+        ],
+        [
+            helper.make_tensor_value_info("text", TensorProto.STRING, [None]),
+            helper.make_tensor_value_info("half", TensorProto.FLOAT16, [None]),
+            helper.make_tensor_value_info("flag", TensorProto.BOOL, [None]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
