@@ -23,15 +23,21 @@ from pyserving._proto import classification_pb2 as cls_pb
 from pyserving._proto import classification_pb2_grpc as cls_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from pyserving.errors import InvalidInput, WrongMethod
+from pyserving.engines import EngineOptions
+from pyserving.engines import openvino as ov_engine
+from pyserving.engines.choice import Wanted, choose_engine
+from pyserving.errors import InvalidInput, ServableError, WrongMethod
 from pyserving.export.onnx_tensor import export_onnx_tensor
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.oip import InferenceApi
+from pyserving.kinds import tensor
 from pyserving.manager import ModelManager
+from pyserving.reference import load_tensor_reference, write_tensor_reference
 from pyserving.rest_api.app import create_rest_app
 from pyserving.results import ModelMetadata
 from pyserving.service import Batch, Service
 from pyserving.settings import ModelConfig, Settings
+from pyserving.signature import MODEL_FILE, load_signature
 from tests.onnx_models import (
     datatypes_model,
     publish,
@@ -325,3 +331,35 @@ async def test_grpc_classify_on_a_tensor_model_is_a_failed_precondition(
         await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "input 'x' has shape [1, 2]" in (info.value.details() or "")
+
+
+def choose(version: Path, wanted: Wanted) -> tuple[str, str]:
+    sig = load_signature(version)
+    choice = choose_engine(
+        version / MODEL_FILE,
+        wanted,
+        EngineOptions(),
+        sig.input_name,
+        sig.output_name,
+        lambda info: tensor.warm_up(sig, ()),
+        load_tensor_reference(version),
+        False,
+        False,
+        tensor.OUTPUT.run,
+    )
+    choice.engine.close()
+    return choice.engine.info.name, choice.precision
+
+
+@pytest.mark.skipif("bf16" not in ov_engine.precisions(), reason="this CPU has no bf16")
+def test_auto_keeps_f32_and_bf16_is_verified_on_the_reference_set(tmp_path: Path) -> None:
+    onnx.save(regression_model(W, BIAS), str(tmp_path / "reg.onnx"))
+    version = export_onnx_tensor(tmp_path / "reg.onnx", tmp_path / "models", "reg")
+    assert choose(version, Wanted())[1] == "f32"
+    assert choose(version, Wanted("openvino", "bf16")) == ("openvino", "bf16")
+    reference = load_tensor_reference(version)
+    assert reference is not None
+    wrong = {"y": reference.outputs["y"] + 1}
+    write_tensor_reference(version, reference.inputs, wrong)
+    with pytest.raises(ServableError, match="reference set fails with openvino bf16: output 'y'"):
+        choose(version, Wanted("openvino", "bf16"))
