@@ -79,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
     serve.add_argument("--port", type=int, default=9999, help="gRPC port (0: any free port)")
     serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: none)")
-    serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
+    serve.add_argument(
+        "--max_request_mib",
+        type=float,
+        default=20,
+        help="largest request, and largest input tensor of a tensor model",
+    )
     serve.add_argument("--max_image_pixels", type=int, default=50_000_000)
     serve.add_argument(
         "--max_text_chars",

@@ -325,3 +325,16 @@ def test_pyserving_predict(server: Server, tmp_path: Path) -> None:
     assert out.returncode == 1 and "same size on axis 0" in out.stderr
     out = run_cli("classify", "--server", server.grpc, "--model", "reg", "--text", "1,2,3")
     assert out.returncode == 1 and "use predict" in out.stderr
+
+
+def test_the_web_app_says_a_tensor_model_does_not_classify(server: Server) -> None:
+    from starlette.testclient import TestClient
+
+    from pyserving.web.app import create_app
+
+    with TestClient(create_app(server.grpc, models=["reg", "sp"])) as client:
+        upload = ("images", ("x.jpg", b"\xff\xd8\xff tiny", "image/jpeg"))
+        response = client.post("/api/classify", files=[upload], data={"model": "reg"})
+    assert response.status_code == 400
+    (result,) = response.json()["results"]
+    assert result["code"] == "FAILED_PRECONDITION" and "use predict" in result["error"]
