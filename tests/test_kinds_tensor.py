@@ -256,3 +256,10 @@ def test_sample_inputs_fill_free_axes() -> None:
     assert feeds["x"].shape == (2, 3) and feeds["x"].dtype == np.float32
     assert feeds["m"].shape == (2, tensor.FREE_AXIS) and feeds["m"].dtype == np.bool_
     assert feeds["s"].shape == () and feeds["s"].dtype == object
+
+
+def test_json_objects_and_nulls_are_not_numbers() -> None:
+    with pytest.raises(InvalidInput, match=r"FP32 data must be numbers, got \{'a': 1\}"):
+        tensor.array_of([{"a": 1}], "FP32", "w")
+    with pytest.raises(InvalidInput, match="INT64 data must be integers, got None"):
+        tensor.array_of([None, 1], "INT64", "w")

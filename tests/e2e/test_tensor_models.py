@@ -338,3 +338,24 @@ def test_the_web_app_says_a_tensor_model_does_not_classify(server: Server) -> No
     assert response.status_code == 400
     (result,) = response.json()["results"]
     assert result["code"] == "FAILED_PRECONDITION" and "use predict" in result["error"]
+
+
+def test_schemathesis_finds_no_server_error(server: Server) -> None:
+    """Fuzz every REST operation against the tensor models (bounded), asserting no 500."""
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "schemathesis"),
+            "run",
+            f"{server.rest}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "10",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "passed" in result.stdout

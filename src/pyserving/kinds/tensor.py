@@ -283,7 +283,8 @@ def array_of(values: Any, datatype: str, where: str) -> np.ndarray:
     family = datatype.rstrip("0123456789")
     kinds, what = _JSON_KINDS.get(family, ("b", "true or false"))
     if raw.size and raw.dtype.kind not in kinds:
-        sample = raw.reshape(-1)[0].item()
+        sample = raw.reshape(-1)[0]
+        sample = sample.item() if isinstance(sample, np.generic) else sample
         raise InvalidInput(f"{where}: {datatype} data must be {what}, got {sample!r}")
     if raw.size and family in ("INT", "UINT"):
         info = np.iinfo(dtype)
