@@ -9,12 +9,13 @@ import numpy as np
 import onnx
 import pytest
 
-from pyserving.engines import EngineOptions, load_engine
+from pyserving import tensors
+from pyserving.engines import Engine, EngineOptions, load_engine
 from pyserving.errors import InvalidInput, ServableError, WrongMethod
 from pyserving.kinds import Batch, Limits, kind_module, tensor
 from pyserving.results import Example, TensorSpec
 from pyserving.signature import Signature
-from tests.onnx_models import regression_model, sum_product_model
+from tests.onnx_models import regression_model
 
 X = TensorSpec("x", "FP32", (-1, 3))
 Y = TensorSpec("y", "FP32", (-1, 2))
@@ -46,10 +47,10 @@ def fail(problem: str) -> ServableError:
     return ServableError(problem)
 
 
-def prepared(sig: Signature, **tensors: np.ndarray) -> tensor.Prepared:
-    (prepare,) = tensor.prepare_batch(sig, Batch(tensors=tensors), LIMITS, ())
+def prepared(sig: Signature, **named: np.ndarray) -> tensors.Prepared:
+    (prepare,) = tensor.prepare_batch(sig, Batch(tensors=named), LIMITS, ())
     result = prepare()
-    assert isinstance(result, tensor.Prepared)
+    assert isinstance(result, tensors.Prepared)
     return result
 
 
@@ -134,9 +135,9 @@ def test_inputs_are_checked_by_name_datatype_shape_and_size() -> None:
             r"input 'x' is 1,200 bytes, over the limit of 1,024 bytes \(--max_request_mib\)",
         ),
     ]
-    for tensors, problem in cases:
+    for named, problem in cases:
         with pytest.raises(InvalidInput, match=problem):
-            tensor.prepare_batch(REG, Batch(tensors=tensors), LIMITS, ())
+            tensor.prepare_batch(REG, Batch(tensors=named), LIMITS, ())
     with pytest.raises(InvalidInput, match="same size on axis 0, the batch: a has 3, b has 2"):
         tensor.prepare_batch(
             SUM_PRODUCT,
@@ -180,66 +181,14 @@ def test_classify_and_class_rows_are_the_wrong_method() -> None:
         tensor.prepare_batch(REG, Batch(images=[b"x"]), LIMITS, ())
 
 
-def test_json_values_become_the_datatype_or_say_what_was_found() -> None:
-    assert tensor.array_of([[1, 2]], "FP32", "w").dtype == np.float32
-    assert tensor.array_of([True, False], "BOOL", "w").tolist() == [True, False]
-    assert tensor.array_of([["a", "b"]], "BYTES", "w").tolist() == [[b"a", b"b"]]
-    for values, datatype, problem in [
-        ([1.5], "INT64", "INT64 data must be integers, got 1.5"),
-        ([-1], "UINT8", "-1 is out of the range of UINT8"),
-        (["x"], "FP32", "FP32 data must be numbers"),
-        ([1, 0], "BOOL", "BOOL data must be true or false"),
-        ([[1], [2, 3]], "FP32", "ragged"),
-        ([["a"], ["b", "c"]], "BYTES", "every row needs the same length"),
-        ([1], "BYTES", "BYTES element 0 is int"),
-    ]:
-        with pytest.raises(InvalidInput, match=problem):
-            tensor.array_of(values, datatype, "w")
-
-
-def regression_engine(tmp_path: Path) -> object:
+def regression_engine(tmp_path: Path) -> Engine:
     onnx.save(regression_model(W, BIAS), str(tmp_path / "model.onnx"))
     return load_engine("onnxruntime", tmp_path / "model.onnx", EngineOptions())
 
 
-def test_requests_of_one_shape_run_in_one_call_and_their_rows_come_back(tmp_path: Path) -> None:
-    engine = regression_engine(tmp_path)
-    rng = np.random.default_rng(0)
-    xs = [rng.normal(size=(n, 3)).astype(np.float32) for n in (1, 3, 2)]
-    items = [prepared(REG, x=x) for x in xs]
-    groups = tensor.stack(items)
-    assert len(groups) == 1 and groups[0].feeds["x"].shape == (6, 3)
-    answers = tensor.run(engine, groups)  # type: ignore[arg-type]
-    for x, answer in zip(xs, answers, strict=True):
-        np.testing.assert_allclose(answer["y"], x @ W + BIAS, rtol=1e-6)
-
-
-def test_without_a_batch_axis_each_request_runs_alone(tmp_path: Path) -> None:
-    engine = regression_engine(tmp_path)
-    alone = replace(REG, batch_axis=False)
-    items = [prepared(alone, x=np.ones((n, 3), np.float32)) for n in (1, 2)]
-    groups = tensor.stack(items)
-    assert [g.indices for g in groups] == [(0,), (1,)]
-    answers = tensor.run(engine, groups)  # type: ignore[arg-type]
-    assert [a["y"].shape for a in answers] == [(1, 2), (2, 2)]
-
-
-def test_a_request_the_model_cannot_run_fails_alone(tmp_path: Path) -> None:
-    onnx.save(sum_product_model(), str(tmp_path / "model.onnx"))
-    engine = load_engine("onnxruntime", tmp_path / "model.onnx", EngineOptions())
-    # Rows that pass the checks, but whose `b` ORT cannot add: a group of three must not
-    # fail the two good requests with it.
-    good = prepared(SUM_PRODUCT, a=np.array([1, 2]), b=np.array([3, 4]))
-    bad = tensor.Prepared({"a": np.array([1, 2]), "b": np.array([1, 2, 3])}, good.key, 2)
-    answers = tensor.run(engine, tensor.stack([good, bad, good]))  # type: ignore[arg-type]
-    assert answers[0]["sum"].tolist() == [4, 6] and answers[2]["product"].tolist() == [3, 8]
-    assert isinstance(answers[1], InvalidInput)
-    assert "the model cannot run on these inputs" in str(answers[1])
-
-
 def test_the_warm_up_input_is_one_generated_request(tmp_path: Path) -> None:
     engine = regression_engine(tmp_path)
-    (answer,) = tensor.run(engine, tensor.warm_up(REG, ()))  # type: ignore[arg-type]
+    (answer,) = tensor.OUTPUT.run(engine, tensor.warm_up(REG, ()))  # type: ignore[arg-type]
     assert answer["y"].shape == (1, 2)
     assert tensor.check(REG, engine.info, answer) is None  # type: ignore[attr-defined]
     wrong = replace(REG, outputs=(TensorSpec("y", "FP32", (-1, 5)),))
@@ -256,10 +205,3 @@ def test_sample_inputs_fill_free_axes() -> None:
     assert feeds["x"].shape == (2, 3) and feeds["x"].dtype == np.float32
     assert feeds["m"].shape == (2, tensor.FREE_AXIS) and feeds["m"].dtype == np.bool_
     assert feeds["s"].shape == () and feeds["s"].dtype == object
-
-
-def test_json_objects_and_nulls_are_not_numbers() -> None:
-    with pytest.raises(InvalidInput, match=r"FP32 data must be numbers, got \{'a': 1\}"):
-        tensor.array_of([{"a": 1}], "FP32", "w")
-    with pytest.raises(InvalidInput, match="INT64 data must be integers, got None"):
-        tensor.array_of([None, 1], "INT64", "w")

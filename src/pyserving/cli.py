@@ -492,7 +492,7 @@ def _shape_for(count: int, spec: TensorSpec) -> tuple[int, ...]:
 def _npy_tensor(path: Path, spec: TensorSpec) -> Tensor:
     import numpy as np
 
-    from pyserving.kinds.tensor import DATATYPES
+    from pyserving.tensors import DATATYPES
 
     try:
         array = np.load(path, allow_pickle=False)

@@ -23,9 +23,9 @@ import numpy as np
 
 import pyserving
 from pyserving.errors import InvalidInput, WrongMethod
-from pyserving.kinds.tensor import DATATYPES, array_of, datatype_of
 from pyserving.results import ModelMetadata
 from pyserving.service import Batch, Outputs, Scores
+from pyserving.tensors import DATATYPES, array_of, datatype_of
 
 OUTPUT_NAME = "probabilities"
 PLATFORM = "onnx_onnxv1"

@@ -18,10 +18,11 @@ import numpy as np
 from pyserving.errors import ExportError
 from pyserving.export.verify import load_session
 from pyserving.export.write import Progress, provenance, write_servable
-from pyserving.kinds.tensor import DATATYPES, sample_feeds
+from pyserving.kinds.tensor import sample_feeds
 from pyserving.reference import write_tensor_reference
 from pyserving.results import TensorSpec
 from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.tensors import DATATYPES
 
 __all__ = ["export_onnx_tensor"]
 

@@ -32,7 +32,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pyserving.errors import InvalidInput, ModelNotFound, RequestTooLarge
-from pyserving.kinds.tensor import array_of
 from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
 from pyserving.results import (
     ClassifyRequest,
@@ -42,6 +41,7 @@ from pyserving.results import (
     VersionStatus,
 )
 from pyserving.service import Batch, Outputs, Service
+from pyserving.tensors import array_of
 
 _PATH = re.compile(
     r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+))?"
