@@ -10,12 +10,8 @@ for a text model a raw `text/plain` body, so `curl --data-binary @cat.jpg -H 'Co
 image/jpeg'` works. Text models take `{"instances": ["..."]}` and `{"examples":
 [{"text": "..."}]}`.
 
-A tensor model takes `:predict` only, in either of TF Serving's formats: rows,
-`{"instances": [row, ...]}` (a row is the input's value for a one-input model, else an
-object of named values), answered `{"predictions": [...]}` (per row: the value of the one
-output, else an object of named values); or columns, `{"inputs": value}` or `{"inputs":
-{name: value, ...}}`, answered `{"outputs": value}` or `{"outputs": {name: value, ...}}`.
-JSON numbers become the input's datatype; a string is UTF-8 text, `{"b64": ...}` bytes.
+A tensor model takes `:predict` only, in either of TF Serving's formats, rows or columns
+(see `rest_api.tfs_tensors`).
 """
 
 from __future__ import annotations
@@ -26,22 +22,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pyserving.errors import InvalidInput, ModelNotFound, RequestTooLarge
 from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
-from pyserving.results import (
-    ClassifyRequest,
-    Example,
-    ModelMetadata,
-    TensorSpec,
-    VersionStatus,
-)
-from pyserving.service import Batch, Outputs, Service
-from pyserving.tensors import array_of
+from pyserving.rest_api.tfs_tensors import read_tensors, tensor_answer, tensor_info
+from pyserving.results import ClassifyRequest, Example, ModelMetadata, VersionStatus
+from pyserving.service import Batch, Service
 
 _PATH = re.compile(
     r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+))?"
@@ -54,22 +43,6 @@ PATHS = {
     f"/v1/models/{{name}}{version}{suffix}": method
     for version in ("", "/versions/{version}")
     for suffix, method in _VERBS
-}
-# TensorFlow's names of the OIP v2 datatypes, for a tensor model's metadata.
-DT_TYPES = {
-    "BOOL": "DT_BOOL",
-    "UINT8": "DT_UINT8",
-    "UINT16": "DT_UINT16",
-    "UINT32": "DT_UINT32",
-    "UINT64": "DT_UINT64",
-    "INT8": "DT_INT8",
-    "INT16": "DT_INT16",
-    "INT32": "DT_INT32",
-    "INT64": "DT_INT64",
-    "FP16": "DT_HALF",
-    "FP32": "DT_FLOAT",
-    "FP64": "DT_DOUBLE",
-    "BYTES": "DT_STRING",
 }
 
 
@@ -111,8 +84,8 @@ class TfServingRoutes:
         model = self._service.metadata(name, version)
         if model.answers == "tensors":
             predict = {
-                "inputs": {t.name: _tensor_info(t) for t in model.inputs},
-                "outputs": {t.name: _tensor_info(t) for t in model.outputs},
+                "inputs": {t.name: tensor_info(t) for t in model.inputs},
+                "outputs": {t.name: tensor_info(t) for t in model.outputs},
                 "method_name": "tensorflow/serving/predict",
             }
             return _metadata_response(model, {"serving_default": predict})
@@ -212,11 +185,11 @@ class TfServingRoutes:
     async def _predict_tensors(self, request: Request, name: str, version: int) -> Response:
         async def parse(model: ModelMetadata) -> tuple[Batch, int | None]:
             body = await read_body(request, self._limit)
-            tensors, rows = await parse_body(body, lambda b: _tensors(model, json_object(b)))
+            tensors, rows = await parse_body(body, lambda b: read_tensors(model, json_object(b)))
             return Batch(tensors=tensors), rows
 
         answer, rows = await self._service.infer("tfs_rest", name, version, parse)
-        body = json.dumps(_tensor_answer(answer, rows), ensure_ascii=False, separators=(",", ":"))
+        body = json.dumps(tensor_answer(answer, rows), ensure_ascii=False, separators=(",", ":"))
         return Response(body, media_type="application/json")
 
     async def _uploads(self, request: Request) -> list[bytes]:
@@ -247,102 +220,6 @@ def _metadata_response(model: ModelMetadata, signatures: dict[str, Any]) -> Resp
             },
         }
     )
-
-
-def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
-    return {
-        "dtype": DT_TYPES[spec.datatype],
-        "tensor_shape": {"dim": [{"size": str(d)} for d in spec.shape]},
-        "name": spec.name,
-    }
-
-
-def _tensors(model: ModelMetadata, doc: dict[str, Any]) -> tuple[dict[str, np.ndarray], int | None]:
-    """A tensor model's inputs from either format, and the number of rows (None: columns)."""
-    specs = {t.name: t for t in model.inputs}
-    names = ", ".join(specs)
-    if ("instances" in doc) == ("inputs" in doc):
-        raise InvalidInput(
-            "give `instances` (a list of rows) or `inputs` (named columns), one of them; "
-            f"this model takes {names}"
-        )
-    (only,) = specs if len(specs) == 1 else (None,)
-    rows: int | None = None
-    if "instances" in doc:
-        instances = doc["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise InvalidInput("`instances` must be a non-empty list of rows")
-        rows = len(instances)
-        columns = _columns(instances, only, names)
-    else:
-        inputs = doc["inputs"]
-        if isinstance(inputs, dict) and not _is_b64(inputs):
-            columns = inputs
-        elif only is not None:
-            columns = {only: inputs}
-        else:
-            raise InvalidInput(f"`inputs` must be an object of named values: {names}")
-    tensors = {}
-    for key, values in columns.items():
-        spec = specs.get(key)
-        if spec is None:
-            raise InvalidInput(f"unknown input {key!r}: the model takes {names}")
-        if spec.datatype == "BYTES":
-            values = _bytes(values, f"input {key!r}")
-        tensors[key] = array_of(values, spec.datatype, f"input {key!r}")
-    return tensors, rows
-
-
-def _columns(instances: list[Any], only: str | None, names: str) -> dict[str, list[Any]]:
-    """Rows (each a value, or an object of named values) as columns."""
-    if only is not None:
-        named = [isinstance(x, dict) and set(x) == {only} for x in instances]
-        return {only: [x[only] if n else x for x, n in zip(instances, named, strict=True)]}
-    if not isinstance(instances[0], dict):
-        raise InvalidInput(f"instances[0] must be an object of named values: {names}")
-    keys = list(instances[0])
-    for i, row in enumerate(instances):
-        if not isinstance(row, dict) or set(row) != set(keys):
-            raise InvalidInput(
-                f"instances[{i}] must name the same inputs as instances[0] ({', '.join(keys)})"
-            )
-    return {k: [row[k] for row in instances] for k in keys}
-
-
-def _is_b64(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"b64"}
-
-
-def _bytes(values: Any, where: str) -> Any:
-    """Nested lists with `{"b64": ...}` elements decoded to bytes (strings stay text)."""
-    if isinstance(values, list):
-        return [_bytes(v, where) for v in values]
-    if _is_b64(values):
-        return b64decode(values["b64"], f"{where}.b64")
-    return values
-
-
-def _tensor_answer(answer: Outputs, rows: int | None) -> dict[str, Any]:
-    values = {name: _values(array) for name, array in answer.tensors.items()}
-    if rows is None:
-        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
-    for name, array in answer.tensors.items():
-        if array.ndim == 0 or array.shape[0] != rows:
-            raise InvalidInput(
-                f"output {name!r} has shape {list(array.shape)}, not one row per instance "
-                f"({rows}); send `inputs` (columns) to get it whole"
-            )
-    if len(values) == 1:
-        return {"predictions": next(iter(values.values()))}
-    return {"predictions": [{name: v[i] for name, v in values.items()} for i in range(rows)]}
-
-
-def _values(array: np.ndarray) -> Any:
-    """An output as JSON values: numbers, or strings for BYTES."""
-    if array.dtype == object:
-        text = [e.decode("utf-8", "replace") if isinstance(e, bytes) else e for e in array.flat]
-        array = np.array(text, dtype=object).reshape(array.shape)
-    return array.tolist()
 
 
 def _tf_status(v: VersionStatus) -> dict[str, Any]:
