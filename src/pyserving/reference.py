@@ -140,7 +140,7 @@ def write_tensor_reference(
             array = np.asarray(array)
             arrays[f"{prefix}_{i}"] = array.astype(str) if array.dtype == object else array
     with (folder / REFERENCE_FILE).open("wb") as f:
-        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy stubs: names clash
 
 
 def load_tensor_reference(folder: Path) -> TensorReference | None:

@@ -181,6 +181,7 @@ def prepare_batch(
             f"This model takes named tensors, not images, texts or features: {USE_PREDICT}"
         )
     feeds = check_inputs(signature, batch.tensors, limits)
+    # The batcher takes a tensor model's `Prepared` where classifiers give arrays.
     return [partial(_prepared, signature, feeds)]  # type: ignore[list-item]
 
 
