@@ -150,6 +150,45 @@ def write_text_servable(folder: Path, whitespace: str = "collapse") -> Path:
     return folder
 
 
+def regression_model(weights: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
+    """float32 `x` [N, F] → `y` [N, K] = x @ weights + bias: a regression, not a classifier."""
+    features, outputs = weights.shape
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["y"]),
+        ],
+        "regression",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", outputs])],
+        [
+            numpy_helper.from_array(weights.astype(np.float32), "W"),
+            numpy_helper.from_array(bias.astype(np.float32), "b"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def sum_product_model() -> onnx.ModelProto:
+    """int64 `a` and `b` [N] → `sum` = a + b and `product` = a * b, both int64 [N]."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["a", "b"], ["sum"]),
+            helper.make_node("Mul", ["a", "b"], ["product"]),
+        ],
+        "sum_product",
+        [
+            helper.make_tensor_value_info("a", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("b", TensorProto.INT64, ["N"]),
+        ],
+        [
+            helper.make_tensor_value_info("sum", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("product", TensorProto.INT64, ["N"]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 VERSION_CLASSES = 8
 
 
@@ -177,3 +216,27 @@ def png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.full((size, size, 3), rgb, dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def datatypes_model() -> onnx.ModelProto:
+    """Strings, half floats and booleans [N]: `text` and `half` come back as they went in,
+    `flag` negated. No axis named: it runs without a batch axis."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["s"], ["text"]),
+            helper.make_node("Identity", ["h"], ["half"]),
+            helper.make_node("Not", ["f"], ["flag"]),
+        ],
+        "datatypes",
+        [
+            helper.make_tensor_value_info("s", TensorProto.STRING, [None]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT16, [None]),
+            helper.make_tensor_value_info("f", TensorProto.BOOL, [None]),
+        ],
+        [
+            helper.make_tensor_value_info("text", TensorProto.STRING, [None]),
+            helper.make_tensor_value_info("half", TensorProto.FLOAT16, [None]),
+            helper.make_tensor_value_info("flag", TensorProto.BOOL, [None]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

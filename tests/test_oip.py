@@ -46,10 +46,15 @@ def test_input_tensor_from_raw_bytes_elements_or_numbers() -> None:
 @pytest.mark.parametrize(
     ("datatype", "shape", "data", "message"),
     [
-        ("INT8", [1], [1], "INT8.*FP32"),
-        ("FP32", [1, 2], [1, 2, 3], r"needs 2 values, got 3"),
+        ("BF16", [1], [1], "'BF16' is not a numeric datatype"),
+        ("FP32", [1, 2], [1, 2, 3], r"needs 2 FP32 values, got 3"),
         ("FP32", [-1], [], "non-negative"),
-        ("FP32", [1], ["x"], "not a list of FP32"),
+        ("FP32", [1], ["x"], "FP32 data must be numbers, got 'x'"),
+        ("INT64", [2], [1, 2.5], "INT64 data must be integers"),
+        ("UINT8", [2], [1, 300], "300 is out of the range of UINT8"),
+        ("BOOL", [1], [1], "BOOL data must be true or false"),
+        ("FP32", [2, 2], [[1, 2], [3]], "ragged"),
+        ("INT32", [1], b"\x00\x00", "not a whole number of INT32 values"),
     ],
 )
 def test_input_tensor_refuses_what_it_cannot_read(
@@ -73,6 +78,8 @@ def test_batch_checks_the_request_against_the_model() -> None:
         oip.batch(IMAGE, [images], [oip.RequestedOutput("logits")])
     with pytest.raises(InvalidInput, match="must be BYTES"):
         oip.batch(IMAGE, [oip.input_tensor("image", "FP32", [1], [1.0], "w")], [])
+    with pytest.raises(InvalidInput, match="'INT8' is not accepted here; use FP32"):
+        oip.batch(FEATURES, [oip.input_tensor("x", "INT8", [1, 2], [[1, 2]], "w")], [])
     with pytest.raises(InvalidInput, match=r"shape \[3\] but 2 elements"):
         oip.batch(IMAGE, [oip.input_tensor("image", "BYTES", [3], [b"a", b"b"], "w")], [])
     with pytest.raises(InvalidInput, match="FP32"):

@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from pyserving.errors import ServableError
-from pyserving.signature import Signature, load_signature, write_signature
+from pyserving.results import TensorSpec
+from pyserving.signature import Signature, list_versions, load_signature, write_signature
 
 IMAGE = Signature(
     kind="image",
@@ -145,3 +146,60 @@ def test_text_round_trip_and_old_versions_still_load(tmp_path: Path) -> None:
     assert load_signature(write(tmp_path / "old", old)).resize == "bilinear"
     with pytest.raises(ServableError, match="unknown input kind 'video'; expected one of"):
         load_signature(write(tmp_path / "video", {**old, "kind": "video"}))
+
+
+TENSOR = Signature(
+    kind="tensor",
+    input_name="a",
+    input_dtype="int64",
+    output_name="sum",
+    inputs=(TensorSpec("a", "INT64", (-1,)), TensorSpec("b", "INT64", (-1,))),
+    outputs=(TensorSpec("sum", "INT64", (-1,)), TensorSpec("product", "INT64", (-1,))),
+    batch_axis=True,
+)
+
+
+def test_tensor_round_trip_lists_every_tensor_and_has_no_labels(tmp_path: Path) -> None:
+    version = tmp_path / "7"
+    version.mkdir()
+    write_signature(TENSOR, version)
+    doc = json.loads((version / "servable.json").read_text())
+    assert doc["format"] == 1 and "top_k" not in doc
+    assert doc["input"]["tensors"][1] == {"name": "b", "datatype": "INT64", "shape": [-1]}
+    assert doc["output"] == {
+        "name": "sum",
+        "tensors": [
+            {"name": "sum", "datatype": "INT64", "shape": [-1]},
+            {"name": "product", "datatype": "INT64", "shape": [-1]},
+        ],
+    }
+    assert (version / "labels.txt").read_text() == ""
+    assert load_signature(version) == TENSOR
+    (version / "model.onnx").write_bytes(b"")
+    assert list_versions(tmp_path) == [7]  # the empty labels.txt makes it complete
+    (version / "labels.txt").write_text("a\n")
+    with pytest.raises(ServableError, match="labels.txt has 1 labels; a tensor model"):
+        load_signature(version)
+
+
+def test_versions_written_before_tensor_models_still_load(tmp_path: Path) -> None:
+    # servable.json of features and text versions as the previous release wrote them.
+    features = {
+        "format": 1,
+        "kind": "features",
+        "input": {"name": "x", "dtype": "float32", "features": ["a", "b"]},
+        "output": {"name": "p", "scores": "probabilities", "classes": 2},
+        "top_k": 9,
+        "source": {"framework": "sklearn"},
+    }
+    loaded = load_signature(write(tmp_path / "features", features, "A\nB\n"))
+    assert (loaded.features, loaded.labels, loaded.top_k) == (("a", "b"), ("A", "B"), 2)
+    assert (loaded.inputs, loaded.outputs, loaded.batch_axis) == ((), (), False)
+    text = {
+        "format": 1,
+        "kind": "text",
+        "input": {"name": "text", "dtype": "string", "whitespace": "collapse"},
+        "output": {"name": "probabilities", "scores": "probabilities", "classes": 2},
+        "top_k": 1,
+    }
+    assert load_signature(write(tmp_path / "text", text, "en\nde\n")).labels == ("en", "de")

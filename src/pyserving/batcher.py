@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,8 @@ from pyserving.errors import DeadlineExceeded, InvalidInput, QueueFull
 
 @dataclass
 class _Item:
-    array: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    array: Any  # an input as the servable's kind prepared it; an array for classifiers
+    future: asyncio.Future[Any]
     deadline: float | None  # event-loop time
     enqueued: float  # event-loop time
 
@@ -41,20 +42,25 @@ class Batcher:
     they cost decoding), counting the batches running as well as those waiting.
     `batch_timeout_micros` > 0 lets a partial batch wait that long (from its oldest
     request) for more requests; 0 runs whatever is queued at once. `on_queue_wait` is
-    told, in seconds, how long each input that goes on to run waited.
+    told, in seconds, how long each input that goes on to run waited. `stack` makes one
+    batch of the inputs taken (np.stack by default; a tensor model's named inputs stack
+    otherwise); an exception that `run` returns in place of an input's row fails that
+    input alone.
     """
 
     def __init__(
         self,
-        run: Callable[[np.ndarray], np.ndarray],
+        run: Callable[[Any], Any],
         executor: Executor,
         max_batch_size: int = 8,
         max_enqueued_batches: int = 16,
         num_batch_threads: int = 1,
         batch_timeout_micros: int = 0,
         on_queue_wait: Callable[[float], None] | None = None,
+        stack: Callable[[list[Any]], Any] = np.stack,
     ) -> None:
         self._run = run
+        self._stack = stack
         self._executor = executor
         self.max_batch_size = max(1, max_batch_size)
         self._max_queued = self.max_batch_size * max(1, max_enqueued_batches)
@@ -99,7 +105,7 @@ class Batcher:
         finally:
             self._admitted -= inputs
 
-    async def submit(self, array: np.ndarray, deadline: float | None = None) -> np.ndarray:
+    async def submit(self, array: Any, deadline: float | None = None) -> Any:
         """Run `array` (one input, no batch axis) and return its output row."""
         if len(self._queue) >= self._max_queued:
             raise QueueFull(
@@ -115,8 +121,8 @@ class Batcher:
         return await item.future
 
     async def run_alone(
-        self, prepare: Callable[[], np.ndarray], deadline: float | None = None
-    ) -> np.ndarray | None:
+        self, prepare: Callable[[], Any], deadline: float | None = None
+    ) -> Any | None:
         """Prepare one input and run it in a single trip to the pool, when no batch could
         take it with others: nothing is queued and a batch thread is free.
 
@@ -134,14 +140,17 @@ class Batcher:
         finally:
             self._release_thread(loop)
 
-    def _run_alone(self, prepare: Callable[[], np.ndarray], deadline: float | None) -> np.ndarray:
+    def _run_alone(self, prepare: Callable[[], Any], deadline: float | None) -> Any:
         array = prepare()
         # time.monotonic is the event loop's clock.
         if deadline is not None and deadline <= time.monotonic():
             raise DeadlineExceeded("the request's deadline passed before inference")
         if self._on_queue_wait is not None:
             self._on_queue_wait(0.0)
-        row: np.ndarray = self._run(array[np.newaxis])[0]
+        batch = array[np.newaxis] if self._stack is np.stack else self._stack([array])
+        row = self._run(batch)[0]
+        if isinstance(row, BaseException):
+            raise row
         return row
 
     def _start_drain(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -191,7 +200,11 @@ class Batcher:
                         item.future.set_exception(exc)
             else:
                 for item, row in zip(batch, rows, strict=True):
-                    if not item.future.done():
+                    if item.future.done():
+                        continue
+                    if isinstance(row, BaseException):
+                        item.future.set_exception(row)
+                    else:
                         item.future.set_result(row)
 
     async def _wait_for_more(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -208,6 +221,8 @@ class Batcher:
         """The oldest input and the next ones of its shape: only those can be stacked.
 
         Inputs of another shape (audio clips of other lengths) keep their places in the queue.
+        Inputs that are not one array (a tensor model's named tensors) are grouped by the
+        `stack` function instead.
         """
         batch: list[_Item] = []
         other_shapes: list[_Item] = []
@@ -220,7 +235,7 @@ class Batcher:
                     DeadlineExceeded("the request's deadline passed while it waited in the queue")
                 )
                 continue
-            if batch and item.array.shape != batch[0].array.shape:
+            if batch and _shape(item.array) != _shape(batch[0].array):
                 other_shapes.append(item)
                 continue
             batch.append(item)
@@ -229,5 +244,10 @@ class Batcher:
         self._queue.extendleft(reversed(other_shapes))
         return batch
 
-    def _run_stacked(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return self._run(np.stack(arrays))
+    def _run_stacked(self, arrays: list[Any]) -> Any:
+        return self._run(self._stack(arrays))
+
+
+def _shape(array: Any) -> tuple[int, ...] | None:
+    """An input's shape, or None for inputs that are not one array."""
+    return array.shape if isinstance(array, np.ndarray) else None

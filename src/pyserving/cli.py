@@ -1,4 +1,4 @@
-"""The `pyserving` command: export, serve, classify. Flags are parsed here, once."""
+"""The `pyserving` command: export, serve, classify, predict. Flags are parsed here, once."""
 
 from __future__ import annotations
 
@@ -76,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
     serve.add_argument("--port", type=int, default=9999, help="gRPC port (0: any free port)")
     serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: none)")
-    serve.add_argument("--max_request_mib", type=float, default=20, help="largest request")
+    serve.add_argument(
+        "--max_request_mib",
+        type=float,
+        default=20,
+        help="largest request, and largest input tensor of a tensor model",
+    )
     serve.add_argument(
         "--max_header_kib",
         type=float,
@@ -231,6 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--timeout", type=float, default=30.0)
     add_client_tls(classify)
     classify.set_defaults(run=run_classify)
+
+    predict = commands.add_parser(
+        "predict", help="run a tensor model with a running server (OIP v2 over gRPC)"
+    )
+    predict.add_argument("--server", default="localhost:9999")
+    predict.add_argument("--model", default="", help="model name (default: the server's)")
+    predict.add_argument("--version", type=int, default=0, help="0: the newest")
+    predict.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUES",
+        help="an input: comma-separated values, shaped as the model takes them, or a .npy "
+        "file (NAME=x.npy); repeat for each input (NAME= may be left out for a one-input model)",
+    )
+    predict.add_argument(
+        "--output", action="append", default=[], help="an output to return (default: all)"
+    )
+    predict.add_argument("--json", action="store_true", help="print the answer as JSON")
+    predict.add_argument("--timeout", type=float, default=30.0)
+    add_client_tls(predict)
+    predict.set_defaults(run=run_predict)
 
     status = commands.add_parser("status", help="show each model version's state")
     status.add_argument("--server", default="localhost:9999")
@@ -465,3 +492,9 @@ def _parse_feature(text: str) -> tuple[str, float]:
         return name, float(value)
     except ValueError:
         raise SystemExit(f"error: --feature takes NAME=VALUE with a number, got {text!r}") from None
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from pyserving.cli_predict import predict
+
+    return predict(args, client_tls(args))

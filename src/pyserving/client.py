@@ -4,13 +4,18 @@ from pyserving.client import Client
 with Client("localhost:9999") as client:
     result = client.classify(open("cat.jpg", "rb").read())
     print(result.predictions[0].name)
+
+A tensor model (no classes) is run with `predict`, over the Open Inference Protocol v2:
+`client.predict([Tensor("x", "FP32", (1, 3), (1.0, 2.0, 3.0))], "reg").outputs`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import socket
-from collections.abc import Mapping
+import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -20,8 +25,18 @@ import grpc
 
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
+from pyserving._proto import grpc_predict_v2_pb2 as v2
+from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_grpc
 from pyserving.errors import ConfigError, RemoteError
-from pyserving.results import Classification, ModelStatus, Prediction, VersionStatus
+from pyserving.results import (
+    Classification,
+    Inference,
+    ModelStatus,
+    Prediction,
+    Tensor,
+    TensorSpec,
+    VersionStatus,
+)
 
 DEFAULT_ADDRESS = "localhost:9999"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -216,6 +231,88 @@ def _statuses(response: pb.ModelStatusResponse) -> list[ModelStatus]:
     ]
 
 
+# struct formats of the OIP v2 numeric datatypes (raw contents are little-endian).
+_FORMATS = {
+    "BOOL": "?",
+    "UINT8": "B",
+    "UINT16": "H",
+    "UINT32": "I",
+    "UINT64": "Q",
+    "INT8": "b",
+    "INT16": "h",
+    "INT32": "i",
+    "INT64": "q",
+    "FP16": "e",
+    "FP32": "f",
+    "FP64": "d",
+}
+# The typed field of the v2 contents that holds each datatype, for answers without raw.
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "UINT64": "uint64_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+    **dict.fromkeys(("UINT8", "UINT16", "UINT32"), "uint_contents"),
+    **dict.fromkeys(("INT8", "INT16", "INT32"), "int_contents"),
+}
+
+
+def _raw(tensor: Tensor) -> bytes:
+    """A tensor's values in the protocol's raw layout."""
+    if tensor.datatype == "BYTES":
+        elements = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in tensor.values]
+        return b"".join(struct.pack("<I", len(e)) + e for e in elements)
+    fmt = _FORMATS.get(tensor.datatype)
+    if fmt is None:
+        raise ConfigError(f"input {tensor.name!r}: unknown datatype {tensor.datatype!r}")
+    return struct.pack(f"<{len(tensor.values)}{fmt}", *tensor.values)
+
+
+def _infer_request(
+    inputs: Sequence[Tensor], model_name: str, model_version: int, outputs: Sequence[str]
+) -> v2.ModelInferRequest:
+    request = v2.ModelInferRequest(
+        model_name=model_name, model_version=str(model_version) if model_version else ""
+    )
+    for tensor in inputs:
+        request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        request.raw_input_contents.append(_raw(tensor))
+    for name in outputs:
+        request.outputs.add(name=name)
+    return request
+
+
+def _values(
+    datatype: str, shape: Sequence[int], raw: bytes | None, contents: Any
+) -> tuple[Any, ...]:
+    """An output's values, from its raw bytes or its typed contents."""
+    if raw is None:
+        return tuple(getattr(contents, _CONTENTS[datatype]))
+    if datatype == "BYTES":
+        out, offset = [], 0
+        while offset < len(raw):
+            (length,) = struct.unpack_from("<I", raw, offset)
+            out.append(raw[offset + 4 : offset + 4 + length])
+            offset += 4 + length
+        return tuple(out)
+    fmt = _FORMATS[datatype]
+    return struct.unpack(f"<{math.prod(shape)}{fmt}", raw)
+
+
+def _inference(response: v2.ModelInferResponse) -> Inference:
+    raw = list(response.raw_output_contents)
+    outputs = []
+    for i, out in enumerate(response.outputs):
+        shape = tuple(out.shape)
+        data = raw[i] if i < len(raw) else None
+        outputs.append(
+            Tensor(out.name, out.datatype, shape, _values(out.datatype, shape, data, out.contents))
+        )
+    return Inference(tuple(outputs), response.model_name, int(response.model_version or 0))
+
+
 def _remote_error(error: grpc.RpcError, address: str) -> RemoteError:
     # Sync errors are grpc.Call; asyncio ones (AioRpcError) are not, but have the same methods.
     has_status = isinstance(error, grpc.Call | grpc.aio.AioRpcError)
@@ -245,6 +342,7 @@ class Client:
         self.timeout = timeout
         self._channel = _channel(address, tls, aio=False, token=auth_token)
         self._stub = pb_grpc.ClassificationServiceStub(self._channel)
+        self._v2 = v2_grpc.GRPCInferenceServiceStub(self._channel)
 
     def classify(
         self,
@@ -271,6 +369,38 @@ class Client:
         except grpc.RpcError as exc:
             raise _remote_error(exc, self.address) from None
         return _statuses(response)
+
+    def predict(
+        self,
+        inputs: Sequence[Tensor],
+        model_name: str = "",
+        model_version: int = 0,
+        outputs: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> Inference:
+        """Run a tensor model (OIP v2 `ModelInfer`): named inputs in, its outputs back (all of
+        them unless `outputs` names some)."""
+        request = _infer_request(inputs, model_name, model_version, outputs)
+        try:
+            response = self._v2.ModelInfer(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, self.address) from None
+        return _inference(response)
+
+    def model_tensors(
+        self, model_name: str = "", model_version: int = 0, timeout: float | None = None
+    ) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        """The inputs and outputs of a model as OIP v2 describes them (`ModelMetadata`)."""
+        request = v2.ModelMetadataRequest(
+            name=model_name, version=str(model_version) if model_version else ""
+        )
+        try:
+            meta = self._v2.ModelMetadata(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, self.address) from None
+        inputs = tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in meta.inputs)
+        outputs = tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in meta.outputs)
+        return inputs, outputs
 
     def close(self) -> None:
         self._channel.close()

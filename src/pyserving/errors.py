@@ -27,6 +27,13 @@ class RequestTooLarge(PyservingError):
     http_status = 413
 
 
+class WrongMethod(PyservingError):
+    """The model does not answer this method: `classify` on a tensor model, or the reverse."""
+
+    grpc_code = "FAILED_PRECONDITION"
+    http_status = 400
+
+
 class ModelNotFound(PyservingError):
     """No such model, or no such version of it."""
 
@@ -83,6 +90,7 @@ class RemoteError(PyservingError):
 
 HTTP_STATUS_OF_GRPC_CODE = {
     "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
     "NOT_FOUND": 404,
     "RESOURCE_EXHAUSTED": 429,
     "UNAVAILABLE": 503,

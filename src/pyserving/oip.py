@@ -7,6 +7,9 @@ take one `BYTES` input of shape [N] (one encoded image, UTF-8 text or audio clip
 features models take `FP32` [N, F]. The output `probabilities` is `FP32` [N, classes];
 asked with the `classification` parameter (as Triton does) it is `BYTES` [N, K] of
 "score:index:label".
+
+Tensor models (`ModelMetadata.answers == "tensors"`) take their named inputs in any of the
+protocol's datatypes (`tensor_batch`) and give every output as it is (`tensor_outputs`).
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from typing import Any
 import numpy as np
 
 import pyserving
-from pyserving.errors import InvalidInput
+from pyserving.errors import InvalidInput, WrongMethod
 from pyserving.results import ModelMetadata
-from pyserving.service import Batch, Scores
+from pyserving.service import Batch, Outputs, Scores
+from pyserving.tensors import DATATYPES, array_of, datatype_of
 
 OUTPUT_NAME = "probabilities"
 PLATFORM = "onnx_onnxv1"
-NUMERIC = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16}
+NUMERIC = {d: np.dtype(t) for d, t in DATATYPES.items() if d != "BYTES"}
+CLASSIFIER_NUMERIC = ("FP32", "FP64", "FP16")  # what a features model takes
 
 
 @dataclass(frozen=True)
@@ -50,12 +55,13 @@ class RequestedOutput:
 
 @dataclass(frozen=True)
 class OutputTensor:
-    """One response output: FP32 probabilities, or BYTES classification strings."""
+    """One response output: a numeric array (FP32 probabilities, or a tensor model's
+    output), or BYTES elements (classification strings, or a tensor model's strings)."""
 
     name: str
     datatype: str
     shape: list[int]
-    array: np.ndarray | None = None  # FP32
+    array: np.ndarray | None = None  # numeric
     elements: tuple[bytes, ...] = ()  # BYTES
     binary: bool = False
 
@@ -70,7 +76,20 @@ def server_metadata() -> dict[str, Any]:
 
 
 def model_metadata(model: ModelMetadata) -> dict[str, Any]:
-    """The model's metadata: its real input and output as the protocol sees them."""
+    """The model's metadata: its real inputs and outputs as the protocol sees them."""
+    if model.answers == "tensors":
+        return {
+            "name": model.name,
+            "versions": [str(v) for v in model.versions],
+            "platform": PLATFORM,
+            "inputs": [_spec(t) for t in model.inputs],
+            "outputs": [_spec(t) for t in model.outputs],
+            "parameters": {
+                "kind": model.kind,
+                "engine": model.engine,
+                "precision": model.precision,
+            },
+        }
     inputs = [
         {
             "name": model.input_name,
@@ -92,6 +111,10 @@ def model_metadata(model: ModelMetadata) -> dict[str, Any]:
             "precision": model.precision,
         },
     }
+
+
+def _spec(tensor: Any) -> dict[str, Any]:
+    return {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
 
 
 def parse_version(version: str) -> int:
@@ -138,18 +161,22 @@ def numeric_array(values: Any, datatype: str, shape: list[int], where: str) -> n
     dtype = NUMERIC.get(datatype)
     if dtype is None:
         raise InvalidInput(
-            f"{where}: datatype {datatype!r} is not accepted here; use FP32 (or FP64, FP16)"
+            f"{where}: datatype {datatype!r} is not a numeric datatype of the protocol "
+            f"({', '.join(NUMERIC)}, or BYTES)"
         )
-    try:
-        if isinstance(values, bytes):
-            array = np.frombuffer(values, dtype=np.dtype(dtype).newbyteorder("<"))
-        else:
-            array = np.asarray(values, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{where}: data is not a list of {datatype} numbers ({exc})") from exc
+    if isinstance(values, bytes):
+        if len(values) % dtype.itemsize:
+            raise InvalidInput(
+                f"{where}: {len(values)} bytes of data is not a whole number of {datatype} "
+                f"values ({dtype.itemsize} bytes each)"
+            )
+        array = np.frombuffer(values, dtype=dtype.newbyteorder("<"))
+    else:
+        array = array_of(values, datatype, where)
     if array.size != int(np.prod(shape)):
         raise InvalidInput(
-            f"{where}: shape {shape} needs {int(np.prod(shape))} values, got {array.size}"
+            f"{where}: shape {shape} needs {int(np.prod(shape))} {datatype} values, "
+            f"got {array.size}"
         )
     return array.reshape(shape)
 
@@ -203,7 +230,71 @@ def batch(
         return Batch(images=tensor.elements)
     if tensor.array is None:
         raise InvalidInput(f"input {tensor.name!r}: datatype must be FP32 [N, F]")
+    if tensor.datatype not in CLASSIFIER_NUMERIC:
+        raise InvalidInput(
+            f"input {tensor.name!r}: datatype {tensor.datatype!r} is not accepted here; use "
+            "FP32 (or FP64, FP16)"
+        )
     return Batch(features=tensor.array)
+
+
+def tensor_batch(
+    model: ModelMetadata, inputs: Sequence[InputTensor], outputs: Sequence[RequestedOutput]
+) -> Batch:
+    """A tensor model's request as named arrays; the model's kind checks them against it."""
+    tensors: dict[str, np.ndarray] = {}
+    for tensor in inputs:
+        if tensor.name in tensors:
+            raise InvalidInput(f"input {tensor.name!r} is given twice")
+        if tensor.elements is not None:
+            count = int(np.prod(tensor.shape))
+            if len(tensor.elements) != count:
+                raise InvalidInput(
+                    f"input {tensor.name!r}: shape {tensor.shape} needs {count} elements, got "
+                    f"{len(tensor.elements)}"
+                )
+            array = np.empty(count, dtype=object)
+            array[:] = tensor.elements
+            tensors[tensor.name] = array.reshape(tensor.shape)
+        elif tensor.array is not None:
+            tensors[tensor.name] = tensor.array
+    names = [o.name for o in model.outputs]
+    for requested in outputs:
+        if requested.classification:
+            raise WrongMethod(
+                f"outputs: {requested.name!r} asks for classification, but model "
+                f"{model.name!r} is a tensor model, not a classifier: ask for its outputs "
+                "without the classification parameter"
+            )
+        if requested.name not in names:
+            raise InvalidInput(
+                f"outputs: unknown output {requested.name!r}; model {model.name!r} has "
+                f"{', '.join(names)}"
+            )
+    return Batch(tensors=tensors)
+
+
+def tensor_outputs(
+    outputs: Outputs, requested: Sequence[RequestedOutput], binary: bool = False
+) -> list[OutputTensor]:
+    """The outputs the request asked for (all of them, `binary` or not, when it named none)."""
+    wanted = list(requested) or [RequestedOutput(n, binary=binary) for n in outputs.tensors]
+    tensors = []
+    for r in wanted:
+        array = outputs.tensors[r.name]
+        datatype = datatype_of(array)
+        shape = list(array.shape)
+        if datatype == "BYTES":
+            elements = tuple(
+                e.encode("utf-8", "surrogatepass") if isinstance(e, str) else bytes(e)
+                for e in array.reshape(-1)
+            )
+            tensors.append(
+                OutputTensor(r.name, datatype, shape, elements=elements, binary=r.binary)
+            )
+        else:
+            tensors.append(OutputTensor(r.name, datatype, shape, array, binary=r.binary))
+    return tensors
 
 
 def outputs(scores: Scores, requested: Sequence[RequestedOutput]) -> list[OutputTensor]:
@@ -213,15 +304,15 @@ def outputs(scores: Scores, requested: Sequence[RequestedOutput]) -> list[Output
 
 
 def raw(tensor: OutputTensor) -> bytes:
-    """The tensor in the binary layout: length-prefixed BYTES, or little-endian FP32."""
+    """The tensor in the binary layout: length-prefixed BYTES, or little-endian numbers."""
     if tensor.datatype == "BYTES":
         return encode_bytes_tensor(tensor.elements)
     assert tensor.array is not None
-    return tensor.array.astype("<f4").tobytes()
+    return tensor.array.astype(tensor.array.dtype.newbyteorder("<")).tobytes()
 
 
 def flat(tensor: OutputTensor) -> list[Any]:
-    """The tensor's elements in row-major order: bytes for BYTES, floats for FP32."""
+    """The tensor's elements in row-major order: bytes for BYTES, else Python numbers."""
     if tensor.datatype == "BYTES":
         return list(tensor.elements)
     assert tensor.array is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,38 @@ class Classification:
     """The answer to one classify call: classes best first, and which servable gave them."""
 
     predictions: tuple[Prediction, ...]
+    model_name: str
+    model_version: int
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output of a tensor model: its OIP v2 datatype and shape.
+
+    `datatype` is the protocol's name (FP32, INT64, BOOL, BYTES, ...); -1 in `shape` is an
+    axis of any size.
+    """
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A named tensor as plain values: its elements in row-major order (bytes for BYTES)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The answer to one predict call on a tensor model: every output, and who gave them."""
+
+    outputs: tuple[Tensor, ...]
     model_name: str
     model_version: int
 
@@ -62,7 +95,7 @@ class ModelMetadata:
     name: str
     version: int
     versions: tuple[int, ...]  # every available version of the model, oldest first
-    kind: str  # the input kind: image, features or text
+    kind: str  # the input kind: image, features, text or tensor
     input_name: str
     features: tuple[str, ...]  # features models: the names, in the model's order
     labels: tuple[str, ...]
@@ -71,6 +104,11 @@ class ModelMetadata:
     precision: str  # f32, bf16, or int8 for a quantised export
     input_datatype: str = "BYTES"  # on the wire (OIP v2): BYTES, or FP32 for features
     input_shape: tuple[int, ...] = (-1,)  # on the wire, -1 for any size
+    # "classes" (classify, and predict as class probabilities) or "tensors" (predict gives
+    # the model's named outputs: a tensor model, described by `inputs` and `outputs`)
+    answers: str = "classes"
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
 
 
 @dataclass(frozen=True)

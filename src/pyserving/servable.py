@@ -10,8 +10,7 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from pyserving import metrics
 from pyserving.batcher import Batcher
@@ -19,7 +18,6 @@ from pyserving.engines import Engine, EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import ModelNotReady, ServableError
 from pyserving.kinds import KindModule, kind_module
-from pyserving.reference import load_reference
 from pyserving.settings import BatchingSettings, ModelConfig, Settings
 from pyserving.signature import MODEL_FILE, Signature, load_signature
 
@@ -64,21 +62,23 @@ class Servable:
             max_enqueued_batches=batching.max_enqueued_batches,
             num_batch_threads=batching.batch_threads,
             on_queue_wait=metrics.QUEUE_SECONDS.labels(name).observe,
+            stack=self.kind.OUTPUT.stack,
         )
         self._in_flight = 0
         self._drained = asyncio.Event()
         self._drained.set()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Scores for a batch of preprocessed inputs, shape (N, classes)."""
+    def run(self, batch: Any) -> Any:
+        """One answer per input of a stacked batch, as the kind's `OUTPUT.run` gives it:
+        scores (N, classes) for a classifier, named output arrays for a tensor model."""
         engine = self.engine
         if engine is None:
             raise ModelNotReady(f"model {self.name!r} version {self.version} was unloaded")
         started = time.perf_counter()
-        scores = engine.run(batch)
+        answers = self.kind.OUTPUT.run(engine, batch)
         self._inference_seconds.observe(time.perf_counter() - started)
-        self._batch_size.observe(len(batch))
-        return np.asarray(scores).reshape(len(batch), -1)
+        self._batch_size.observe(len(answers))
+        return answers
 
     @contextmanager
     def in_use(self) -> Iterator[Servable]:
@@ -107,7 +107,7 @@ class Servable:
         if engine is not None:
             engine.close()
 
-    def warm_up_batch(self) -> np.ndarray:
+    def warm_up_batch(self) -> Any:
         """A batch of one input the model must accept."""
         return self.kind.warm_up(self.signature, self.row_shape)
 
@@ -139,6 +139,7 @@ def load_servable(
     """
     started = time.perf_counter()
     signature = load_signature(path)
+    output = kind_module(signature.kind).OUTPUT
     model_path = path / MODEL_FILE
     if not model_path.is_file():
         raise ServableError(f"{model_path}: missing")
@@ -155,9 +156,10 @@ def load_servable(
         signature.input_name,
         signature.output_name,
         partial(_warm_up_batch, signature),
-        load_reference(path),
+        output.load_reference(path),
         signature.scores == "logits",
         signature.precision == "int8",
+        output.run,
     )
     try:
         _check_engine(choice.engine.info, signature, model_path)
@@ -189,22 +191,15 @@ def load_servable(
 
 def _check_engine(info: EngineInfo, sig: Signature, model_path: Path) -> None:
     inputs = {t.name: t for t in info.inputs}
-    outputs = {t.name: t for t in info.outputs}
     actual_type = inputs[sig.input_name].dtype
     if actual_type and actual_type != sig.input_dtype:
         raise ServableError(
             f"{model_path}: input {sig.input_name!r} is {actual_type}, "
             f"but servable.json says {sig.input_dtype}"
         )
-    width = outputs[sig.output_name].shape[-1] if outputs[sig.output_name].shape else None
-    if isinstance(width, int) and width != sig.num_classes:
-        raise ServableError(
-            f"{model_path}: output {sig.output_name!r} has {width} classes but labels.txt "
-            f"has {sig.num_classes} labels"
-        )
 
 
-def _warm_up_batch(sig: Signature, info: EngineInfo) -> np.ndarray:
+def _warm_up_batch(sig: Signature, info: EngineInfo) -> Any:
     kind = kind_module(sig.kind)
     return kind.warm_up(sig, kind.row_shape(sig, _input_of(info, sig)))
 
@@ -214,13 +209,14 @@ def _input_of(info: EngineInfo, sig: Signature) -> TensorInfo:
 
 
 def _warm_up(servable: Servable, model_path: Path) -> None:
+    """Run the warm-up input; the kind checks the engine's outputs and the answer."""
     batch = servable.warm_up_batch()
     try:
-        scores = servable.run(batch)
+        (answer,) = servable.run(batch)
+        if isinstance(answer, BaseException):
+            raise answer
     except Exception as exc:
         raise ServableError(f"{model_path}: warm-up inference failed: {exc}") from exc
-    if scores.shape != (1, servable.signature.num_classes):
-        raise ServableError(
-            f"{model_path}: output has shape {scores.shape} for one input; expected "
-            f"(1, {servable.signature.num_classes}) to match labels.txt"
-        )
+    problem = servable.kind.OUTPUT.check(servable.signature, servable.engine_info, answer)
+    if problem:
+        raise ServableError(f"{model_path}: {problem}")

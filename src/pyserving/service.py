@@ -18,7 +18,13 @@ from typing import TypeVar
 import numpy as np
 
 from pyserving import metrics
-from pyserving.errors import DeadlineExceeded, InvalidInput, ShuttingDown
+from pyserving.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    PyservingError,
+    ShuttingDown,
+    WrongMethod,
+)
 from pyserving.kinds import Batch as Batch  # the adapters' input type, re-exported
 from pyserving.kinds import Limits, Prepare
 from pyserving.manager import ModelManager
@@ -47,12 +53,21 @@ class Scores:
     model_version: int
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """Every output of a tensor model for one request, by name, in the model's order."""
+
+    tensors: dict[str, np.ndarray]
+    model_name: str
+    model_version: int
+
+
 class Service:
     """Transport-neutral data plane. Called from the event loop by the adapters.
 
     Raises the domain errors of `pyserving.errors`; the adapters map them to status codes.
-    `classify` and `predict` are the timed, counted requests, labelled by the `api` the
-    adapter names.
+    `classify`, `predict` (class probabilities) and `infer` (a tensor model's outputs) are
+    the timed, counted requests, labelled by the `api` the adapter names.
     """
 
     def __init__(self, manager: ModelManager, executor: Executor, settings: Settings) -> None:
@@ -60,7 +75,10 @@ class Service:
         self._executor = executor
         self._settings = settings
         self._limits = Limits(
-            settings.max_image_pixels, settings.max_text_chars, settings.max_audio_seconds
+            settings.max_image_pixels,
+            settings.max_text_chars,
+            settings.max_audio_seconds,
+            max_tensor_bytes=settings.max_request_bytes,
         )
         self._stopping = False  # not ready: shutdown has begun
         self._refusing = False  # new requests are refused: the drain is over
@@ -84,6 +102,7 @@ class Service:
         """
         with self._request(api, model_name) as tracked:
             model = self.metadata(model_name, model_version)
+            _expect(model, "classes")
             request = await parse(model)
             results = await self._classify(model_name, model_version, request, deadline)
             tracked.version = str(results[0].model_version)
@@ -103,10 +122,40 @@ class Service:
         """
         with self._request(api, model_name) as tracked:
             model = self.metadata(model_name, model_version)
+            _expect(model, "classes")
             batch, rest = await parse(model)
             scores = await self._predict(model_name, model_version, batch, deadline)
             tracked.version = str(scores.model_version)
             return scores, rest
+
+    async def infer(
+        self,
+        api: str,
+        model_name: str,
+        model_version: int,
+        parse: Callable[[ModelMetadata], Awaitable[tuple[Batch, T]]],
+        deadline: float | None = None,
+    ) -> tuple[Outputs, T]:
+        """A tensor model's outputs for the named input tensors that `parse` reads, with what
+        else it returned. WrongMethod for a classifier (use `predict`).
+
+        `deadline` is in event-loop time.
+        """
+        with self._request(api, model_name) as tracked:
+            model = self.metadata(model_name, model_version)
+            _expect(model, "tensors")
+            batch, rest = await parse(model)
+            outputs = await self._infer(model_name, model_version, batch, deadline)
+            tracked.version = str(outputs.model_version)
+            return outputs, rest
+
+    def takes_tensors(self, model_name: str = "", model_version: int = 0) -> bool:
+        """Whether requests for this version go to `infer` (a tensor model) rather than
+        `predict`. False when there is no such version: the request then says why."""
+        try:
+            return self.metadata(model_name, model_version).answers == "tensors"
+        except PyservingError:
+            return False
 
     @contextmanager
     def _request(self, api: str, model_name: str) -> Iterator[metrics.Request]:
@@ -186,6 +235,25 @@ class Service:
             probs = softmax(scores) if sig.scores == "logits" else scores
             return Scores(probs.astype(np.float32), sig.labels, servable.name, servable.version)
 
+    async def _infer(
+        self, name: str, version: int, batch: Batch, deadline: float | None
+    ) -> Outputs:
+        with self._manager.use(name, version) as servable, servable.batcher.admit(1):
+            _check_deadline(deadline)
+            sig = servable.signature
+            # A kind that answers with tensors prepares the whole request as one input.
+            (prepare,) = servable.kind.prepare_batch(sig, batch, self._limits, servable.row_shape)
+            if servable.kind.OFF_LOOP:
+                outputs = await servable.batcher.run_alone(
+                    partial(self._timed, servable, prepare), deadline
+                )
+                if outputs is None:
+                    prepared = await self._prepare(servable, prepare)
+                    outputs = await servable.batcher.submit(prepared, deadline)
+            else:
+                outputs = await servable.batcher.submit(self._timed(servable, prepare), deadline)
+            return Outputs(dict(outputs), servable.name, servable.version)
+
     async def _prepare(self, servable: Servable, prepare: Prepare) -> np.ndarray:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._timed, servable, prepare)
@@ -228,6 +296,9 @@ class Service:
             precision=servable.precision,
             input_datatype=wire.datatype,
             input_shape=wire.shape,
+            answers=servable.kind.OUTPUT.answers,
+            inputs=sig.inputs,
+            outputs=sig.outputs,
         )
 
     def model_status(self, model_name: str = "") -> list[ModelStatus]:
@@ -290,6 +361,20 @@ class Service:
     async def wait_none_in_flight(self) -> None:
         """Return once no request is being served."""
         await self._none_in_flight.wait()
+
+
+_USE = {
+    "classes": "is a classifier ({kind} model): use classify, or predict for its class "
+    "probabilities",
+    "tensors": "is a tensor model, not a classifier: use predict (OIP v2 infer, TF Serving "
+    ":predict, or `pyserving predict`)",
+}
+
+
+def _expect(model: ModelMetadata, answers: str) -> None:
+    """Refuse a request for a method the model does not answer, saying which it does."""
+    if model.answers != answers:
+        raise WrongMethod(f"model {model.name!r} " + _USE[model.answers].format(kind=model.kind))
 
 
 def _check_deadline(deadline: float | None) -> None:

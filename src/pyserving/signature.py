@@ -16,8 +16,18 @@ them (see `pyserving.reference`) holds the exporter's reference set.
 `kind: features` models have `"input": {"name": ..., "dtype": "float32", "features": [...]}`;
 `kind: text` models `"input": {"name": ..., "dtype": "string", "whitespace": "collapse"}`;
 `kind: audio` models `"input": {"name": ..., "dtype": "float32", "sample_rate": 16000}`.
+`kind: tensor` models (any ONNX model, served as raw tensors) list every input and output,
+and have an empty `labels.txt`::
+
+    {"format": 1, "kind": "tensor",
+     "input": {"name": "x", "dtype": "float32", "batch_axis": true, "allow_nan": false,
+               "tensors": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]},
+     "output": {"name": "y", "tensors": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]},
+     "source": {...}}
+
 The kind's own fields of the `input` section are read and written by its module in
-`pyserving.kinds`; this module reads the file and the fields every kind shares.
+`pyserving.kinds`, and so is the output side (`output`, `top_k` and the labels, through
+the kind's `OUTPUT`); this module reads the file and the fields every kind shares.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any, Literal
 
 from pyserving.errors import ServableError
 from pyserving.kinds import KINDS, kind_module
+from pyserving.results import TensorSpec
 
 FORMAT = 1
 SIGNATURE_FILE = "servable.json"
@@ -37,8 +48,6 @@ MODEL_FILE = "model.onnx"
 
 REQUIRED_FILES = (SIGNATURE_FILE, LABELS_FILE, MODEL_FILE)  # what makes a version complete
 
-
-SCORE_KINDS = ("logits", "probabilities")
 MODEL_PRECISIONS = ("f32", "int8")  # int8: a quantised export; servable.json says so
 
 
@@ -46,12 +55,12 @@ MODEL_PRECISIONS = ("f32", "int8")  # int8: a quantised export; servable.json sa
 class Signature:
     """What a servable takes and gives: everything `servable.json` and `labels.txt` say."""
 
-    kind: Literal["image", "features", "text", "audio"]
+    kind: Literal["image", "features", "text", "audio", "tensor"]
     input_name: str
     input_dtype: str
     output_name: str
-    scores: Literal["logits", "probabilities"]
-    labels: tuple[str, ...]
+    scores: Literal["logits", "probabilities"] = "logits"
+    labels: tuple[str, ...] = ()
     top_k: int = 5
     # image models
     height: int = 0
@@ -60,6 +69,12 @@ class Signature:
     resize: str = "bilinear"
     # features models
     features: tuple[str, ...] = ()
+    # tensor models: every input and output; whether axis 0 of all of them is the batch (so
+    # requests may be concatenated); whether float inputs may hold NaN or infinities
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    batch_axis: bool = False
+    allow_nan: bool = False
     # text models: how runs of whitespace are normalised before the model sees the text
     whitespace: str = "collapse"
     # audio models: the samples per second the graph takes
@@ -73,18 +88,14 @@ class Signature:
 
     def to_json(self) -> dict[str, Any]:
         """The `servable.json` document for this signature (labels go to `labels.txt`)."""
+        kind = kind_module(self.kind)
         inp: dict[str, Any] = {"name": self.input_name, "dtype": self.input_dtype}
-        inp |= kind_module(self.kind).section(self)
+        inp |= kind.section(self)
         doc: dict[str, Any] = {
             "format": FORMAT,
             "kind": self.kind,
             "input": inp,
-            "output": {
-                "name": self.output_name,
-                "scores": self.scores,
-                "classes": self.num_classes,
-            },
-            "top_k": self.top_k,
+            **kind.OUTPUT.section(self),
             "source": self.source,
         }
         if self.precision != "f32":
@@ -136,33 +147,19 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
     if not isinstance(kind, str) or kind not in KINDS:
         raise fail(f"unknown input kind {kind!r}; expected one of {', '.join(KINDS)}")
     inp = _section(doc, "input", fail)
-    out = _section(doc, "output", fail)
-    scores = out.get("scores", "logits")
-    if scores not in SCORE_KINDS:
-        raise fail(f"output.scores is {scores!r}; expected one of {', '.join(SCORE_KINDS)}")
-    classes = out.get("classes")
-    if not isinstance(classes, int) or classes < 1:
-        raise fail(f"output.classes must be a positive integer, got {classes!r}")
-    if len(labels) != classes:
-        raise fail(f"{LABELS_FILE} has {len(labels)} labels but the output has {classes} classes")
+    module = kind_module(kind)
+    outputs = module.OUTPUT.parse(doc, labels, fail)
     precision = doc.get("precision", "f32")
     if precision not in MODEL_PRECISIONS:
         raise fail(f"precision {precision!r} is not one of {', '.join(MODEL_PRECISIONS)}")
-    top_k = doc.get("top_k", 5)
-    if not isinstance(top_k, int) or top_k < 1:
-        raise fail(f"top_k must be a positive integer, got {top_k!r}")
     common: dict[str, Any] = {
         "kind": kind,
         "input_name": _string(inp, "name", "input", fail),
         "input_dtype": _string(inp, "dtype", "input", fail),
-        "output_name": _string(out, "name", "output", fail),
-        "scores": scores,
-        "labels": tuple(labels),
-        "top_k": min(top_k, classes),
         "precision": precision,
         "source": doc.get("source") or {},
     }
-    return Signature(**common, **kind_module(kind).parse(inp, fail))
+    return Signature(**common, **outputs, **module.parse(inp, fail))
 
 
 def _section(doc: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:
@@ -183,8 +180,8 @@ def list_versions(base_path: Path) -> list[int]:
     """The complete versions under `base_path`, oldest first.
 
     Only folders named by a positive integer that already hold servable.json, labels.txt
-    and model.onnx count, so the exporter's hidden temporary folders and a version still
-    being copied in are never mistaken for a version.
+    (empty for a tensor model) and model.onnx count, so the exporter's hidden temporary
+    folders and a version still being copied in are never mistaken for a version.
     """
     if not base_path.is_dir():
         return []

@@ -1,13 +1,15 @@
 """Engines that run `model.onnx`: one module each, behind one narrow interface.
 
 An engine is loaded from a model file with `EngineOptions`, runs a batch of one input
-tensor to one output tensor, describes itself, and is closed. Which engine and precision a
+tensor to one output tensor (or named inputs to every output, for tensor models),
+describes itself, and is closed. Which engine and precision a
 version gets is decided in `pyserving.engines.choice`; nothing else imports an engine module.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -62,6 +64,10 @@ class Engine(Protocol):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The output tensor for a batch of the input tensor."""
+        ...
+
+    def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of the model, by name, for the named inputs in `feeds`."""
         ...
 
     def close(self) -> None:

@@ -5,6 +5,10 @@ f32 plus each reduced precision the engine has on this CPU. A reduced precision 
 an int8 export) is a candidate only after the version's reference set passes through it;
 f32 is what the exporter verified. With more than one candidate left, each is timed on
 the warm-up batch and the fastest wins.
+
+A tensor model's reference set (`TensorReference`) verifies a reduced precision only when
+that precision is asked for by name: its tolerance is on raw numbers, and `auto` does not
+trade a regression's or an embedding's digits for speed.
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from pyserving.engines import (
     ENGINES,
@@ -27,7 +30,14 @@ from pyserving.engines import (
     load_engine,
 )
 from pyserving.errors import ServableError
-from pyserving.reference import ReferenceSet, check_reference
+from pyserving.reference import (
+    ReferenceCheck,
+    ReferenceSet,
+    TensorCheck,
+    TensorReference,
+    check_reference,
+    check_tensors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +70,16 @@ def choose_engine(
     options: EngineOptions,
     input_name: str,
     output_name: str,
-    warm_up: Callable[[EngineInfo], np.ndarray],
-    reference: ReferenceSet | None,
+    warm_up: Callable[[EngineInfo], Any],
+    reference: ReferenceSet | TensorReference | None,
     logits: bool,
     quantized: bool,
+    run: Callable[[Engine, Any], object] | None = None,
 ) -> Choice:
     """Load the candidates for `wanted`, verify and time them, keep the fastest.
 
-    `warm_up` gives the batch the candidates are timed on, for an engine's view of the model.
+    `warm_up` gives the batch the candidates are timed on, for an engine's view of the model;
+    `run(engine, batch)` runs it (default: `engine.run`).
     Raises ServableError naming what was asked and why it cannot be had: an engine not
     installed, a precision this CPU lacks, a reference set that a precision asked for
     explicitly fails (with the numbers).
@@ -87,10 +99,12 @@ def choose_engine(
             refused.append(f"{engine_name}: {exc}")
             continue
         shown = "int8" if quantized else precision
+        if shown != "f32" and isinstance(reference, TensorReference) and wanted.precision != shown:
+            engine.close()
+            refused.append(f"{engine_name} {shown}: only when asked for, for a tensor model")
+            continue
         if shown != "f32" and reference is not None:
-            check = check_reference(
-                reference, _run(engine, reference.inputs), logits, wanted.tolerance
-            )
+            check = _verify(engine, reference, logits, wanted.tolerance)
             if not check.passed:
                 engine.close()
                 line = f"{engine_name} {shown}: {check.describe()}"
@@ -111,7 +125,7 @@ def choose_engine(
         engine, precision = kept[0]
         return Choice(engine, precision, _asked(wanted))
     timed = sorted(
-        ((_time_per_call(e, warm_up(e.info)), e, p) for e, p in kept), key=lambda t: t[0]
+        ((_time_per_call(e, warm_up(e.info), run), e, p) for e, p in kept), key=lambda t: t[0]
     )
     for _, engine, _ in timed[1:]:
         engine.close()
@@ -169,22 +183,32 @@ def _asked(wanted: Wanted) -> str:
     return "as asked"
 
 
-def _run(engine: Engine, inputs: np.ndarray) -> np.ndarray:
+def _verify(
+    engine: Engine, reference: ReferenceSet | TensorReference, logits: bool, tolerance: float
+) -> ReferenceCheck | TensorCheck:
     try:
-        return engine.run(inputs)
+        if isinstance(reference, TensorReference):
+            return check_tensors(reference, engine.run_named(reference.inputs), tolerance)
+        return check_reference(reference, engine.run(reference.inputs), logits, tolerance)
     except Exception as exc:
         raise ServableError(
             f"engine {engine.info.name} cannot run the reference set: {exc}"
         ) from exc
 
 
-def _time_per_call(engine: Engine, batch: np.ndarray) -> float:
+def _time_per_call(
+    engine: Engine, batch: Any, run: Callable[[Engine, Any], object] | None = None
+) -> float:
     """Median seconds of one call on `batch`, after a warm-up call."""
-    engine.run(batch)
+
+    def call() -> object:
+        return run(engine, batch) if run else engine.run(batch)
+
+    call()
     times: list[float] = []
     deadline = time.perf_counter() + TIMING_SECONDS
     while len(times) < TIMING_RUNS and (not times or time.perf_counter() < deadline):
         started = time.perf_counter()
-        engine.run(batch)
+        call()
         times.append(time.perf_counter() - started)
     return statistics.median(times)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,21 @@ from pyserving.engines import EngineInfo, EngineOptions, TensorInfo, pick_tensor
 from pyserving.errors import ModelNotReady, ServableError
 
 NAME = "onnxruntime"
-_TYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(string)": "string"}
+_TYPES = {
+    "tensor(bool)": "bool",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(float16)": "float16",
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(string)": "string",
+}
 _OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -42,6 +57,14 @@ class OnnxRuntimeEngine:
             raise ModelNotReady("the model was unloaded")
         (out,) = session.run([self._output], {self._input: batch})
         return np.asarray(out)
+
+    def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output for the named inputs."""
+        session = self._session
+        if session is None:
+            raise ModelNotReady("the model was unloaded")
+        outputs = session.run(None, dict(feeds))
+        return {t.name: np.asarray(o) for t, o in zip(self.info.outputs, outputs, strict=True)}
 
     def close(self) -> None:
         """Drop the session, so its memory goes with the last reference."""

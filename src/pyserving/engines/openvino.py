@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import queue
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,24 @@ class OpenVinoEngine:
         try:
             results = request.infer({self._input: batch})
             return np.asarray(results[self._output])
+        finally:
+            self._requests.put(request)
+
+    def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output for the named inputs (copies: the request is reused)."""
+        compiled = self._compiled
+        if compiled is None:
+            raise ModelNotReady("the model was unloaded")
+        try:
+            request = self._requests.get_nowait()
+        except queue.Empty:
+            request = compiled.create_infer_request()
+        try:
+            results = request.infer(dict(feeds))
+            return {
+                t.name: np.array(results[p])
+                for t, p in zip(self.info.outputs, compiled.outputs, strict=True)
+            }
         finally:
             self._requests.put(request)
 

@@ -102,12 +102,25 @@ def add_export_sources(sources: Any) -> None:
     onnx = sources.add_parser("onnx", help="an existing ONNX model, as it is")
     onnx.add_argument("model", type=Path, help="a .onnx file")
     onnx.add_argument(
+        "--kind",
+        choices=["classifier", "tensor"],
+        default="classifier",
+        help="classifier: an image or features (--features) classifier with labels; "
+        "tensor: any model, served as raw tensors through predict (no labels)",
+    )
+    onnx.add_argument(
+        "--allow-nan",
+        "--allow_nan",
+        action="store_true",
+        help="tensor: let float inputs hold NaN and infinities (refused by default)",
+    )
+    onnx.add_argument(
         "--features", help="for a model on features [N, F]: their names, comma-separated"
     )
     onnx.add_argument("--layout", choices=["auto", "NCHW", "NHWC"], default="auto")
     onnx.add_argument("--output", help="the output holding the scores, if there are several")
     _add_image_options(onnx, size_required=False, mean="0", std="1/255: pixels as 0–255")
-    _add_common(onnx)
+    _add_common(onnx, labels_required=False)
     _add_quantize_options(onnx)
     onnx.set_defaults(run=run_export_onnx)
 
@@ -139,11 +152,12 @@ def _add_image_options(
     )
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, labels_required: bool = True) -> None:
     parser.add_argument(
         "--labels",
-        required=True,
-        help="class names: a file with one per line (line i is class i), or a comma-separated list",
+        required=labels_required,
+        help="class names: a file with one per line (line i is class i), or a comma-separated list"
+        + ("" if labels_required else " (required for a classifier)"),
     )
     parser.add_argument(
         "--background",
@@ -346,6 +360,15 @@ def run_export_sklearn(args: argparse.Namespace) -> int:
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:
+    if args.kind == "tensor":
+        return _run_export_onnx_tensor(args)
+    if args.allow_nan:
+        raise ExportError("--allow-nan applies to --kind tensor")
+    if args.labels is None:
+        raise ExportError(
+            "a classifier needs --labels (a file, one class per line, or a comma-separated "
+            "list); to serve the model's raw outputs instead, give --kind tensor"
+        )
     from pyserving.export.onnx import export_onnx
 
     path = export_onnx(
@@ -357,6 +380,44 @@ def run_export_onnx(args: argparse.Namespace) -> int:
         output=args.output,
         quantize=_quantize_options(args),
         **_image_kwargs(args),
+    )
+    print(path)
+    return 0
+
+
+# Classifier options a tensor export refuses, as argparse names them, with their defaults.
+_CLASSIFIER_OPTIONS = {
+    "labels": None,
+    "features": None,
+    "output": None,
+    "input_size": None,
+    "mean": None,
+    "std": None,
+    "scores": None,
+    "background": False,
+    "layout": "auto",
+    "resize": "bilinear",
+    "top_k": 5,
+}
+
+
+def _run_export_onnx_tensor(args: argparse.Namespace) -> int:
+    given = [
+        f"--{k.replace('_', '-')}" for k, v in _CLASSIFIER_OPTIONS.items() if getattr(args, k) != v
+    ]
+    given += [
+        f"--{key}" for key in ("quantize", *_QUANTIZE_FLAGS) if getattr(args, key) is not None
+    ]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ExportError(
+            f"{', '.join(given)} {verb} to classifiers; a tensor model (--kind tensor) is served "
+            "as its raw inputs and outputs"
+        )
+    from pyserving.export.onnx_tensor import export_onnx_tensor
+
+    path = export_onnx_tensor(
+        args.model, args.repository, _name(args, args.model), allow_nan=args.allow_nan
     )
     print(path)
     return 0

@@ -1,4 +1,8 @@
-"""Open Inference Protocol v2 over gRPC (`inference.GRPCInferenceService`)."""
+"""Open Inference Protocol v2 over gRPC (`inference.GRPCInferenceService`).
+
+Inputs come as typed `contents` or as `raw_input_contents`; outputs go back the way the
+inputs came, and as raw contents whenever an output has no typed field (FP16).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,22 @@ from pyserving.errors import InvalidInput, PyservingError
 from pyserving.grpc_api.calls import deadline_of, maps_errors
 from pyserving.results import ModelMetadata
 from pyserving.service import Batch, Service
+
+# The typed field of InferTensorContents that holds each datatype (FP16 has none: raw only).
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 class InferenceApi(pb_grpc.GRPCInferenceServiceServicer):
@@ -62,6 +82,10 @@ class InferenceApi(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
+        version = oip.parse_version(request.model_version)
+        if self._service.takes_tensors(request.model_name, version):
+            return await self._infer_tensors(request, version, context)
+
         async def parse(model: ModelMetadata) -> tuple[Batch, list[oip.RequestedOutput]]:
             inputs = [
                 _input(t, request.raw_input_contents, i) for i, t in enumerate(request.inputs)
@@ -84,18 +108,43 @@ class InferenceApi(pb_grpc.GRPCInferenceServiceServicer):
             model_version=str(scores.model_version),
             id=request.id,
         )
-        raw = bool(request.raw_input_contents)
-        for tensor in oip.outputs(scores, requested):
-            out = response.outputs.add(
-                name=tensor.name, datatype=tensor.datatype, shape=tensor.shape
-            )
-            if raw:
-                response.raw_output_contents.append(oip.raw(tensor))
-            elif tensor.datatype == "BYTES":
-                out.contents.bytes_contents.extend(oip.flat(tensor))
-            else:
-                out.contents.fp32_contents.extend(oip.flat(tensor))
+        _write(response, oip.outputs(scores, requested), bool(request.raw_input_contents))
         return response
+
+    async def _infer_tensors(
+        self, request: pb.ModelInferRequest, version: int, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        async def parse(model: ModelMetadata) -> tuple[Batch, list[oip.RequestedOutput]]:
+            inputs = [
+                _input(t, request.raw_input_contents, i) for i, t in enumerate(request.inputs)
+            ]
+            outputs = [
+                oip.RequestedOutput(o.name, _int_param(o.parameters, "classification"))
+                for o in request.outputs
+            ]
+            return oip.tensor_batch(model, inputs, outputs), outputs
+
+        answer, requested = await self._service.infer(
+            "v2_grpc", request.model_name, version, parse, deadline_of(context)
+        )
+        response = pb.ModelInferResponse(
+            model_name=answer.model_name,
+            model_version=str(answer.model_version),
+            id=request.id,
+        )
+        _write(response, oip.tensor_outputs(answer, requested), bool(request.raw_input_contents))
+        return response
+
+
+def _write(response: pb.ModelInferResponse, tensors: list[oip.OutputTensor], raw: bool) -> None:
+    """Add `tensors` to the response: as raw contents, or each in its typed field."""
+    raw = raw or any(t.datatype not in CONTENTS for t in tensors)
+    for tensor in tensors:
+        out = response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        if raw:
+            response.raw_output_contents.append(oip.raw(tensor))
+        else:
+            getattr(out.contents, CONTENTS[tensor.datatype]).extend(oip.flat(tensor))
 
 
 def _input(tensor: Any, raw_contents: Any, index: int) -> oip.InputTensor:
@@ -105,9 +154,13 @@ def _input(tensor: Any, raw_contents: Any, index: int) -> oip.InputTensor:
     elif tensor.datatype == "BYTES":
         data = list(tensor.contents.bytes_contents)
     else:
-        data = list(tensor.contents.fp32_contents or tensor.contents.fp64_contents)
+        field = CONTENTS.get(tensor.datatype)
+        data = list(getattr(tensor.contents, field)) if field else []
+        if field == "fp32_contents" and not data:
+            data = list(tensor.contents.fp64_contents)  # FP32 sent as doubles is taken too
         if not data and np.prod(list(tensor.shape)):
-            raise InvalidInput(f"{where}: no data (expected fp32_contents or raw_input_contents)")
+            expected = f"{field} or raw_input_contents" if field else "raw_input_contents"
+            raise InvalidInput(f"{where}: no data (expected {expected})")
     return oip.input_tensor(tensor.name, tensor.datatype, list(tensor.shape), data, where)
 
 

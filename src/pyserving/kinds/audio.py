@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput, ServableError
-from pyserving.kinds import Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
 
 if TYPE_CHECKING:
     from pyserving.engines import TensorInfo
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pyserving.signature import Signature
 
 OFF_LOOP = True  # decoding and resampling a clip take milliseconds
+OUTPUT = CLASSES  # scores over the classes of labels.txt
 DTYPE = "float32"
 FORMATS = "WAV, FLAC, OGG Vorbis, Opus or MP3"
 MIN_RATE, MAX_RATE = 1_000, 384_000  # samples per second a clip or a model may have

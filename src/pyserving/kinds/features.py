@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds import Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
 from pyserving.preprocess import feature_rows, features_vector
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pyserving.signature import Signature
 
 OFF_LOOP = False  # ordering a few numbers costs less than a trip to the pool
+OUTPUT = CLASSES  # scores over the classes of labels.txt
 
 
 def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:

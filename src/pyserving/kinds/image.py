@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds import Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
 from pyserving.preprocess import decode_image
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pyserving.signature import Signature
 
 OFF_LOOP = True  # decoding is the CPU-heavy half of a request
+OUTPUT = CLASSES  # scores over the classes of labels.txt
 RESIZE_FILTERS = ("bilinear", "bicubic", "nearest", "lanczos")
 DTYPES = ("uint8", "float32")
 LAYOUTS = ("NHWC",)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds import Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
 
 if TYPE_CHECKING:
     from pyserving.engines import TensorInfo
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pyserving.signature import Signature
 
 OFF_LOOP = False  # decoding and splitting up to --max_text_chars takes microseconds
+OUTPUT = CLASSES  # scores over the classes of labels.txt
 DTYPE = "string"
 WHITESPACE = ("collapse", "keep")
 UTF8_MAX_BYTES = 4  # per character

@@ -1,15 +1,18 @@
 """Open Inference Protocol v2 over REST, with the binary tensor data extension.
 
 BYTES elements in JSON are base64 strings (or `{"b64": ...}` objects), since encoded
-images are not text; for a text model a JSON string is the text itself. With the binary
-extension (`Inference-Header-Content-Length`), inputs and outputs travel as raw bytes
-after the JSON header, as tritonclient sends them.
+images are not text; for a text model, and for a tensor model's string inputs, a JSON
+string is the text itself. With the binary extension (`Inference-Header-Content-Length`),
+inputs and outputs travel as raw bytes after the JSON header, as tritonclient sends them.
+A tensor model's outputs are all returned unless the request names some; non-finite
+floats are written as the JSON literals NaN and Infinity, as Python's json module does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -47,6 +50,8 @@ class V2Routes:
 
     async def infer(self, request: Request) -> Response:
         name, version = _model(request)
+        if self._service.takes_tensors(name, version):
+            return await self._infer_tensors(request, name, version)
         header_length = request.headers.get(HEADER_LENGTH)
 
         async def parse(model: ModelMetadata) -> tuple[Batch, _Parsed]:
@@ -59,37 +64,61 @@ class V2Routes:
         scores, (doc, outputs) = await self._service.predict(
             "v2_rest", name, version, parse, _deadline(request)
         )
-        head: dict[str, Any] = {
-            "model_name": scores.model_name,
-            "model_version": str(scores.model_version),
-            "outputs": [],
-        }
-        if isinstance(doc.get("id"), str):
-            head["id"] = doc["id"]
-        chunks: list[bytes] = []
-        for tensor in oip.outputs(scores, outputs):
-            out: dict[str, Any] = {
-                "name": tensor.name,
-                "datatype": tensor.datatype,
-                "shape": tensor.shape,
-            }
-            if tensor.binary:
-                raw = oip.raw(tensor)
-                out["parameters"] = {"binary_data_size": len(raw)}
-                chunks.append(raw)
-            elif tensor.datatype == "BYTES":
-                out["data"] = [e.decode() for e in oip.flat(tensor)]
-            else:
-                out["data"] = oip.flat(tensor)
-            head["outputs"].append(out)
-        if not chunks:
-            return JSONResponse(head)
-        header = json.dumps(head).encode()
-        return Response(
-            header + b"".join(chunks),
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(len(header))},
+        return _response(doc, scores.model_name, scores.model_version, oip.outputs(scores, outputs))
+
+    async def _infer_tensors(self, request: Request, name: str, version: int) -> Response:
+        header_length = request.headers.get(HEADER_LENGTH)
+
+        async def parse(model: ModelMetadata) -> tuple[Batch, _Parsed]:
+            body = await read_body(request, self._limit)
+            doc, inputs = await parse_body(body, lambda b: _parse(b, header_length, True))
+            outputs = _requested_outputs(doc, [o.name for o in model.outputs])
+            return oip.tensor_batch(model, inputs, outputs), (doc, outputs)
+
+        answer, (doc, outputs) = await self._service.infer(
+            "v2_rest", name, version, parse, _deadline(request)
         )
+        return _response(
+            doc, answer.model_name, answer.model_version, oip.tensor_outputs(answer, outputs)
+        )
+
+
+def _response(
+    doc: dict[str, Any], model_name: str, model_version: int, tensors: list[oip.OutputTensor]
+) -> Response:
+    """The response: JSON, or a JSON header and the binary outputs after it."""
+    head: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": str(model_version),
+        "outputs": [],
+    }
+    if isinstance(doc.get("id"), str):
+        head["id"] = doc["id"]
+    chunks: list[bytes] = []
+    for tensor in tensors:
+        out: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": tensor.shape,
+        }
+        if tensor.binary:
+            raw = oip.raw(tensor)
+            out["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        elif tensor.datatype == "BYTES":
+            out["data"] = [e.decode("utf-8", "replace") for e in oip.flat(tensor)]
+        else:
+            out["data"] = oip.flat(tensor)
+        head["outputs"].append(out)
+    # As Starlette's JSONResponse writes it, but a tensor model's NaN stays NaN.
+    header = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode()
+    if not chunks:
+        return Response(header, media_type="application/json")
+    return Response(
+        header + b"".join(chunks),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
 
 
 def _model(request: Request) -> tuple[str, int]:
@@ -184,14 +213,17 @@ def _json_bytes(data: Any, where: str, text: bool) -> list[bytes]:
     return out
 
 
-def _requested_outputs(doc: dict[str, Any]) -> list[oip.RequestedOutput]:
+def _requested_outputs(
+    doc: dict[str, Any], every: Sequence[str] = (oip.OUTPUT_NAME,)
+) -> list[oip.RequestedOutput]:
+    """The outputs the request names, or `every` output when it names none."""
     params = doc.get("parameters") or {}
     all_binary = bool(isinstance(params, dict) and params.get("binary_data_output"))
     outputs = doc.get("outputs") or []
     if not isinstance(outputs, list):
         raise InvalidInput("`outputs` must be a list")
     if not outputs:
-        return [oip.RequestedOutput(oip.OUTPUT_NAME, binary=all_binary)]
+        return [oip.RequestedOutput(name, binary=all_binary) for name in every]
     out = []
     for i, item in enumerate(outputs):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):

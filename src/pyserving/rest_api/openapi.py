@@ -31,9 +31,30 @@ _TENSOR = {
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "datatype": {"type": "string", "enum": ["BYTES", "FP32", "FP64", "FP16"]},
+        "datatype": {
+            "type": "string",
+            "enum": [
+                "BYTES",
+                "BOOL",
+                "UINT8",
+                "UINT16",
+                "UINT32",
+                "UINT64",
+                "INT8",
+                "INT16",
+                "INT32",
+                "INT64",
+                "FP16",
+                "FP32",
+                "FP64",
+            ],
+        },
         "parameters": _JSON_OBJECT,
-        "data": {"type": "array", "description": "BYTES: base64 strings; numbers otherwise"},
+        "data": {
+            "type": "array",
+            "description": "BYTES: base64 strings for images, text for text and tensor models; "
+            "numbers (true/false for BOOL) otherwise",
+        },
     },
 }
 _INFER_REQUEST = {
@@ -72,8 +93,8 @@ _CLASSIFY_REQUEST = {
 }
 _PREDICT_REQUEST = {
     "type": "object",
-    "required": ["instances"],
-    "properties": {"instances": {"type": "array"}},
+    "description": "rows (`instances`), or for a tensor model named columns (`inputs`)",
+    "properties": {"instances": {"type": "array"}, "inputs": {}},
 }
 
 

@@ -10,10 +10,14 @@
 --data-binary @cat.jpg -H 'Content-Type: image/jpeg'` works. Text models take
 `{"instances": ["..."]}` and `{"examples": [{"text": "..."}]}`; audio models take clips
 as images are taken, `{"b64": ...}`.
+
+A tensor model takes `:predict` only, in either of TF Serving's formats, rows or columns
+(see `rest_api.tfs_tensors`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -25,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 
 from pyserving.errors import InvalidInput, ModelNotFound, RequestTooLarge
 from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
+from pyserving.rest_api.tfs_tensors import read_tensors, tensor_answer, tensor_info
 from pyserving.results import ClassifyRequest, Example, ModelMetadata, VersionStatus
 from pyserving.service import Batch, Service
 
@@ -80,6 +85,13 @@ class TfServingRoutes:
 
     def _metadata(self, name: str, version: int) -> Response:
         model = self._service.metadata(name, version)
+        if model.answers == "tensors":
+            predict = {
+                "inputs": {t.name: tensor_info(t) for t in model.inputs},
+                "outputs": {t.name: tensor_info(t) for t in model.outputs},
+                "method_name": "tensorflow/serving/predict",
+            }
+            return _metadata_response(model, {"serving_default": predict})
         if model.input_datatype == "BYTES":
             inputs = {
                 model.input_name: {
@@ -110,21 +122,7 @@ class TfServingRoutes:
             "outputs": outputs,
             "method_name": "tensorflow/serving/classify",
         }
-        return JSONResponse(
-            {
-                "model_spec": {
-                    "name": model.name,
-                    "signature_name": "",
-                    "version": str(model.version),
-                },
-                "metadata": {
-                    "signature_def": {
-                        "signature_def": {"serving_default": signature, "classify": signature}
-                    },
-                    "engine": {"name": model.engine, "precision": model.precision},
-                },
-            }
-        )
+        return _metadata_response(model, {"serving_default": signature, "classify": signature})
 
     async def _classify(self, request: Request, name: str, version: int) -> Response:
         async def parse(model: ModelMetadata) -> ClassifyRequest:
@@ -157,6 +155,9 @@ class TfServingRoutes:
         )
 
     async def _predict(self, request: Request, name: str, version: int) -> Response:
+        if self._service.takes_tensors(name, version):
+            return await self._predict_tensors(request, name, version)
+
         async def parse(model: ModelMetadata) -> tuple[Batch, None]:
             doc = await parse_body(await read_body(request, self._limit), json_object)
             instances = doc.get("instances")
@@ -184,6 +185,16 @@ class TfServingRoutes:
         scores, _ = await self._service.predict("tfs_rest", name, version, parse)
         return JSONResponse({"predictions": scores.probabilities.tolist()})
 
+    async def _predict_tensors(self, request: Request, name: str, version: int) -> Response:
+        async def parse(model: ModelMetadata) -> tuple[Batch, int | None]:
+            body = await read_body(request, self._limit)
+            tensors, rows = await parse_body(body, lambda b: read_tensors(model, json_object(b)))
+            return Batch(tensors=tensors), rows
+
+        answer, rows = await self._service.infer("tfs_rest", name, version, parse)
+        body = json.dumps(tensor_answer(answer, rows), ensure_ascii=False, separators=(",", ":"))
+        return Response(body, media_type="application/json")
+
     async def _uploads(self, request: Request) -> list[bytes]:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._limit:
@@ -196,6 +207,22 @@ class TfServingRoutes:
         if not images:
             raise InvalidInput("the multipart upload holds no file")
         return images
+
+
+def _metadata_response(model: ModelMetadata, signatures: dict[str, Any]) -> Response:
+    return JSONResponse(
+        {
+            "model_spec": {
+                "name": model.name,
+                "signature_name": "",
+                "version": str(model.version),
+            },
+            "metadata": {
+                "signature_def": {"signature_def": signatures},
+                "engine": {"name": model.engine, "precision": model.precision},
+            },
+        }
+    )
 
 
 def _tf_status(v: VersionStatus) -> dict[str, Any]:
