@@ -413,7 +413,9 @@ def test_inception_v3_serves_the_top_classes_keras_gives(
             assert [p.index for p in top] == list(want)
             assert [p.name for p in top] == [sig.labels[i] for i in want]
             for p in top:
-                assert p.score == pytest.approx(probabilities[p.index], abs=1e-5)
+                # Keras (oneDNN) and ONNX Runtime pick different kernels per CPU: measured
+                # 1.3e-5 apart on an AVX-512 machine; a preprocessing error would be ~1e-2.
+                assert p.score == pytest.approx(probabilities[p.index], abs=5e-5)
     # The two photos get different answers, so a wrong image or preprocessing would show.
     assert np.argmax(expected[0]) != np.argmax(expected[1])
     assert_no_framework_loaded(served)
