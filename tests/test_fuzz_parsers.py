@@ -26,6 +26,7 @@ from pyserving.kinds.text import decode_text
 from pyserving.model_config import read_model_config
 from pyserving.preprocess import decode_image, feature_rows
 from pyserving.signature import LABELS_FILE, SIGNATURE_FILE, load_signature
+from pyserving.tensors import array_of
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
 
@@ -244,3 +245,19 @@ def test_model_config_file(text: str) -> None:
             return
         assert all(m.name for m in models)
         assert not models or default in {m.name for m in models}
+
+
+@examples(400)
+@given(
+    json_values,
+    st.sampled_from(
+        ["FP32", "FP64", "FP16", "INT8", "INT64", "UINT8", "UINT64", "BOOL", "BYTES", "X"]
+    ),
+)
+def test_tensor_json_data(values: Any, datatype: str) -> None:
+    try:
+        array = array_of(values, datatype, "input 'x'")
+    except InvalidInput as exc:
+        assert "input 'x'" in str(exc)
+        return
+    assert isinstance(array, np.ndarray)

@@ -125,3 +125,11 @@ def test_versions_parse(text: str, version: int) -> None:
 def test_bad_versions_are_invalid(text: str) -> None:
     with pytest.raises(InvalidInput, match="positive integer"):
         oip.parse_version(text)
+
+
+@pytest.mark.parametrize("shape", [[0, 2**40, 2**40], [2**31 + 1], [1] * 33, [2**62, 2**62]])
+def test_shapes_no_array_can_have_are_invalid_even_with_no_data(shape: list[int]) -> None:
+    with pytest.raises(InvalidInput, match="is too large"):
+        oip.input_tensor("x", "BYTES", shape, [], "input 'x'")
+    with pytest.raises(InvalidInput, match="is too large"):
+        oip.input_tensor("x", "FP32", shape, b"", "input 'x'")

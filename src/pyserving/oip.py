@@ -14,6 +14,7 @@ protocol's datatypes (`tensor_batch`) and give every output as it is (`tensor_ou
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from pyserving.service import Batch, Outputs, Scores
 from pyserving.tensors import DATATYPES, array_of, datatype_of
 
 OUTPUT_NAME = "probabilities"
+# Bounds on a request's shape, whatever its data: numpy cannot make arrays beyond them.
+MAX_RANK = 32
+MAX_ELEMENTS = 2**31
 PLATFORM = "onnx_onnxv1"
 NUMERIC = {d: np.dtype(t) for d, t in DATATYPES.items() if d != "BYTES"}
 CLASSIFIER_NUMERIC = ("FP32", "FP64", "FP16")  # what a features model takes
@@ -127,11 +131,17 @@ def parse_version(version: str) -> int:
 
 
 def check_shape(shape: Sequence[Any]) -> list[int]:
-    """The shape as a list of ints; anything else is InvalidInput."""
+    """The shape as a list of ints; anything else, or a shape too large for any array (even
+    one with a zero axis), is InvalidInput."""
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise InvalidInput(f"shape must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_RANK or math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise InvalidInput(
+            f"shape {list(shape)} is too large: at most {MAX_RANK} axes and {MAX_ELEMENTS:,} "
+            "elements (not counting zero axes)"
+        )
     return [int(d) for d in shape]
 
 
@@ -173,9 +183,9 @@ def numeric_array(values: Any, datatype: str, shape: list[int], where: str) -> n
         array = np.frombuffer(values, dtype=dtype.newbyteorder("<"))
     else:
         array = array_of(values, datatype, where)
-    if array.size != int(np.prod(shape)):
+    if array.size != math.prod(shape):
         raise InvalidInput(
-            f"{where}: shape {shape} needs {int(np.prod(shape))} {datatype} values, "
+            f"{where}: shape {shape} needs {math.prod(shape)} {datatype} values, "
             f"got {array.size}"
         )
     return array.reshape(shape)
@@ -247,7 +257,7 @@ def tensor_batch(
         if tensor.name in tensors:
             raise InvalidInput(f"input {tensor.name!r} is given twice")
         if tensor.elements is not None:
-            count = int(np.prod(tensor.shape))
+            count = math.prod(tensor.shape)
             if len(tensor.elements) != count:
                 raise InvalidInput(
                     f"input {tensor.name!r}: shape {tensor.shape} needs {count} elements, got "

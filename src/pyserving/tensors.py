@@ -88,7 +88,9 @@ def array_of(values: Any, datatype: str, where: str) -> np.ndarray:
         if low < info.min or high > info.max:
             bad = low if low < info.min else high
             raise InvalidInput(f"{where}: {bad} is out of the range of {datatype}")
-    return raw.astype(dtype)
+    # A number beyond FP16/FP32 becomes infinity, which the tensor kind refuses by name.
+    with np.errstate(over="ignore"):
+        return raw.astype(dtype)
 
 
 def _bytes_array(values: Any, where: str) -> np.ndarray:

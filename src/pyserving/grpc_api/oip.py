@@ -6,10 +6,10 @@ inputs came, and as raw contents whenever an output has no typed field (FP16).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import grpc
-import numpy as np
 
 from pyserving import oip
 from pyserving._proto import grpc_predict_v2_pb2 as pb
@@ -158,7 +158,7 @@ def _input(tensor: Any, raw_contents: Any, index: int) -> oip.InputTensor:
         data = list(getattr(tensor.contents, field)) if field else []
         if field == "fp32_contents" and not data:
             data = list(tensor.contents.fp64_contents)  # FP32 sent as doubles is taken too
-        if not data and np.prod(list(tensor.shape)):
+        if not data and math.prod(tensor.shape):
             expected = f"{field} or raw_input_contents" if field else "raw_input_contents"
             raise InvalidInput(f"{where}: no data (expected {expected})")
     return oip.input_tensor(tensor.name, tensor.datatype, list(tensor.shape), data, where)
