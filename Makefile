@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP_INSTALL) -e '.[export,tensorflow,sklearn,web,openvino,audio,dev]'
 	# Silero VAD's ONNX files for `export silero-vad`; --no-deps: it declares torch.
 	$(PIP_INSTALL) --no-deps silero-vad==6.2.3
+	# TF Serving's gRPC client for the drop-in tests; --no-deps: it declares tensorflow, and
+	# tensorflow-cpu (the [tensorflow] extra) is the same package without CUDA.
+	$(PIP_INSTALL) --no-deps tensorflow-serving-api==2.21.0
 	touch $@ $(LINT_STAMP)
 
 # What linting and type checking need: no torch, no TensorFlow.
