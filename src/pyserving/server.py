@@ -136,6 +136,7 @@ async def serve(settings: Settings) -> None:
                 settings.max_headers,
                 tokens,
                 metrics_open=not settings.auth_metrics,
+                metrics_path=settings.metrics_path,
             )
             rest, sock = _rest_server(app, settings)
             rest_task = asyncio.create_task(rest.serve(sockets=[sock]))

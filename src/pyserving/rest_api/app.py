@@ -58,6 +58,7 @@ def create_rest_app(
     max_headers: int = 100,
     tokens: Tokens | None = None,
     metrics_open: bool = True,
+    metrics_path: str | None = None,
 ) -> Starlette:
     """The REST API on top of `service`, refusing requests whose headers are over the limits
     and, given `tokens`, those that carry none of them."""
@@ -93,6 +94,8 @@ def create_rest_app(
         Route("/metrics", prometheus),
         Route("/openapi.json", openapi_document),
     ]
+    if metrics_path and metrics_path != "/metrics":
+        routes.append(Route(metrics_path, prometheus))  # TF Serving's monitoring config
     middleware = [Middleware(HeaderLimits, max_bytes=max_header_bytes, max_count=max_headers)]
     if tokens is not None:
         middleware.append(Middleware(RequireToken, tokens=tokens, metrics_open=metrics_open))
