@@ -42,6 +42,10 @@ CLIENTS := .venv-clients/.installed
 $(CLIENTS):
 	$(PYTHON) -m venv .venv-clients
 	.venv-clients/bin/python -m pip install --quiet 'tritonclient[grpc,http]==2.73.0'
+	# perf_analyzer's wheel needs glibc >= 2.38 (Debian 13); older C libraries skip its test.
+	if .venv-clients/bin/python -c 'import os, sys; v = os.confstr("CS_GNU_LIBC_VERSION") or ""; \
+		sys.exit(not v.startswith("glibc ") or tuple(map(int, v.split()[1].split(".")[:2])) < (2, 38))'; \
+	then .venv-clients/bin/python -m pip install --quiet perf-analyzer==2.60.0; fi
 	touch $@
 
 export: install
