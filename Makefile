@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP_INSTALL) -e '.[export,tensorflow,sklearn,web,openvino,audio,dev]'
 	# Silero VAD's ONNX files for `export silero-vad`; --no-deps: it declares torch.
 	$(PIP_INSTALL) --no-deps silero-vad==6.2.3
+	# TF Serving's gRPC client for the drop-in tests; --no-deps: it declares tensorflow, and
+	# tensorflow-cpu (the [tensorflow] extra) is the same package without CUDA.
+	$(PIP_INSTALL) --no-deps tensorflow-serving-api==2.21.0
 	touch $@ $(LINT_STAMP)
 
 # What linting and type checking need: no torch, no TensorFlow.
@@ -39,6 +42,10 @@ CLIENTS := .venv-clients/.installed
 $(CLIENTS):
 	$(PYTHON) -m venv .venv-clients
 	.venv-clients/bin/python -m pip install --quiet 'tritonclient[grpc,http]==2.73.0'
+	# perf_analyzer's wheel needs glibc >= 2.38 (Debian 13); older C libraries skip its test.
+	if .venv-clients/bin/python -c 'import os, sys; v = os.confstr("CS_GNU_LIBC_VERSION") or ""; \
+		sys.exit(not v.startswith("glibc ") or tuple(map(int, v.split()[1].split(".")[:2])) < (2, 38))'; \
+	then .venv-clients/bin/python -m pip install --quiet perf-analyzer==2.60.0; fi
 	touch $@
 
 export: install

@@ -33,8 +33,8 @@ def generate(out: Path) -> None:
         )
         if code != 0:
             raise SystemExit(f"protoc failed on {proto}")
-    # protoc writes top-level imports; inside a package they must be relative.
-    for path in out.glob("*_pb2_grpc.py"):
+    # protoc writes top-level imports of the protos here; inside a package they are relative.
+    for path in [*out.glob("*_pb2_grpc.py"), *out.glob("*_pb2.py"), *out.glob("*_pb2.pyi")]:
         text = re.sub(r"^import (\w+_pb2) as", r"from . import \1 as", path.read_text(), flags=re.M)
         path.write_text(text)
     init = out / "__init__.py"

@@ -16,8 +16,10 @@ from skimage import data as skimage_data
 
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
+from pyserving._proto import tensorflow_serving_apis_pb2_grpc as tfs_pb_grpc
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.oip import InferenceApi
+from pyserving.grpc_api.tfs import ModelServiceApi, PredictionApi
 from pyserving.manager import ModelManager
 from pyserving.rest_api.app import create_rest_app
 from pyserving.service import Service
@@ -132,10 +134,12 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
 
 @pytest.fixture
 async def grpc_channel(service: Service) -> AsyncIterator[grpc.aio.Channel]:
-    """A channel to an in-process grpc.aio server with both gRPC adapters on `service`."""
+    """A channel to an in-process grpc.aio server with the gRPC adapters on `service`."""
     server = grpc.aio.server()
     pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
     v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service), server)
+    tfs_pb_grpc.add_PredictionServiceServicer_to_server(PredictionApi(service), server)
+    tfs_pb_grpc.add_ModelServiceServicer_to_server(ModelServiceApi(service), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

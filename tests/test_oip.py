@@ -113,7 +113,11 @@ def test_metadata_from_plain_values_names_the_engine() -> None:
         "engine": "openvino",
         "precision": "bf16",
     }
-    assert oip.server_metadata()["extensions"] == ["classification", "binary_tensor_data"]
+    assert oip.server_metadata()["extensions"] == [
+        "classification",
+        "binary_tensor_data",
+        "model_configuration",
+    ]
 
 
 @pytest.mark.parametrize(("text", "version"), [("", 0), ("7", 7)])

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyserving.auth import TOKEN_ENV, client_token
+from pyserving.cli_tfs import add_tf_serving_flags, tf_serving_settings
 from pyserving.client import ClientTLS
 from pyserving.errors import ConfigError, PyservingError
 from pyserving.export.cli import add_export_sources
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ssl_client_ca", type=Path, help="PEM CA: require client certificates it signed (mTLS)"
     )
+    add_tf_serving_flags(serve)
     serve.set_defaults(run=run_serve)
 
     export = commands.add_parser("export", help="export a model into a repository")
@@ -319,6 +321,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
     ):
         if value < least:
             raise ConfigError(f"{flag} must be at least {least}, got {value}")
+    tf_serving = tf_serving_settings(args, batching)
+    batching = tf_serving["batching"]
     if not 0 <= args.precision_tolerance <= 1:
         raise ConfigError(
             f"--precision_tolerance is a probability difference from 0 to 1, got "
@@ -351,7 +355,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         max_audio_seconds=args.max_audio_seconds,
         batching=batching,
         worker_threads=args.worker_threads,
-        intra_op_threads=args.intra_op_threads,
+        intra_op_threads=tf_serving.get("intra_op_threads", args.intra_op_threads),
+        metrics_path=tf_serving.get("metrics_path"),
         worker_niceness=args.worker_niceness,
         graph_optimization_level=args.graph_optimization_level,
         cpu_memory_arena=not args.disable_cpu_mem_arena,

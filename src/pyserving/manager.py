@@ -48,6 +48,8 @@ class ModelManager:
         self._failed: dict[tuple[str, int], tuple[tuple[str, int, int], ...]] = {}
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        # What the config file said when last read: a poll applies only an edit of it.
+        self._file_config: tuple[tuple[ModelConfig, ...], str] | None = None
         self.changed = asyncio.Event()  # set after every change of state, for watchers
 
     @property
@@ -71,9 +73,10 @@ class ModelManager:
         serving as soon as it can; other models keep loading after that.
         """
         if self._settings.model_config_file is not None:
-            self._apply_config(
-                *read_model_config(self._settings.model_config_file, self._settings.batching)
+            self._file_config = read_model_config(
+                self._settings.model_config_file, self._settings.batching
             )
+            self._apply_config(*self._file_config)
         await self.reconcile(only=self._default)
         poll = self._settings.file_system_poll_wait_seconds
         while not self._available.get(self._default):
@@ -115,9 +118,20 @@ class ModelManager:
         except ConfigError as exc:
             log.error("%s; keeping the last good config", exc)
             return
-        if {m.name: m for m in models} != self._models or default != self._default:
-            self._apply_config(models, default)
-            await self.reconcile()
+        # Only an edit of the file applies: a list set by `replace_config` stays until then.
+        if (models, default) != self._file_config:
+            self._file_config = (models, default)
+            if {m.name: m for m in models} != self._models or default != self._default:
+                self._apply_config(models, default)
+                await self.reconcile()
+
+    async def replace_config(self, models: tuple[ModelConfig, ...], default: str) -> None:
+        """Serve `models` from now on (TF Serving's HandleReloadConfigRequest): load the new
+        ones, unload those left out. Returns once the scan that applies it is done."""
+        if not models:
+            raise ConfigError("the new config lists no model")
+        self._apply_config(models, default or models[0].name)
+        await self.reconcile()
 
     def _apply_config(self, models: tuple[ModelConfig, ...], default: str) -> None:
         added = {m.name for m in models} - set(self._models)

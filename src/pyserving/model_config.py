@@ -1,5 +1,7 @@
 """The model config file (`--model_config_file models.toml`): which models to serve.
 
+TensorFlow Serving's `models.config` (text format) is read too: see `pyserving.tfs_config`.
+
 default = "imagenet"            # optional; else the first model
 
 [[models]]
@@ -32,6 +34,7 @@ from pyserving.settings import (
     ModelConfig,
     VersionPolicy,
 )
+from pyserving.tfs_config import is_text_format, read_models_config
 
 _MODEL_KEYS = {
     "name",
@@ -53,13 +56,22 @@ def read_model_config(
 
     A model's `[batching]` table overrides `batching` (the server's flags) key by key.
 
+    A file in TensorFlow Serving's text format (`model_config_list { ... }`) is read as
+    such (`pyserving.tfs_config`), detected by its content.
+
     Raises ConfigError naming the file and the line or key that is wrong.
     """
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    if is_text_format(text):
+        return read_models_config(path, text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     unknown = sorted(set(doc) - {"default", "models"})
     if unknown:

@@ -26,6 +26,7 @@ import pyserving
 from pyserving.errors import InvalidInput, WrongMethod
 from pyserving.results import ModelMetadata
 from pyserving.service import Batch, Outputs, Scores
+from pyserving.settings import BatchingSettings
 from pyserving.tensors import DATATYPES, array_of, datatype_of
 
 OUTPUT_NAME = "probabilities"
@@ -33,6 +34,7 @@ OUTPUT_NAME = "probabilities"
 MAX_RANK = 32
 MAX_ELEMENTS = 2**31
 PLATFORM = "onnx_onnxv1"
+CONFIG_PLATFORM = "onnxruntime_onnx"  # Triton's name, in the model configuration
 NUMERIC = {d: np.dtype(t) for d, t in DATATYPES.items() if d != "BYTES"}
 CLASSIFIER_NUMERIC = ("FP32", "FP64", "FP16")  # what a features model takes
 
@@ -75,7 +77,7 @@ def server_metadata() -> dict[str, Any]:
     return {
         "name": "pyserving",
         "version": pyserving.__version__,
-        "extensions": ["classification", "binary_tensor_data"],
+        "extensions": ["classification", "binary_tensor_data", "model_configuration"],
     }
 
 
@@ -115,6 +117,38 @@ def model_metadata(model: ModelMetadata) -> dict[str, Any]:
             "precision": model.precision,
         },
     }
+
+
+def model_config(model: ModelMetadata, batching: BatchingSettings) -> dict[str, Any]:
+    """Triton's model configuration (the model-configuration extension), as its JSON says it.
+
+    A classifier batches along its first axis, so its dims leave that axis out; a tensor
+    model's inputs are described whole (`max_batch_size` 0), as Triton does for models
+    without a batch axis.
+    """
+    config: dict[str, Any] = {
+        "name": model.name,
+        "platform": CONFIG_PLATFORM,
+        "backend": "onnxruntime",
+    }
+    if model.answers == "tensors":
+        config["max_batch_size"] = 0
+        config["input"] = [_config_tensor(t.name, t.datatype, t.shape) for t in model.inputs]
+        config["output"] = [_config_tensor(t.name, t.datatype, t.shape) for t in model.outputs]
+        return config
+    config["max_batch_size"] = batching.max_batch_size
+    row = list(model.input_shape[1:]) or [1]
+    config["input"] = [_config_tensor(model.input_name, model.input_datatype, row)]
+    config["output"] = [_config_tensor(OUTPUT_NAME, "FP32", [len(model.labels)])]
+    config["dynamic_batching"] = {
+        "max_queue_delay_microseconds": batching.batch_timeout_micros,
+    }
+    return config
+
+
+def _config_tensor(name: str, datatype: str, dims: Sequence[int]) -> dict[str, Any]:
+    data_type = "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+    return {"name": name, "data_type": data_type, "dims": list(dims)}
 
 
 def _spec(tensor: Any) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class Servable:
         self.engine: Engine | None = engine
         self.engine_info: EngineInfo = engine.info
         self.precision = precision  # f32, bf16, or int8 for a quantised export
+        self.batching = batching  # this version's batching knobs
         self._inference_seconds = metrics.INFERENCE_SECONDS.labels(name)
         self._batch_size = metrics.BATCH_SIZE.labels(name)
         self.batcher = Batcher(

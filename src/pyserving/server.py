@@ -23,11 +23,14 @@ from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as v2_pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
+from pyserving._proto import tensorflow_serving_apis_pb2 as tfs_pb
+from pyserving._proto import tensorflow_serving_apis_pb2_grpc as tfs_pb_grpc
 from pyserving.auth import Tokens
 from pyserving.grpc_api.auth import TokenInterceptor
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.health import HealthReporter
 from pyserving.grpc_api.oip import InferenceApi
+from pyserving.grpc_api.tfs import ModelServiceApi, PredictionApi
 from pyserving.manager import ModelManager
 from pyserving.rest_api.app import create_rest_app
 from pyserving.service import Service
@@ -40,6 +43,8 @@ LINGER_SECONDS = 0.1  # after the last request finished, before the process ends
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["ClassificationService"].full_name,
     v2_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    tfs_pb.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    tfs_pb.DESCRIPTOR.services_by_name["ModelService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
     reflection.SERVICE_NAME,
 )
@@ -108,6 +113,8 @@ async def serve(settings: Settings) -> None:
         server = grpc.aio.server(options=grpc_options(settings), interceptors=interceptors)
         pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
         v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service), server)
+        tfs_pb_grpc.add_PredictionServiceServicer_to_server(PredictionApi(service), server)
+        tfs_pb_grpc.add_ModelServiceServicer_to_server(ModelServiceApi(service), server)
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         address = f"{settings.host}:{settings.port}"
@@ -129,6 +136,7 @@ async def serve(settings: Settings) -> None:
                 settings.max_headers,
                 tokens,
                 metrics_open=not settings.auth_metrics,
+                metrics_path=settings.metrics_path,
             )
             rest, sock = _rest_server(app, settings)
             rest_task = asyncio.create_task(rest.serve(sockets=[sock]))

@@ -38,7 +38,7 @@ from pyserving.results import (
     ModelStatus,
 )
 from pyserving.servable import Servable
-from pyserving.settings import Settings
+from pyserving.settings import BatchingSettings, ModelConfig, Settings
 
 T = TypeVar("T")
 
@@ -300,6 +300,15 @@ class Service:
             inputs=sig.inputs,
             outputs=sig.outputs,
         )
+
+    async def replace_models(self, models: tuple[ModelConfig, ...], default: str = "") -> None:
+        """Serve this list of models from now on (default: `default`, else the first);
+        returns once each new version has loaded or failed."""
+        await self._manager.replace_config(models, default)
+
+    def batching(self, model_name: str = "", model_version: int = 0) -> BatchingSettings:
+        """The batching of the version a request would get (for Triton's model config)."""
+        return self._manager.get(model_name, model_version).batching
 
     def model_status(self, model_name: str = "") -> list[ModelStatus]:
         """The lifecycle state of every version (of every model when the name is empty)."""

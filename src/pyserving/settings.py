@@ -87,6 +87,7 @@ class Settings:
     shutdown_grace_seconds: float = 20.0
     auth_token_file: Path | None = None  # set: calls need `authorization: Bearer <token>`
     auth_metrics: bool = False  # with auth_token_file: /metrics needs a token too
+    metrics_path: str | None = None  # Prometheus metrics here too (--monitoring_config_file)
     ssl_cert: Path | None = None  # PEM; with ssl_key, both ports speak TLS
     ssl_key: Path | None = None
     ssl_client_ca: Path | None = None  # PEM; set: clients must present a cert it signed

@@ -24,6 +24,9 @@ def main() -> None:
         from google.protobuf.json_format import MessageToDict
 
         metadata = MessageToDict(metadata, preserving_proto_field_name=True)
+    config = client.get_model_config(model)  # Triton's model-configuration extension
+    if protocol == "grpc":
+        config = MessageToDict(config, preserving_proto_field_name=True)["config"]
     inp = client_lib.InferInput(metadata["inputs"][0]["name"], [1], "BYTES")
     inp.set_data_from_numpy(image)
     probs_out = client_lib.InferRequestedOutput("probabilities")
@@ -37,6 +40,7 @@ def main() -> None:
                 "live": client.is_server_live(),
                 "ready": client.is_model_ready(model),
                 "metadata": metadata,
+                "config": config,
                 "shape": list(probs.shape),
                 "argmax": int(probs.argmax()),
                 "sum": float(probs.sum()),

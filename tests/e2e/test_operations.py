@@ -42,7 +42,13 @@ def test_reflection_lists_the_services(server_address: str) -> None:
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         (reply,) = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
     names = {s.name for s in reply.list_services_response.service}
-    assert {"ClassificationService", "grpc.health.v1.Health"} <= names
+    assert {
+        "ClassificationService",
+        "inference.GRPCInferenceService",
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
+        "grpc.health.v1.Health",
+    } <= names
 
 
 def test_model_health_follows_its_versions(tmp_path: Path) -> None:

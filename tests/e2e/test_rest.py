@@ -263,6 +263,16 @@ def test_tritonclient(
     answer = json.loads(out.stdout)
     assert answer["live"] and answer["ready"]
     assert answer["metadata"]["platform"] == "onnx_onnxv1"
+    config = answer["config"]
+    assert (config["name"], config["platform"], int(config["max_batch_size"])) == (
+        "imagenet",
+        "onnxruntime_onnx",
+        8,
+    )
+    assert [(i["name"], i["data_type"]) for i in config["input"]] == [
+        (answer["metadata"]["inputs"][0]["name"], "TYPE_STRING")
+    ]
+    assert [int(d) for d in config["output"][0]["dims"]] == [1000]
     assert answer["shape"] == [1, 1000] and answer["argmax"] == 285
     assert answer["sum"] == pytest.approx(1.0, abs=1e-3)
     assert answer["classes"][0].split(":", 2)[1:] == ["285", "Egyptian cat"]

@@ -79,6 +79,15 @@ class InferenceApi(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelMetadataResponse(**meta)
 
     @maps_errors
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        version = oip.parse_version(request.version)
+        model = self._service.metadata(request.name, version)
+        config = oip.model_config(model, self._service.batching(request.name, version))
+        return pb.ModelConfigResponse(config=pb.ModelConfig(**config))
+
+    @maps_errors
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:

@@ -58,6 +58,7 @@ def create_rest_app(
     max_headers: int = 100,
     tokens: Tokens | None = None,
     metrics_open: bool = True,
+    metrics_path: str | None = None,
 ) -> Starlette:
     """The REST API on top of `service`, refusing requests whose headers are over the limits
     and, given `tokens`, those that carry none of them."""
@@ -83,14 +84,18 @@ def create_rest_app(
         Route("/v2/health/ready", is_ready),
         Route("/v2/models/{name}", v2.model_metadata),
         Route("/v2/models/{name}/ready", v2.model_ready),
+        Route("/v2/models/{name}/config", v2.model_config),
         Route("/v2/models/{name}/infer", v2.infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}", v2.model_metadata),
         Route("/v2/models/{name}/versions/{version}/ready", v2.model_ready),
+        Route("/v2/models/{name}/versions/{version}/config", v2.model_config),
         Route("/v2/models/{name}/versions/{version}/infer", v2.infer, methods=["POST"]),
         Route("/v1/models/{rest:path}", tfs.dispatch, methods=["GET", "POST"]),
         Route("/metrics", prometheus),
         Route("/openapi.json", openapi_document),
     ]
+    if metrics_path and metrics_path != "/metrics":
+        routes.append(Route(metrics_path, prometheus))  # TF Serving's monitoring config
     middleware = [Middleware(HeaderLimits, max_bytes=max_header_bytes, max_count=max_headers)]
     if tokens is not None:
         middleware.append(Middleware(RequireToken, tokens=tokens, metrics_open=metrics_open))

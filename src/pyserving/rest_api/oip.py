@@ -41,6 +41,11 @@ class V2Routes:
     async def model_metadata(self, request: Request) -> Response:
         return JSONResponse(oip.model_metadata(self._service.metadata(*_model(request))))
 
+    async def model_config(self, request: Request) -> Response:
+        name, version = _model(request)
+        model = self._service.metadata(name, version)
+        return JSONResponse(oip.model_config(model, self._service.batching(name, version)))
+
     async def model_ready(self, request: Request) -> Response:
         try:
             ok = self._service.model_ready(*_model(request))

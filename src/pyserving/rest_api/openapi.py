@@ -157,6 +157,10 @@ def document(models: list[str]) -> dict[str, Any]:
             "/v2/models/{name}/versions/{version}/ready": _get(
                 "Model version readiness", name, _VERSION, codes=(404, 503)
             ),
+            "/v2/models/{name}/config": _get("Model configuration (Triton's extension)", name),
+            "/v2/models/{name}/versions/{version}/config": _get(
+                "Model version configuration (Triton's extension)", name, _VERSION
+            ),
             "/v2/models/{name}/infer": _post("Inference", _INFER_REQUEST, name),
             "/v2/models/{name}/versions/{version}/infer": _post(
                 "Inference on one version", _INFER_REQUEST, name, _VERSION
