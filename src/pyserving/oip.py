@@ -219,8 +219,7 @@ def numeric_array(values: Any, datatype: str, shape: list[int], where: str) -> n
         array = array_of(values, datatype, where)
     if array.size != math.prod(shape):
         raise InvalidInput(
-            f"{where}: shape {shape} needs {math.prod(shape)} {datatype} values, "
-            f"got {array.size}"
+            f"{where}: shape {shape} needs {math.prod(shape)} {datatype} values, got {array.size}"
         )
     return array.reshape(shape)
 

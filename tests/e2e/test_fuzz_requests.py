@@ -243,7 +243,9 @@ def test_v2_json(http: httpx.Client, model: str, body: dict[str, Any]) -> None:
     body=v2_bodies(binary=True),
     tail=st.binary(max_size=512),
     header_length=st.one_of(
-        st.none(), st.integers(-5, 3000), st.text(alphabet="0123456789-+.xe", min_size=1, max_size=4)
+        st.none(),
+        st.integers(-5, 3000),
+        st.text(alphabet="0123456789-+.xe", min_size=1, max_size=4),
     ),
 )
 def test_v2_binary_extension(
