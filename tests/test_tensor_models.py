@@ -23,6 +23,8 @@ from pyserving._proto import classification_pb2 as cls_pb
 from pyserving._proto import classification_pb2_grpc as cls_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from pyserving._proto import tensorflow_serving_apis_pb2 as tfs_pb
+from pyserving._proto import tensorflow_serving_apis_pb2_grpc as tfs_grpc
 from pyserving.engines import EngineOptions
 from pyserving.engines import openvino as ov_engine
 from pyserving.engines.choice import Wanted, choose_engine
@@ -30,6 +32,7 @@ from pyserving.errors import InvalidInput, ServableError, WrongMethod
 from pyserving.export.onnx_tensor import export_onnx_tensor
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.oip import InferenceApi
+from pyserving.grpc_api.tfs_tensors import to_array, to_proto
 from pyserving.kinds import tensor
 from pyserving.manager import ModelManager
 from pyserving.reference import load_tensor_reference, write_tensor_reference
@@ -363,3 +366,32 @@ def test_auto_keeps_f32_and_bf16_is_verified_on_the_reference_set(tmp_path: Path
     write_tensor_reference(version, reference.inputs, wrong)
     with pytest.raises(ServableError, match="reference set fails with openvino bf16: output 'y'"):
         choose(version, Wanted("openvino", "bf16"))
+
+
+async def test_tf_serving_grpc_predict_gives_every_output_of_a_tensor_model(
+    grpc_channel: grpc.aio.Channel,
+) -> None:
+    api = tfs_grpc.PredictionServiceStub(grpc_channel)
+    x = RNG.normal(size=(4, 3)).astype(np.float32)
+    request = tfs_pb.PredictRequest(model_spec=tfs_pb.ModelSpec(name="reg"))
+    request.inputs["x"].CopyFrom(to_proto(x))
+    answer = await api.Predict(request)
+    assert list(answer.outputs) == ["y"]
+    np.testing.assert_allclose(
+        to_array(answer.outputs["y"], "y"), x @ W + BIAS, rtol=1e-5, atol=1e-6
+    )
+
+    two = tfs_pb.PredictRequest(model_spec=tfs_pb.ModelSpec(name="sp"))
+    two.inputs["a"].CopyFrom(to_proto(np.array([1, 2], np.int64)))
+    two.inputs["b"].CopyFrom(to_proto(np.array([3, 4], np.int64)))
+    two.output_filter.append("product")
+    answer = await api.Predict(two)
+    assert list(answer.outputs) == ["product"]
+    assert to_array(answer.outputs["product"], "product").tolist() == [3, 8]
+
+    wrong = tfs_pb.PredictRequest(model_spec=tfs_pb.ModelSpec(name="reg"))
+    wrong.inputs["z"].CopyFrom(to_proto(x))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.Predict(wrong)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'x'" in str(info.value.details()) or "'z'" in str(info.value.details())
