@@ -303,11 +303,20 @@ def test_classify_and_health(venv: Venv, served: str, chelsea_jpeg: bytes) -> No
     for i in range(3):
         (folder / f"{i}.jpg").write_bytes(chelsea_jpeg)
     (folder / "notes.txt").write_text("skipped")
+    (folder / "broken.jpg").write_bytes(chelsea_jpeg[:300])  # a JPEG cut short
     rows = venv.run("classify", str(folder), "--server", served, "--output", "rows.csv")
-    assert rows.returncode == 0, rows.stderr
-    read = list(csv.DictReader((venv.cwd / "rows.csv").open()))
-    assert sorted(r["status"] for r in read) == ["ok", "ok", "ok", "skipped"]
-    assert {r["class_1"] for r in read if r["status"] == "ok"} == {"Egyptian cat"}
+    assert rows.returncode == 1, rows.stderr  # the broken JPEG
+    read = {Path(r["path"]).name: r for r in csv.DictReader((venv.cwd / "rows.csv").open())}
+    assert {name: r["status"] for name, r in read.items()} == {
+        "0.jpg": "ok",
+        "1.jpg": "ok",
+        "2.jpg": "ok",
+        "broken.jpg": "error",
+        "notes.txt": "skipped",
+    }
+    assert {r["class_1"] for r in read.values() if r["status"] == "ok"} == {"Egyptian cat"}
+    assert "could not decode image" in read["broken.jpg"]["error"]
+    assert "3 classified, 1 failed, 1 skipped" in rows.stderr
     health = venv.run("health", "--server", served)
     assert (health.returncode, health.stdout.split()[-1]) == (0, "SERVING"), health.stdout
     assert venv.run("health", "--server", served, "--service", "speech").returncode == 1
