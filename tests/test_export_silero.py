@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from pyserving.errors import ExportError
+from pyserving.errors import MissingExtra
 from pyserving.export import export_silero_vad, silero
 from pyserving.reference import load_reference
 from pyserving.signature import MODEL_FILE, list_versions, load_signature
@@ -99,7 +99,11 @@ def test_the_decision_is_the_best_256_ms_average() -> None:
 
 def test_a_missing_wheel_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(silero, "DISTRIBUTION", "silero-vad-not-installed")
-    with pytest.raises(ExportError, match=r"pip install --no-deps silero-vad-not-installed=="):
+    with pytest.raises(
+        MissingExtra,
+        match=r"^silero-vad-not-installed is not installed; install it with: "
+        r"pip install --no-deps silero-vad-not-installed==",
+    ):
         silero.silero_onnx()
 
 

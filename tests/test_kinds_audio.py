@@ -226,17 +226,17 @@ def test_without_the_decoders_an_audio_model_says_what_to_install(missing: str) 
     """In a process where the package cannot be imported, as in an install without it."""
     script = (
         f"import sys; sys.modules[{missing!r}] = None\n"
-        "from pyserving.errors import ServableError\n"
+        "from pyserving.errors import MissingExtra\n"
         "from pyserving.kinds import audio\n"
         "try:\n"
         "    audio.decode_clip(b'RIFF', 16000, 60)\n"
-        "except ServableError as exc:\n"
+        "except MissingExtra as exc:\n"
         "    print(exc)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == (
-        f"audio models need soundfile and soxr ({missing} is missing); install them with: "
+        f"an audio model needs {missing}, which is not installed; install it with: "
         "pip install 'pyserving[audio]'"
     )

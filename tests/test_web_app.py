@@ -13,12 +13,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from pyserving.client import AsyncClient, ClientTLS
+from pyserving.formats import clip_type, image_type
 from pyserving.results import Classification, Prediction
 from pyserving.web import model_server
 from pyserving.web.app import STATIC_DIR, create_app
 from pyserving.web.endpoints import overall_status, result_json, summary
 from pyserving.web.model_server import FileResult, ModelServer
-from pyserving.web.uploads import Upload, clip_type, format_mib, image_type
+from pyserving.web.uploads import Upload, format_mib
 from tests.scripted_server import ScriptedModel, ScriptedServer, scripted_server
 
 

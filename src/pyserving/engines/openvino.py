@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from pyserving.engines import EngineInfo, EngineOptions, TensorInfo, pick_tensors
-from pyserving.errors import ModelNotReady, ServableError
+from pyserving.errors import MissingExtra, ModelNotReady, ServableError
 
 NAME = "openvino"
-INSTALL = "openvino is not installed; install it with: pip install 'pyserving[openvino]'"
+INSTALL = str(MissingExtra("openvino", "openvino"))
 _HINTS = {"f32": "f32", "bf16": "bf16"}
 _CAPABILITIES = {"f32": "FP32", "bf16": "BF16"}
 

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pyserving.errors import ExportError, InvalidInput
 from pyserving.export.verify import load_session, run_onnx
-from pyserving.export.write import Progress
+from pyserving.export.write import Progress, missing_extra
 from pyserving.postprocess import softmax
 from pyserving.preprocess import ACCEPTED_FORMATS, ACCEPTED_TEXT, decode_image
 from pyserving.reference import check_reference, load_reference, write_reference
@@ -262,7 +262,10 @@ def _scores(model: Path, signature: Signature, images: np.ndarray) -> np.ndarray
 
 def _quantize(model: Path, images: np.ndarray, input_name: str) -> None:
     """Overwrite `model` with its QDQ int8 version, calibrated on `images`."""
-    import onnx
+    try:
+        import onnx
+    except ImportError as exc:
+        raise missing_extra(exc.name or "onnx", "onnx") from exc
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pyserving.errors import ExportError
+from pyserving.errors import ExportError, MissingExtra
 from pyserving.export.verify import compare, load_session
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
 from pyserving.signature import MODEL_FILE, Signature, write_signature
@@ -62,10 +62,8 @@ def silero_onnx() -> Path:
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
-        raise ExportError(
-            f"{DISTRIBUTION} is not installed; install it with: {_install()} (--no-deps: it "
-            "declares torch, which its ONNX file does not need)"
-        ) from None
+        # --no-deps: the wheel declares torch, which its ONNX file does not need.
+        raise MissingExtra(DISTRIBUTION, "", install=_install()) from None
     found = [f for f in dist.files or () if f.name == ONNX_FILE]
     path = Path(str(found[0].locate())) if found else None
     if path is None or not path.is_file():

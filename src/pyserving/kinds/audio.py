@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pyserving.errors import InvalidInput, ServableError
+from pyserving.errors import InvalidInput, MissingExtra, ServableError
 from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ DTYPE = "float32"
 FORMATS = "WAV, FLAC, OGG Vorbis, Opus or MP3"
 MIN_RATE, MAX_RATE = 1_000, 384_000  # samples per second a clip or a model may have
 BLOCK_SAMPLES = 1 << 20  # frames × channels decoded at a time, so many channels stay bounded
-INSTALL = "pip install 'pyserving[audio]'"
+EXTRA = "audio"  # the extra that installs soundfile and soxr
 
 
 def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def row_shape(signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]
 
 
 def warm_up(signature: Signature, row_shape: tuple[int, ...]) -> np.ndarray:
-    """One second of silence; ServableError when the decoders are not installed."""
+    """One second of silence; MissingExtra when the decoders are not installed."""
     _codecs()
     return np.zeros((1, signature.sample_rate), dtype=np.float32)
 
@@ -172,14 +172,11 @@ def _reason(exc: Exception) -> str:
 
 
 def _codecs() -> tuple[Any, Any]:
-    """`soundfile` and `soxr`; ServableError naming the extra when they are missing."""
+    """`soundfile` and `soxr`; MissingExtra naming the extra when they are missing."""
     try:
         import soundfile
         import soxr
     except (ImportError, OSError) as exc:  # OSError: soundfile without its libsndfile
         name = getattr(exc, "name", None) or "libsndfile"
-        raise ServableError(
-            f"audio models need soundfile and soxr ({name} is missing); install them with: "
-            f"{INSTALL}"
-        ) from None
+        raise MissingExtra(name, EXTRA, "an audio model") from None
     return soundfile, soxr

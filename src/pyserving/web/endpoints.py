@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from pyserving.errors import InvalidInput, PyservingError
+from pyserving.formats import clip_type, image_type
 from pyserving.web.model_server import FileResult, ModelChoice, ModelServer
 from pyserving.web.uploads import (
     CLIPS,
@@ -24,9 +25,7 @@ from pyserving.web.uploads import (
     MODEL_FIELD,
     TEXT,
     Upload,
-    clip_type,
     format_mib,
-    image_type,
     read_form,
 )
 

@@ -17,6 +17,7 @@ from starlette.formparsers import FormParser, MultiPartException, MultiPartParse
 from starlette.requests import Request
 
 from pyserving.errors import InvalidInput, RequestTooLarge
+from pyserving.formats import CLIP_FORMATS, clip_type, image_type
 from pyserving.settings import MiB
 
 # The form's fields, and the `source` of each input.
@@ -29,14 +30,6 @@ MODEL_FIELD = "model"
 MAX_FILES = 50
 MAX_FIELDS = 1000
 TITLE_CHARS = 60
-CLIP_FORMATS = "WAV, FLAC, OGG (Vorbis or Opus) or MP3"
-_IMAGE_TYPES = {
-    b"\xff\xd8\xff": "image/jpeg",
-    b"\x89PNG\r\n\x1a\n": "image/png",
-    b"GIF87a": "image/gif",
-    b"GIF89a": "image/gif",
-    b"BM": "image/bmp",
-}
 # Containers people record or download that the server's decoder (libsndfile) cannot read.
 _OTHER_AUDIO = {
     b"\x1aE\xdf\xa3": "WebM or Matroska",
@@ -153,26 +146,6 @@ def text_title(data: bytes) -> str:
     return f"“{text}”"
 
 
-def image_type(data: bytes) -> str | None:
-    """The MIME type of an encoded image we accept, from its first bytes; None if unknown."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((t for magic, t in _IMAGE_TYPES.items() if data.startswith(magic)), None)
-
-
-def clip_type(data: bytes) -> str | None:
-    """The MIME type of an audio clip the server decodes, from its first bytes; else None."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "audio/wav"
-    if data.startswith(b"fLaC"):
-        return "audio/flac"
-    if data.startswith(b"OggS"):
-        return "audio/ogg"
-    if data.startswith(b"ID3") or _mpeg_frame(data):
-        return "audio/mpeg"
-    return None
-
-
 def clip_refusal(upload: Upload) -> tuple[str, str] | None:
     """For a clip the server could not decode: what to tell people, and the detail; else None."""
     if clip_type(upload.data) is not None:
@@ -187,15 +160,6 @@ def clip_refusal(upload: Upload) -> tuple[str, str] | None:
         found = "an image"
     what = f"{found} file, " if found else ""
     return error, f"{what}{len(upload.data)} bytes, starts with {upload.data[:8]!r}"
-
-
-def _mpeg_frame(data: bytes) -> bool:
-    # An MPEG audio frame header: 11 sync bits, then a version, layer and bitrate that
-    # are not the reserved values (ADTS AAC has layer 0 and is not MP3).
-    if len(data) < 3 or data[0] != 0xFF or data[1] & 0xE0 != 0xE0:
-        return False
-    version, layer, bitrate = (data[1] >> 3) & 3, (data[1] >> 1) & 3, data[2] >> 4
-    return version != 1 and layer != 0 and bitrate != 15
 
 
 def _number(name: str, value: str) -> float:

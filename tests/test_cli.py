@@ -1,0 +1,93 @@
+"""The `pyserving` command itself: --version, and missing extras as one line with exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import pyserving
+from pyserving.cli import main
+from pyserving.errors import EXTRA_OF_MODULE, MissingExtra, missing_module
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"pyserving {pyserving.__version__}\n"
+
+
+def test_the_version_is_the_packages() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == pyserving.__version__
+
+
+def test_every_module_maps_to_an_extra_of_pyproject() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert set(EXTRA_OF_MODULE.values()) <= set(extras)
+
+
+def test_missing_extra_message() -> None:
+    assert str(MissingExtra("jinja2", "web", "pyserving web")) == (
+        "pyserving web needs jinja2, which is not installed; install it with: "
+        "pip install 'pyserving[web]'"
+    )
+    found = missing_module(ModuleNotFoundError("no", name="sklearn.linear_model"))
+    assert found is not None and found.install == "pip install 'pyserving[sklearn]'"
+    assert missing_module(ModuleNotFoundError("no", name="left_pad")) is None
+
+
+def run_blocked(blocked: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`pyserving ARGS` in a process where the `blocked` modules cannot be imported."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        for name in {blocked!r}:
+            sys.modules[name] = None  # as if it were not installed
+        from pyserving.cli import main
+        sys.exit(main({list(args)!r}))
+        """
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("blocked", "args", "line"),
+    [
+        (
+            ["jinja2"],
+            ["web"],
+            "error: pyserving web needs jinja2, which is not installed; install it with: "
+            "pip install 'pyserving[web]'",
+        ),
+        (
+            ["torch"],
+            ["export", "efficientnet-lite0"],
+            "error: efficientnet-lite0 needs torch, which is not installed; install it with: "
+            "pip install 'pyserving[export]'",
+        ),
+        (
+            ["openvino"],
+            ["serve", "--model_base_path", "models/x", "--engine", "openvino"],
+            "error: --engine openvino needs openvino, which is not installed; install it with: "
+            "pip install 'pyserving[openvino]'",
+        ),
+    ],
+    ids=["web", "export", "engine"],
+)
+def test_a_missing_extra_is_one_line_and_exit_2(
+    blocked: list[str], args: list[str], line: str
+) -> None:
+    result = run_blocked(blocked, *args)
+    assert (result.returncode, result.stderr.strip()) == (2, line)
