@@ -74,10 +74,20 @@ def test_the_page_is_accessible_and_self_contained(client: TestClient) -> None:
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
 
 
-def test_security_headers(client: TestClient) -> None:
-    headers = client.get("/").headers
-    assert "default-src 'self'" in headers["content-security-policy"]
-    assert headers["x-content-type-options"] == "nosniff"
+def test_security_headers_on_every_response(client: TestClient) -> None:
+    responses = [
+        client.get("/"),
+        client.get("/static/app.js"),
+        client.get("/healthz"),
+        client.get("/no-such-page"),
+        client.post("/api/classify", files=[("images", ("a.txt", b"not an image", "image/png"))]),
+    ]
+    for response in responses:
+        headers = response.headers
+        where = f"{response.request.method} {response.request.url.path} {response.status_code}"
+        assert "default-src 'self'" in headers["content-security-policy"], where
+        assert headers["x-content-type-options"] == "nosniff", where
+        assert headers["referrer-policy"] == "no-referrer", where
 
 
 def test_the_model_picker_shows_with_two_models_or_more(nowhere: str) -> None:
