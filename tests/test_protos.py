@@ -1,4 +1,5 @@
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,3 +28,17 @@ def test_method_path_keeps_the_original_contract() -> None:
     fields = {f.name: f.number for f in pb.ClassificationRequest.DESCRIPTOR.fields}
     assert fields == {"input": 1, "model_name": 2, "model_version": 3, "top_k": 4, "features": 5}
     assert sys.modules["pyserving._proto.classification_pb2"] is pb
+
+
+def test_the_tf_serving_stubs_and_tensorflow_load_in_one_process() -> None:
+    """TensorFlow's own protos (package `tensorflow`) must not clash with the stubs' subset."""
+    script = (
+        "import pyserving.grpc_api.tfs, tensorflow;"
+        "from tensorflow.core.framework import tensor_pb2;"
+        "print(tensor_pb2.TensorProto.DESCRIPTOR.full_name)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("tensorflow.TensorProto")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tensorflow_core.proto\x12\ntensorflow\"z\n\x10TensorShapeProto\x12-\n\x03\x64im\x18\x02 \x03(\x0b\x32 .tensorflow.TensorShapeProto.Dim\x12\x14\n\x0cunknown_rank\x18\x03 \x01(\x08\x1a!\n\x03\x44im\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xe1\x02\n\x0bTensorProto\x12#\n\x05\x64type\x18\x01 \x01(\x0e\x32\x14.tensorflow.DataType\x12\x32\n\x0ctensor_shape\x18\x02 \x01(\x0b\x32\x1c.tensorflow.TensorShapeProto\x12\x16\n\x0eversion_number\x18\x03 \x01(\x05\x12\x16\n\x0etensor_content\x18\x04 \x01(\x0c\x12\x14\n\x08half_val\x18\r \x03(\x05\x42\x02\x10\x01\x12\x15\n\tfloat_val\x18\x05 \x03(\x02\x42\x02\x10\x01\x12\x16\n\ndouble_val\x18\x06 \x03(\x01\x42\x02\x10\x01\x12\x13\n\x07int_val\x18\x07 \x03(\x05\x42\x02\x10\x01\x12\x12\n\nstring_val\x18\x08 \x03(\x0c\x12\x15\n\tint64_val\x18\n \x03(\x03\x42\x02\x10\x01\x12\x14\n\x08\x62ool_val\x18\x0b \x03(\x08\x42\x02\x10\x01\x12\x16\n\nuint32_val\x18\x10 \x03(\rB\x02\x10\x01\x12\x16\n\nuint64_val\x18\x11 \x03(\x04\x42\x02\x10\x01\"\x1a\n\tBytesList\x12\r\n\x05value\x18\x01 \x03(\x0c\"\x1e\n\tFloatList\x12\x11\n\x05value\x18\x01 \x03(\x02\x42\x02\x10\x01\"\x1e\n\tInt64List\x12\x11\n\x05value\x18\x01 \x03(\x03\x42\x02\x10\x01\"\x98\x01\n\x07\x46\x65\x61ture\x12+\n\nbytes_list\x18\x01 \x01(\x0b\x32\x15.tensorflow.BytesListH\x00\x12+\n\nfloat_list\x18\x02 \x01(\x0b\x32\x15.tensorflow.FloatListH\x00\x12+\n\nint64_list\x18\x03 \x01(\x0b\x32\x15.tensorflow.Int64ListH\x00\x42\x06\n\x04kind\"\x83\x01\n\x08\x46\x65\x61tures\x12\x32\n\x07\x66\x65\x61ture\x18\x01 \x03(\x0b\x32!.tensorflow.Features.FeatureEntry\x1a\x43\n\x0c\x46\x65\x61tureEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.tensorflow.Feature:\x02\x38\x01\"1\n\x07\x45xample\x12&\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x14.tensorflow.Features\"\x81\x01\n\nTensorInfo\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12#\n\x05\x64type\x18\x02 \x01(\x0e\x32\x14.tensorflow.DataType\x12\x32\n\x0ctensor_shape\x18\x03 \x01(\x0b\x32\x1c.tensorflow.TensorShapeProtoB\n\n\x08\x65ncoding\"\xa0\x02\n\x0cSignatureDef\x12\x34\n\x06inputs\x18\x01 \x03(\x0b\x32$.tensorflow.SignatureDef.InputsEntry\x12\x36\n\x07outputs\x18\x02 \x03(\x0b\x32%.tensorflow.SignatureDef.OutputsEntry\x12\x13\n\x0bmethod_name\x18\x03 \x01(\t\x1a\x45\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.tensorflow.TensorInfo:\x02\x38\x01\x1a\x46\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.tensorflow.TensorInfo:\x02\x38\x01*\xd2\x01\n\x08\x44\x61taType\x12\x0e\n\nDT_INVALID\x10\x00\x12\x0c\n\x08\x44T_FLOAT\x10\x01\x12\r\n\tDT_DOUBLE\x10\x02\x12\x0c\n\x08\x44T_INT32\x10\x03\x12\x0c\n\x08\x44T_UINT8\x10\x04\x12\x0c\n\x08\x44T_INT16\x10\x05\x12\x0b\n\x07\x44T_INT8\x10\x06\x12\r\n\tDT_STRING\x10\x07\x12\x0c\n\x08\x44T_INT64\x10\t\x12\x0b\n\x07\x44T_BOOL\x10\n\x12\r\n\tDT_UINT16\x10\x11\x12\x0b\n\x07\x44T_HALF\x10\x13\x12\r\n\tDT_UINT32\x10\x16\x12\r\n\tDT_UINT64\x10\x17\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tensorflow_core.proto\x12\x0cpyserving.tf\"|\n\x10TensorShapeProto\x12/\n\x03\x64im\x18\x02 \x03(\x0b\x32\".pyserving.tf.TensorShapeProto.Dim\x12\x14\n\x0cunknown_rank\x18\x03 \x01(\x08\x1a!\n\x03\x44im\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xe5\x02\n\x0bTensorProto\x12%\n\x05\x64type\x18\x01 \x01(\x0e\x32\x16.pyserving.tf.DataType\x12\x34\n\x0ctensor_shape\x18\x02 \x01(\x0b\x32\x1e.pyserving.tf.TensorShapeProto\x12\x16\n\x0eversion_number\x18\x03 \x01(\x05\x12\x16\n\x0etensor_content\x18\x04 \x01(\x0c\x12\x14\n\x08half_val\x18\r \x03(\x05\x42\x02\x10\x01\x12\x15\n\tfloat_val\x18\x05 \x03(\x02\x42\x02\x10\x01\x12\x16\n\ndouble_val\x18\x06 \x03(\x01\x42\x02\x10\x01\x12\x13\n\x07int_val\x18\x07 \x03(\x05\x42\x02\x10\x01\x12\x12\n\nstring_val\x18\x08 \x03(\x0c\x12\x15\n\tint64_val\x18\n \x03(\x03\x42\x02\x10\x01\x12\x14\n\x08\x62ool_val\x18\x0b \x03(\x08\x42\x02\x10\x01\x12\x16\n\nuint32_val\x18\x10 \x03(\rB\x02\x10\x01\x12\x16\n\nuint64_val\x18\x11 \x03(\x04\x42\x02\x10\x01\"\x1a\n\tBytesList\x12\r\n\x05value\x18\x01 \x03(\x0c\"\x1e\n\tFloatList\x12\x11\n\x05value\x18\x01 \x03(\x02\x42\x02\x10\x01\"\x1e\n\tInt64List\x12\x11\n\x05value\x18\x01 \x03(\x03\x42\x02\x10\x01\"\x9e\x01\n\x07\x46\x65\x61ture\x12-\n\nbytes_list\x18\x01 \x01(\x0b\x32\x17.pyserving.tf.BytesListH\x00\x12-\n\nfloat_list\x18\x02 \x01(\x0b\x32\x17.pyserving.tf.FloatListH\x00\x12-\n\nint64_list\x18\x03 \x01(\x0b\x32\x17.pyserving.tf.Int64ListH\x00\x42\x06\n\x04kind\"\x87\x01\n\x08\x46\x65\x61tures\x12\x34\n\x07\x66\x65\x61ture\x18\x01 \x03(\x0b\x32#.pyserving.tf.Features.FeatureEntry\x1a\x45\n\x0c\x46\x65\x61tureEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.pyserving.tf.Feature:\x02\x38\x01\"3\n\x07\x45xample\x12(\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x16.pyserving.tf.Features\"\x85\x01\n\nTensorInfo\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12%\n\x05\x64type\x18\x02 \x01(\x0e\x32\x16.pyserving.tf.DataType\x12\x34\n\x0ctensor_shape\x18\x03 \x01(\x0b\x32\x1e.pyserving.tf.TensorShapeProtoB\n\n\x08\x65ncoding\"\xa8\x02\n\x0cSignatureDef\x12\x36\n\x06inputs\x18\x01 \x03(\x0b\x32&.pyserving.tf.SignatureDef.InputsEntry\x12\x38\n\x07outputs\x18\x02 \x03(\x0b\x32\'.pyserving.tf.SignatureDef.OutputsEntry\x12\x13\n\x0bmethod_name\x18\x03 \x01(\t\x1aG\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.pyserving.tf.TensorInfo:\x02\x38\x01\x1aH\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.pyserving.tf.TensorInfo:\x02\x38\x01*\xd2\x01\n\x08\x44\x61taType\x12\x0e\n\nDT_INVALID\x10\x00\x12\x0c\n\x08\x44T_FLOAT\x10\x01\x12\r\n\tDT_DOUBLE\x10\x02\x12\x0c\n\x08\x44T_INT32\x10\x03\x12\x0c\n\x08\x44T_UINT8\x10\x04\x12\x0c\n\x08\x44T_INT16\x10\x05\x12\x0b\n\x07\x44T_INT8\x10\x06\x12\r\n\tDT_STRING\x10\x07\x12\x0c\n\x08\x44T_INT64\x10\t\x12\x0b\n\x07\x44T_BOOL\x10\n\x12\r\n\tDT_UINT16\x10\x11\x12\x0b\n\x07\x44T_HALF\x10\x13\x12\r\n\tDT_UINT32\x10\x16\x12\r\n\tDT_UINT64\x10\x17\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,34 +57,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNATUREDEF_INPUTSENTRY']._serialized_options = b'8\001'
   _globals['_SIGNATUREDEF_OUTPUTSENTRY']._loaded_options = None
   _globals['_SIGNATUREDEF_OUTPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_DATATYPE']._serialized_start=1373
-  _globals['_DATATYPE']._serialized_end=1583
-  _globals['_TENSORSHAPEPROTO']._serialized_start=37
-  _globals['_TENSORSHAPEPROTO']._serialized_end=159
-  _globals['_TENSORSHAPEPROTO_DIM']._serialized_start=126
-  _globals['_TENSORSHAPEPROTO_DIM']._serialized_end=159
-  _globals['_TENSORPROTO']._serialized_start=162
-  _globals['_TENSORPROTO']._serialized_end=515
-  _globals['_BYTESLIST']._serialized_start=517
-  _globals['_BYTESLIST']._serialized_end=543
-  _globals['_FLOATLIST']._serialized_start=545
-  _globals['_FLOATLIST']._serialized_end=575
-  _globals['_INT64LIST']._serialized_start=577
-  _globals['_INT64LIST']._serialized_end=607
-  _globals['_FEATURE']._serialized_start=610
-  _globals['_FEATURE']._serialized_end=762
-  _globals['_FEATURES']._serialized_start=765
-  _globals['_FEATURES']._serialized_end=896
-  _globals['_FEATURES_FEATUREENTRY']._serialized_start=829
-  _globals['_FEATURES_FEATUREENTRY']._serialized_end=896
-  _globals['_EXAMPLE']._serialized_start=898
-  _globals['_EXAMPLE']._serialized_end=947
-  _globals['_TENSORINFO']._serialized_start=950
-  _globals['_TENSORINFO']._serialized_end=1079
-  _globals['_SIGNATUREDEF']._serialized_start=1082
-  _globals['_SIGNATUREDEF']._serialized_end=1370
-  _globals['_SIGNATUREDEF_INPUTSENTRY']._serialized_start=1229
-  _globals['_SIGNATUREDEF_INPUTSENTRY']._serialized_end=1298
-  _globals['_SIGNATUREDEF_OUTPUTSENTRY']._serialized_start=1300
-  _globals['_SIGNATUREDEF_OUTPUTSENTRY']._serialized_end=1370
+  _globals['_DATATYPE']._serialized_start=1405
+  _globals['_DATATYPE']._serialized_end=1615
+  _globals['_TENSORSHAPEPROTO']._serialized_start=39
+  _globals['_TENSORSHAPEPROTO']._serialized_end=163
+  _globals['_TENSORSHAPEPROTO_DIM']._serialized_start=130
+  _globals['_TENSORSHAPEPROTO_DIM']._serialized_end=163
+  _globals['_TENSORPROTO']._serialized_start=166
+  _globals['_TENSORPROTO']._serialized_end=523
+  _globals['_BYTESLIST']._serialized_start=525
+  _globals['_BYTESLIST']._serialized_end=551
+  _globals['_FLOATLIST']._serialized_start=553
+  _globals['_FLOATLIST']._serialized_end=583
+  _globals['_INT64LIST']._serialized_start=585
+  _globals['_INT64LIST']._serialized_end=615
+  _globals['_FEATURE']._serialized_start=618
+  _globals['_FEATURE']._serialized_end=776
+  _globals['_FEATURES']._serialized_start=779
+  _globals['_FEATURES']._serialized_end=914
+  _globals['_FEATURES_FEATUREENTRY']._serialized_start=845
+  _globals['_FEATURES_FEATUREENTRY']._serialized_end=914
+  _globals['_EXAMPLE']._serialized_start=916
+  _globals['_EXAMPLE']._serialized_end=967
+  _globals['_TENSORINFO']._serialized_start=970
+  _globals['_TENSORINFO']._serialized_end=1103
+  _globals['_SIGNATUREDEF']._serialized_start=1106
+  _globals['_SIGNATUREDEF']._serialized_end=1402
+  _globals['_SIGNATUREDEF_INPUTSENTRY']._serialized_start=1257
+  _globals['_SIGNATUREDEF_INPUTSENTRY']._serialized_end=1328
+  _globals['_SIGNATUREDEF_OUTPUTSENTRY']._serialized_start=1330
+  _globals['_SIGNATUREDEF_OUTPUTSENTRY']._serialized_end=1402
 # @@protoc_insertion_point(module_scope)
