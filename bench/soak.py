@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import random
+import shlex
 import shutil
 import tempfile
 import time
@@ -149,6 +150,7 @@ async def soak(options: argparse.Namespace, base: Path, scratch: Path) -> bool:
         "-m", "pyserving", "serve", "--model_name", "imagenet", "--model_base_path", str(base),
         "--host", "127.0.0.1", "--port", "0", "--rest_api_port", str(free_port()),
         "--file_system_poll_wait_seconds", "1", "--drain_seconds", "0",
+        *shlex.split(options.server_args),
     ]  # fmt: skip
     good = chelsea_jpeg(640, 480)
     bad = bad_inputs(good)
@@ -230,6 +232,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="growth is measured from the first sample after this",
     )
     parser.add_argument("--repository", type=Path, help="reuse imagenet/<version>/ from here")
+    parser.add_argument(
+        "--server-args",
+        default="",
+        help="more `pyserving serve` flags, e.g. '--engine onnxruntime'",
+    )
     return parser.parse_args(argv)
 
 
