@@ -133,3 +133,16 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def schemathesis(openapi_url: str) -> subprocess.CompletedProcess[str]:
+    """Fuzz every operation of the OpenAPI document at `openapi_url` (10 examples each),
+    checking that none is answered with a server error."""
+    program = Path(__file__).parent.parent / ".venv" / "bin" / "schemathesis"
+    checks = ["--checks", "not_a_server_error", "--max-examples", "10", "--no-color"]
+    return subprocess.run(
+        [str(program), "run", openapi_url, *checks],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

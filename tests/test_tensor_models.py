@@ -30,8 +30,6 @@ from pyserving.engines import openvino as ov_engine
 from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import InvalidInput, ServableError, WrongMethod
 from pyserving.export.onnx_tensor import export_onnx_tensor
-from pyserving.grpc_api.classification import ClassificationApi
-from pyserving.grpc_api.oip import InferenceApi
 from pyserving.grpc_api.tfs_tensors import to_array, to_proto
 from pyserving.kinds import tensor
 from pyserving.manager import ModelManager
@@ -274,22 +272,8 @@ async def test_tf_serving_refusals(rest: httpx.AsyncClient) -> None:
     assert classify.status_code == 400 and "use predict" in classify.json()["error"]
 
 
-@pytest.fixture
-async def channel(service: Service) -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server()
-    cls_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
-    finally:
-        await server.stop(None)
-
-
-async def test_v2_grpc_typed_contents_and_raw(channel: grpc.aio.Channel) -> None:
-    api = pb_grpc.GRPCInferenceServiceStub(channel)
+async def test_v2_grpc_typed_contents_and_raw(grpc_channel: grpc.aio.Channel) -> None:
+    api = pb_grpc.GRPCInferenceServiceStub(grpc_channel)
     request = pb.ModelInferRequest(model_name="sp")
     request.inputs.add(name="a", datatype="INT64", shape=[2]).contents.int64_contents.extend([3, 4])
     request.inputs.add(name="b", datatype="INT64", shape=[2]).contents.int64_contents.extend([5, 6])
@@ -318,10 +302,10 @@ async def test_v2_grpc_typed_contents_and_raw(channel: grpc.aio.Channel) -> None
 
 
 async def test_grpc_classify_on_a_tensor_model_is_a_failed_precondition(
-    channel: grpc.aio.Channel,
+    grpc_channel: grpc.aio.Channel,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await cls_grpc.ClassificationServiceStub(channel).classify(
+        await cls_grpc.ClassificationServiceStub(grpc_channel).classify(
             cls_pb.ClassificationRequest(model_name="reg", input=b"1,2,3")
         )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -331,7 +315,7 @@ async def test_grpc_classify_on_a_tensor_model_is_a_failed_precondition(
         [1, 2]
     )
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+        await pb_grpc.GRPCInferenceServiceStub(grpc_channel).ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "input 'x' has shape [1, 2]" in (info.value.details() or "")
 

@@ -13,7 +13,7 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -202,15 +202,7 @@ class Service:
     ) -> Classification:
         sig = servable.signature
         prepare = partial(servable.kind.prepare, sig, example, self._limits, servable.row_shape)
-        if servable.kind.OFF_LOOP:
-            scores = await servable.batcher.run_alone(
-                partial(self._timed, servable, prepare), deadline
-            )
-            if scores is None:
-                array = await self._prepare(servable, prepare)
-                scores = await servable.batcher.submit(array, deadline)
-        else:
-            scores = await servable.batcher.submit(self._timed(servable, prepare), deadline)
+        scores = await self._run_one(servable, prepare, deadline)
         predictions = top_k(scores, sig.labels, k or sig.top_k, sig.scores == "logits")
         return Classification(predictions, servable.name, servable.version)
 
@@ -243,16 +235,19 @@ class Service:
             sig = servable.signature
             # A kind that answers with tensors prepares the whole request as one input.
             (prepare,) = servable.kind.prepare_batch(sig, batch, self._limits, servable.row_shape)
-            if servable.kind.OFF_LOOP:
-                outputs = await servable.batcher.run_alone(
-                    partial(self._timed, servable, prepare), deadline
-                )
-                if outputs is None:
-                    prepared = await self._prepare(servable, prepare)
-                    outputs = await servable.batcher.submit(prepared, deadline)
-            else:
-                outputs = await servable.batcher.submit(self._timed(servable, prepare), deadline)
+            outputs = await self._run_one(servable, prepare, deadline)
             return Outputs(dict(outputs), servable.name, servable.version)
+
+    async def _run_one(self, servable: Servable, prepare: Prepare, deadline: float | None) -> Any:
+        """Prepare one input and run it through the batcher: CPU-heavy preparation in the
+        pool (in the same trip as the model when the batcher is idle), cheap on the loop."""
+        if not servable.kind.OFF_LOOP:
+            return await servable.batcher.submit(self._timed(servable, prepare), deadline)
+        answer = await servable.batcher.run_alone(partial(self._timed, servable, prepare), deadline)
+        if answer is None:
+            prepared = await self._prepare(servable, prepare)
+            answer = await servable.batcher.submit(prepared, deadline)
+        return answer
 
     async def _prepare(self, servable: Servable, prepare: Prepare) -> np.ndarray:
         loop = asyncio.get_running_loop()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import queue
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +33,32 @@ class OpenVinoEngine:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The output tensor for `batch` (OpenVINO releases the GIL while it runs)."""
-        compiled = self._compiled
-        if compiled is None:
-            raise ModelNotReady("the model was unloaded")
-        try:
-            request = self._requests.get_nowait()
-        except queue.Empty:
-            request = compiled.create_infer_request()
-        try:
+        with self._request() as (request, _):
             results = request.infer({self._input: batch})
             return np.asarray(results[self._output])
-        finally:
-            self._requests.put(request)
 
     def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output for the named inputs (copies: the request is reused)."""
-        compiled = self._compiled
-        if compiled is None:
-            raise ModelNotReady("the model was unloaded")
-        try:
-            request = self._requests.get_nowait()
-        except queue.Empty:
-            request = compiled.create_infer_request()
-        try:
+        with self._request() as (request, compiled):
             results = request.infer(dict(feeds))
             return {
                 t.name: np.array(results[p])
                 for t, p in zip(self.info.outputs, compiled.outputs, strict=True)
             }
+
+    @contextlib.contextmanager
+    def _request(self) -> Iterator[tuple[Any, Any]]:
+        """An idle infer request (a new one when all are busy) and the compiled model; the
+        request goes back to the pool afterwards."""
+        compiled = self._compiled
+        if compiled is None:
+            raise ModelNotReady("the model was unloaded")
+        try:
+            request = self._requests.get_nowait()
+        except queue.Empty:
+            request = compiled.create_infer_request()
+        try:
+            yield request, compiled
         finally:
             self._requests.put(request)
 

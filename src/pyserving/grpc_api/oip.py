@@ -96,21 +96,11 @@ class InferenceApi(pb_grpc.GRPCInferenceServiceServicer):
             return await self._infer_tensors(request, version, context)
 
         async def parse(model: ModelMetadata) -> tuple[Batch, list[oip.RequestedOutput]]:
-            inputs = [
-                _input(t, request.raw_input_contents, i) for i, t in enumerate(request.inputs)
-            ]
-            outputs = [
-                oip.RequestedOutput(o.name, _int_param(o.parameters, "classification"))
-                for o in request.outputs
-            ]
+            inputs, outputs = _tensors(request)
             return oip.batch(model, inputs, outputs), outputs
 
         scores, requested = await self._service.predict(
-            "v2_grpc",
-            request.model_name,
-            oip.parse_version(request.model_version),
-            parse,
-            deadline_of(context),
+            "v2_grpc", request.model_name, version, parse, deadline_of(context)
         )
         response = pb.ModelInferResponse(
             model_name=scores.model_name,
@@ -124,13 +114,7 @@ class InferenceApi(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, version: int, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
         async def parse(model: ModelMetadata) -> tuple[Batch, list[oip.RequestedOutput]]:
-            inputs = [
-                _input(t, request.raw_input_contents, i) for i, t in enumerate(request.inputs)
-            ]
-            outputs = [
-                oip.RequestedOutput(o.name, _int_param(o.parameters, "classification"))
-                for o in request.outputs
-            ]
+            inputs, outputs = _tensors(request)
             return oip.tensor_batch(model, inputs, outputs), outputs
 
         answer, requested = await self._service.infer(
@@ -154,6 +138,18 @@ def _write(response: pb.ModelInferResponse, tensors: list[oip.OutputTensor], raw
             response.raw_output_contents.append(oip.raw(tensor))
         else:
             getattr(out.contents, CONTENTS[tensor.datatype]).extend(oip.flat(tensor))
+
+
+def _tensors(
+    request: pb.ModelInferRequest,
+) -> tuple[list[oip.InputTensor], list[oip.RequestedOutput]]:
+    """The request's input tensors and the outputs it asks for."""
+    inputs = [_input(t, request.raw_input_contents, i) for i, t in enumerate(request.inputs)]
+    outputs = [
+        oip.RequestedOutput(o.name, _int_param(o.parameters, "classification"))
+        for o in request.outputs
+    ]
+    return inputs, outputs
 
 
 def _input(tensor: Any, raw_contents: Any, index: int) -> oip.InputTensor:
