@@ -78,6 +78,8 @@ def serve(base_path: Path, log: Path, timeout: float = 60.0) -> tuple[subprocess
                 "127.0.0.1",
                 "--port",
                 "0",
+                "--rest_api_port",
+                "0",
             ),
             stdout=out,
             stderr=subprocess.STDOUT,
