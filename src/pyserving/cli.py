@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -37,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # inside the try: a closed pipe shows here, not at exit
+        return code
     except MissingExtra as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -53,6 +56,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return missing.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of stdout left (`| head`): stop quietly, as other Unix tools do, and
+        # point stdout at /dev/null so that flushing it at exit raises nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+MAX_TOP_K = 2**31 - 1  # the wire's uint32, kept to what every client's int type holds
+
+
+def top_k(text: str) -> int:
+    """`--top-k`: a positive integer, or argparse's one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_TOP_K:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer up to {MAX_TOP_K:,}, got {text!r}"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--server", default="localhost:9999")
     classify.add_argument("--model", default="", help="model name (default: the server's)")
     classify.add_argument("--version", type=int, default=0, help="0: the newest")
-    classify.add_argument("--top-k", type=int, default=5)
+    classify.add_argument(
+        "--top-k", type=top_k, default=5, help="classes per input, best first (1 or more)"
+    )
     classify.add_argument(
         "--feature", action="append", default=[], metavar="NAME=VALUE", help="for features models"
     )

@@ -151,6 +151,10 @@ def test_a_file_named_itself_is_sent_and_its_error_counts(tiny_server: str, tmp_
         (["--concurrency", "0"], "--concurrency must be at least 1"),
         (["missing-folder", "--output", "r.csv"], "missing-folder: no such file or folder"),
         (["--output", "r.csv", "--text", "hi"], "--feature and --text take no files"),
+        (["--top-k", "-3"], "--top-k: must be a positive integer up to 2,147,483,647, got '-3'"),
+        (["--top-k", "0"], "--top-k: must be a positive integer"),
+        (["--top-k", "99999999999"], "--top-k: must be a positive integer"),
+        (["--top-k", "five"], "--top-k: must be a positive integer"),
     ],
 )
 def test_bad_usage_exits_2(tiny_server: str, tmp_path: Path, args: list[str], message: str) -> None:
@@ -170,6 +174,24 @@ def test_few_files_keep_the_tables(tiny_server: str, tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert "model colours, version 1" in lines[0]
     assert lines[2].split()[:2] == ["1", "red"]
+
+
+def test_a_reader_that_leaves_early_ends_it_quietly(tiny_server: str) -> None:
+    """`pyserving classify ... | head -1`: no BrokenPipeError, no traceback."""
+    # Ten 20 kB texts: each table's first line quotes its text, so the output is larger
+    # than a pipe holds and writing it must meet the closed end.
+    texts = [arg for i in range(10) for arg in ("--text", "ab"[i % 2] * 20_000)]
+    command = [sys.executable, "-m", "pyserving", "classify", *texts, "--model", "letters"]
+    process = subprocess.Popen(
+        [*command, "--server", tiny_server], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.read(100)
+    process.stdout.close()  # as `head` does once it has what it wanted
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert first.startswith(b"'aaaa")
+    assert stderr == ""
 
 
 def big_png(rgb: tuple[int, int, int]) -> bytes:
