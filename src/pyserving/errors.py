@@ -104,6 +104,10 @@ class ConfigError(PyservingError):
     """A configuration file or flag is wrong; the message names the file and key."""
 
 
+class PortUnavailable(PyservingError):
+    """A port the server must listen on is taken or not allowed; nothing was loaded."""
+
+
 class MissingExtra(PyservingError):
     """A command, input kind or engine needs a package that is not installed.
 

@@ -26,6 +26,7 @@ from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
 from pyserving._proto import tensorflow_serving_apis_pb2 as tfs_pb
 from pyserving._proto import tensorflow_serving_apis_pb2_grpc as tfs_pb_grpc
 from pyserving.auth import Tokens
+from pyserving.errors import PortUnavailable
 from pyserving.grpc_api.auth import TokenInterceptor
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.health import HealthReporter
@@ -81,6 +82,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
 
+    check_ports(settings)  # before any model loads: a taken port should stop us at once
     executor = worker_pool(settings)
     batching = settings.batching
     log.info(
@@ -118,12 +120,15 @@ async def serve(settings: Settings) -> None:
         health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         address = f"{settings.host}:{settings.port}"
-        if settings.ssl_cert and settings.ssl_key:
-            port = server.add_secure_port(address, _server_credentials(settings))
-        else:
-            port = server.add_insecure_port(address)
+        try:
+            if settings.ssl_cert and settings.ssl_key:
+                port = server.add_secure_port(address, _server_credentials(settings))
+            else:
+                port = server.add_insecure_port(address)
+        except RuntimeError:  # taken since `check_ports`
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {address} for gRPC (port in use?)")
+            raise PortUnavailable(_cannot_listen(settings.host, settings.port, "gRPC", "--port"))
         await server.start()
 
         rest: uvicorn.Server | None = None
@@ -220,9 +225,9 @@ def _rest_server(app: Any, settings: Settings) -> tuple[uvicorn.Server, socket.s
         sock.bind((settings.host, settings.rest_api_port))
     except OSError as exc:
         sock.close()
-        raise OSError(
-            f"cannot listen on {settings.host}:{settings.rest_api_port} for REST: {exc}"
-        ) from exc
+        raise PortUnavailable(
+            _cannot_listen(settings.host, settings.rest_api_port, "REST", "--rest_api_port", exc)
+        ) from None
     sock.listen(2048)
     config = uvicorn.Config(
         app,
@@ -244,6 +249,37 @@ def _rest_server(app: Any, settings: Settings) -> tuple[uvicorn.Server, socket.s
     # This process handles SIGINT/SIGTERM itself (see `serve`); uvicorn must not take them.
     rest.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     return rest, sock
+
+
+def check_ports(settings: Settings) -> None:
+    """Raise PortUnavailable if the gRPC or REST port cannot be bound now.
+
+    Each port is bound and released at once, so the ports are refused as before until
+    the models are loaded; a port taken in between still fails with the same line.
+    """
+    ports = [(settings.port, "gRPC", "--port")]
+    if settings.rest_api_port:
+        ports.append((settings.rest_api_port, "REST", "--rest_api_port"))
+    for port, what, flag in ports:
+        if not port:
+            continue  # any free port
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((settings.host, port))
+            except OSError as exc:
+                raise PortUnavailable(
+                    _cannot_listen(settings.host, port, what, flag, exc)
+                ) from None
+
+
+def _cannot_listen(host: str, port: int, what: str, flag: str, exc: OSError | None = None) -> str:
+    reason = (exc.strerror or str(exc)) if exc else "the port is in use or not allowed"
+    return (
+        f"cannot listen on {host}:{port} for {what}: {reason.lower()}; stop what holds it "
+        f"or choose another {flag}"
+    )
 
 
 def _server_credentials(settings: Settings) -> grpc.ServerCredentials:
