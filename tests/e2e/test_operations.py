@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +36,39 @@ def test_health_for_the_server_and_each_model(server_address: str) -> None:
     with pytest.raises(grpc.RpcError) as info:
         check(server_address, "no-such-model")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert info.value.details() == (
+        "no model 'no-such-model' here; health is reported for the server ('') and for "
+        "each model: 'imagenet'"
+    )
+
+
+def test_health_of_an_unknown_model_names_the_known_ones(server_address: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pyserving", "health", "--server", server_address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "SERVING")
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pyserving", "health", "--server", server_address),
+            *("--service", "nosuch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert (
+        (result.stdout + result.stderr)
+        .strip()
+        .endswith(
+            "no model 'nosuch' here; health is reported for the server ('') and for each "
+            "model: 'imagenet'"
+        )
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_reflection_lists_the_services(server_address: str) -> None:

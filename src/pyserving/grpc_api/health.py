@@ -6,6 +6,10 @@ reported on its own. Everything turns NOT_SERVING at once when shutdown begins.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
@@ -15,11 +19,30 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+class _Servicer(HealthServicer):
+    """grpc_health's servicer, whose NOT_FOUND says which services it does know."""
+
+    def __init__(self, known: Callable[[], set[str]]) -> None:
+        super().__init__()
+        self._known_names = known
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> Any:
+        known = self._known_names()
+        if request.service and request.service not in known:
+            models = ", ".join(repr(n) for n in sorted(known)) or "none yet"
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no model {request.service!r} here; health is reported for the server "
+                f"('') and for each model: {models}",
+            )
+        return await super().Check(request, context)
+
+
 class HealthReporter:
     """Keeps a health servicer in step with the models' states. Runs on the event loop."""
 
     def __init__(self, service: Service) -> None:
-        self.servicer = HealthServicer()
+        self.servicer = _Servicer(lambda: set(self._known))
         self._service = service
         self._known: set[str] = set()
         self._stopping = False
