@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import struct
 from collections.abc import Mapping, Sequence
@@ -320,7 +321,18 @@ def _remote_error(error: grpc.RpcError, address: str) -> RemoteError:
     details = (error.details() if has_status else None) or str(error)
     if code == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
         details = f"the server at {address} is not reachable: {details}"
+    too_large = _TOO_LARGE.search(details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and too_large:
+        size, limit = (int(n) / 2**20 for n in too_large.groups())
+        details = (
+            f"the request is {size:.3g} MiB, over the server's limit of {limit:.3g} MiB "
+            "(its --max_request_mib); send a smaller input"
+        )
     return RemoteError(code.name, details)
+
+
+# gRPC's own words for a message over `grpc.max_receive_message_length`.
+_TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
 
 
 class Client:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -197,3 +200,21 @@ def _server_settings(sock: socket.socket) -> dict[int, int]:
                 )
                 for i in range(0, len(payload), 6)
             }
+
+
+def test_a_file_over_the_grpc_limit_names_the_flag(
+    limited: tuple[str, int], tmp_path: Path
+) -> None:
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8" + bytes(100 * 1024))  # 100 KiB, over the 64 KiB limit
+    result = subprocess.run(
+        [sys.executable, "-m", "pyserving", "classify", str(big), "--server", limited[0]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{big}: error: the request is 0.0977 MiB, over the server's "
+        "limit of 0.0625 MiB (its --max_request_mib); send a smaller input"
+    )
