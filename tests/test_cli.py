@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -91,3 +92,41 @@ def test_a_missing_extra_is_one_line_and_exit_2(
 ) -> None:
     result = run_blocked(blocked, *args)
     assert (result.returncode, result.stderr.strip()) == (2, line)
+
+
+def test_grpc_info_lines_stay_quiet(tmp_path: Path) -> None:
+    """A server closing an idle connection is normal: gRPC must not log it to the user."""
+    script = tmp_path / "idle.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import threading
+            from concurrent import futures
+
+            import pyserving  # every entry point imports it first
+            import grpc
+            from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+            server = grpc.server(
+                futures.ThreadPoolExecutor(2), options=[("grpc.max_connection_idle_ms", 200)]
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+            port = server.add_insecure_port("127.0.0.1:0")
+            server.start()
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            stub = health_pb2_grpc.HealthStub(channel)
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            idle = threading.Event()
+            channel.subscribe(lambda state: idle.set() if state.name == "IDLE" else None)
+            assert idle.wait(10), "the server never closed the idle connection"
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            print("done")
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_")}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.stdout == "done\n", result.stderr
+    assert result.stderr == ""
