@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # uvicorn logs its start-up chatter as INFO under the name "uvicorn.error"; the
+    # servers log what matters (ports, URL) themselves.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.root.level))
     try:
         code = int(args.run(args))
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at exit
