@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import pyserving
-from pyserving.cli import main
+from pyserving.cli import build_parser, main
 from pyserving.errors import EXTRA_OF_MODULE, MissingExtra, missing_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,3 +131,36 @@ def test_grpc_info_lines_stay_quiet(tmp_path: Path) -> None:
     )
     assert result.stdout == "done\n", result.stderr
     assert result.stderr == ""
+
+
+def verb_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every verb's parser, and each export source's, by its command line."""
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(prefix: str, parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found[f"{prefix} {name}".strip()] = child
+                    walk(f"{prefix} {name}", child)
+
+    walk("", build_parser())
+    return found
+
+
+def test_every_option_of_every_verb_says_what_it_is_and_its_default() -> None:
+    parsers = verb_parsers()
+    assert {"serve", "classify", "predict", "status", "health", "web", "export torch"} <= set(
+        parsers
+    )
+    for command, parser in parsers.items():
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, f"pyserving {command} {action.option_strings[0]} has no help"
+            default = action.default
+            if default is None or default is False or default in ("", []):
+                continue
+            shown = f"(default: {default})" if action.help else f"default: {default}"
+            assert shown in text, f"pyserving {command} --help: {action.option_strings[0]}"

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyserving
 from pyserving.auth import TOKEN_ENV, client_token
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+SERVER_HELP = "the model server's gRPC address; several, comma-separated, are balanced"
 MAX_TOP_K = 2**31 - 1  # the wire's uint32, kept to what every client's int type holds
 
 
@@ -82,11 +84,39 @@ def top_k(text: str) -> int:
     return value
 
 
+class ShowsDefaults(argparse.HelpFormatter):
+    """Help that ends each option's line with its default, where it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default is None
+            or default is False
+            or default in ("", [], argparse.SUPPRESS)  # not 0, which `in` takes for False
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class VerbParser(argparse.ArgumentParser):
+    """A verb's parser (argparse's `parser_class`): its help shows the defaults.
+
+    Nested verbs (`export SOURCE`) get it too: argparse makes them of their parent's class.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", ShowsDefaults)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyserving", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pyserving {pyserving.__version__}")
     parser.add_argument("--log_level", default="info", choices=["debug", "info", "warning"])
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=VerbParser)
 
     serve = commands.add_parser("serve", help="serve models over gRPC")
     serve.add_argument("--model_name", default="default", help="name of the served model")
@@ -149,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=120.0,
         help="close a connection idle this long (above clients' own keep-alive expiry)",
     )
-    serve.add_argument("--max_image_pixels", type=int, default=50_000_000)
+    serve.add_argument(
+        "--max_image_pixels",
+        type=int,
+        default=50_000_000,
+        help="largest image accepted, in pixels (checked before decoding)",
+    )
     serve.add_argument(
         "--max_text_chars",
         type=int,
@@ -206,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="don't keep ONNX Runtime's buffers between calls (less memory, slower)",
     )
-    serve.add_argument("--execution_provider", default="cpu", choices=["cpu", "cuda"])
+    serve.add_argument(
+        "--execution_provider",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where ONNX Runtime runs the models",
+    )
     serve.add_argument(
         "--engine",
         default="auto",
@@ -270,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="files, or folders searched recursively for the inputs the model takes",
     )
-    classify.add_argument("--server", default="localhost:9999")
+    classify.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
     classify.add_argument("--model", default="", help="model name (default: the server's)")
     classify.add_argument("--version", type=int, default=0, help="0: the newest")
     classify.add_argument(
@@ -282,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--text", action="append", default=[], help="for text models: a text to classify"
     )
-    classify.add_argument("--timeout", type=float, default=30.0)
+    classify.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     classify.add_argument(
         "--concurrency", type=int, default=8, help="files sent at once (folders and --output)"
     )
@@ -298,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="run a tensor model with a running server (OIP v2 over gRPC)"
     )
-    predict.add_argument("--server", default="localhost:9999")
+    predict.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
     predict.add_argument("--model", default="", help="model name (default: the server's)")
     predict.add_argument("--version", type=int, default=0, help="0: the newest")
     predict.add_argument(
@@ -313,23 +353,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", action="append", default=[], help="an output to return (default: all)"
     )
     predict.add_argument("--json", action="store_true", help="print the answer as JSON")
-    predict.add_argument("--timeout", type=float, default=30.0)
+    predict.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     add_client_tls(predict)
     predict.set_defaults(run=run_predict)
 
     status = commands.add_parser("status", help="show each model version's state")
-    status.add_argument("--server", default="localhost:9999")
+    status.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
     status.add_argument("--model", default="", help="one model (default: all)")
-    status.add_argument("--timeout", type=float, default=10.0)
+    status.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     add_client_tls(status)
     status.set_defaults(run=run_status)
 
     health = commands.add_parser(
         "health", help="ask a server's gRPC health service; exit 0 when SERVING (for probes)"
     )
-    health.add_argument("--server", default="localhost:9999")
+    health.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
     health.add_argument("--service", default="", help='a model name ("": the whole server)')
-    health.add_argument("--timeout", type=float, default=3.0)
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds per call")
     add_client_tls(health)
     health.set_defaults(run=run_health)
 
@@ -337,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         "web", help="the web app: upload photos or clips, type text, see the classes"
     )
     web.add_argument("--server", default="localhost:9999", help="model server's gRPC address")
-    web.add_argument("--host", default="0.0.0.0")
+    web.add_argument("--host", default="0.0.0.0", help="address to listen on")
     web.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
     web.add_argument("--max_upload_mib", type=float, default=20, help="largest upload")
     web.add_argument(

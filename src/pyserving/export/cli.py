@@ -117,7 +117,12 @@ def add_export_sources(sources: Any) -> None:
     onnx.add_argument(
         "--features", help="for a model on features [N, F]: their names, comma-separated"
     )
-    onnx.add_argument("--layout", choices=["auto", "NCHW", "NHWC"], default="auto")
+    onnx.add_argument(
+        "--layout",
+        choices=["auto", "NCHW", "NHWC"],
+        default="auto",
+        help="the image input's axes (auto: read from the model)",
+    )
     onnx.add_argument("--output", help="the output holding the scores, if there are several")
     _add_image_options(onnx, size_required=False, mean="0", std="1/255: pixels as 0–255")
     _add_common(onnx, labels_required=False)
@@ -126,7 +131,9 @@ def add_export_sources(sources: Any) -> None:
 
 
 def _add_destination(parser: argparse.ArgumentParser, name: str | None = None) -> None:
-    parser.add_argument("--repository", type=Path, default=Path("models"))
+    parser.add_argument(
+        "--repository", type=Path, default=Path("models"), help="where the version is written"
+    )
     parser.add_argument(
         "--name",
         default=name,
@@ -148,7 +155,10 @@ def _add_image_options(
     parser.add_argument("--mean", type=float, nargs="+", help=f"{_MEAN_STD_HELP} (default {mean})")
     parser.add_argument("--std", type=float, nargs="+", help=f"(default {std})")
     parser.add_argument(
-        "--resize", default="bilinear", choices=["bilinear", "bicubic", "nearest", "lanczos"]
+        "--resize",
+        default="bilinear",
+        choices=["bilinear", "bicubic", "nearest", "lanczos"],
+        help="how the server resizes images to the input size",
     )
 
 
