@@ -4,8 +4,9 @@ Folders are searched recursively and sorted; each file is told by its first byte
 name) to be an input the model takes: an image for an image model, a clip for an audio
 model, a UTF-8 text for a text model (the model's kind comes from the server's model
 status). What a folder holds that the model does not take gets a `skipped` row; a file
-named on the command line is sent whatever it holds. Rows are written as files finish
-(CSV or JSON Lines, flushed one by one), so Ctrl-C leaves a valid file of what was done.
+named on the command line is sent whatever it holds. Rows are written in that sorted order
+(CSV or JSON Lines, each flushed once the rows before it are), so Ctrl-C leaves a valid
+file of what was done.
 
 Exit status: 0 when every input was classified, 1 when some were not (their rows say
 why), 2 on bad usage, 130 after Ctrl-C.
@@ -37,6 +38,7 @@ from pyserving.formats import (
 from pyserving.results import Prediction
 
 TABLE_FILES = 10  # up to this many files named one by one print as tables
+HOLD_PER_CALL = 4  # rows done ahead of a slow file that may wait, per call in flight
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
 USAGE = 2
 INTERRUPTED = 130
@@ -160,32 +162,48 @@ class Run:
         self._text = kind == "text"  # the whole file is read to check it
 
     def all(self, inputs: Sequence[tuple[Path, bool]], rows: Rows, concurrency: int) -> Counts:
-        """Classify `inputs`, at most `concurrency` at a time, writing each row as it ends."""
+        """Classify `inputs`, at most `concurrency` at a time, writing rows in input order.
+
+        A row is written once every row before it is (the sorted prefix); rows done ahead
+        of a slow file wait, at most HOLD_PER_CALL per call in flight, and sending pauses
+        while that many do. After Ctrl-C the rows done so far are written, in order.
+        """
         counts = Counts(len(inputs), started=time.perf_counter())
         progress = Progress(counts, sys.stderr)
-        queue = iter(inputs)
-        pending: set[Future[Row]] = set()
+        queue = iter(enumerate(inputs))
+        pending: dict[Future[Row], int] = {}
+        held: dict[int, Row] = {}  # done, waiting for the rows before them
+        written = 0  # rows written: the next one to write is inputs[written]
         with ThreadPoolExecutor(concurrency, thread_name_prefix="classify") as pool:
             try:
                 while True:
-                    while len(pending) < concurrency and (item := next(queue, None)):
-                        pending.add(pool.submit(self.one, *item))
+                    while len(pending) < concurrency and len(held) < HOLD_PER_CALL * concurrency:
+                        item = next(queue, None)
+                        if item is None:
+                            break
+                        index, (path, named) = item
+                        pending[pool.submit(self.one, path, named)] = index
                     if not pending:
                         break
-                    done, pending = wait(pending, _BAR_EVERY, FIRST_COMPLETED)
+                    done, _ = wait(pending, _BAR_EVERY, FIRST_COMPLETED)
                     for future in done:
                         row = future.result()
-                        progress.clear(rows.to_terminal)
-                        rows.write(row)
+                        held[pending.pop(future)] = row
                         counts.done += 1
                         counts.errors += row.status == ERROR
                         counts.skipped += row.status == SKIPPED
+                    while written in held:
+                        progress.clear(rows.to_terminal)
+                        rows.write(held.pop(written))
+                        written += 1
                     progress.show()
             except KeyboardInterrupt:
                 counts.interrupted = True
                 self._client.close()
                 for future in pending:
                     future.cancel()
+                for index in sorted(held):
+                    rows.write(held[index])
             finally:
                 progress.clear(True)
         return counts

@@ -202,6 +202,22 @@ def big_png(rgb: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def test_rows_come_in_sorted_order_though_files_finish_out_of_order(
+    tiny_server: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "000-big.png").write_bytes(big_png(BLUE))  # slow: finishes after the rest
+    for i in range(1, 12):
+        (folder / f"{i:03d}.png").write_bytes(png(RED if i % 2 else GREEN))
+    out = tmp_path / "results.jsonl"
+    result = classify(str(folder), "--server", tiny_server, "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["path"]).name for r in rows] == sorted(p.name for p in folder.iterdir())
+    assert [r["classes"][0]["name"] for r in rows][:3] == ["blue", "red", "green"]
+
+
 def test_ctrl_c_keeps_the_rows_done(tiny_server: str, tmp_path: Path) -> None:
     folder = tmp_path / "many"
     folder.mkdir()
