@@ -76,6 +76,26 @@ async def test_predict_images_and_feature_rows(rest: httpx.AsyncClient) -> None:
         ),
         ("colours:predict", {"instances": [{"b64": 3}]}, "b64 must be a base64 string"),
         ("lin:classify", {"examples": [{"a": 1, "b": 2}], "top_k": "x"}, "top_k"),
+        (
+            "letters:classify",
+            {"instances": ["aab"]},
+            ':classify takes {"examples": [...]}; {"instances": [...]} is the body of :predict',
+        ),
+        (
+            "letters:classify",
+            {"examples": ["aab"]},
+            'examples[0] must be an object holding the text, e.g. {"text": "..."}',
+        ),
+        (
+            "colours:classify",
+            {"examples": ["x"]},
+            'examples[0] must be an object holding the file, e.g. {"image": {"b64": "..."}}',
+        ),
+        (
+            "lin:classify",
+            {"examples": [[1, 2]]},
+            'examples[0] must be an object of named features, e.g. {"a": ..., "b": ...}',
+        ),
     ],
 )
 async def test_bad_requests_are_400_saying_why(

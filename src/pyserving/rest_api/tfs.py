@@ -136,6 +136,11 @@ class TfServingRoutes:
                 return ClassifyRequest(tuple(Example(image=i) for i in images), top_k)
             doc = await parse_body(await read_body(request, self._limit), json_object)
             examples = doc.get("examples")
+            if "examples" not in doc and "instances" in doc:
+                raise InvalidInput(
+                    ':classify takes {"examples": [...]}; {"instances": [...]} is the body '
+                    "of :predict: send it there, or its items as examples here"
+                )
             if not isinstance(examples, list) or not examples:
                 raise InvalidInput("`examples` must be a non-empty list")
             if len(examples) > MAX_EXAMPLES:
@@ -294,9 +299,19 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
+def _example_shape(model: ModelMetadata) -> str:
+    """What one example of `model` looks like, for error messages."""
+    if model.kind == "text":
+        return f'an object holding the text, e.g. {{"{model.input_name}": "..."}}'
+    if model.kind in _ENCODED_KINDS:
+        return f'an object holding the file, e.g. {{"{model.input_name}": {{"b64": "..."}}}}'
+    names = ", ".join(f'"{n}": ...' for n in model.features[:2]) or '"NAME": 1.0'
+    return f"an object of named features, e.g. {{{names}}}"
+
+
 def _example(model: ModelMetadata, example: Any, where: str) -> Example:
     if not isinstance(example, dict) or not example:
-        raise InvalidInput(f"{where} must be an object of named features")
+        raise InvalidInput(f"{where} must be {_example_shape(model)}")
     if model.kind == "text":
         return Example(image=_instance_text(example, model.input_name, where))
     if model.kind in _ENCODED_KINDS:
