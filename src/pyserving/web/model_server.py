@@ -4,6 +4,7 @@ say what went wrong."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -197,7 +198,7 @@ class ModelServer:
         if _is_unreachable(exc):
             error = self.unreachable_message()
         elif code == "INVALID_ARGUMENT" and ACCEPTED_TEXT in detail and upload.source == IMAGES:
-            error = f"{name} is not an image we can read ({ACCEPTED_TEXT})"
+            error = _unreadable_image(name, detail)
         elif code == "DEADLINE_EXCEEDED":
             error = f"the classification server did not answer within {self.timeout:g} s"
         elif code == "RESOURCE_EXHAUSTED":
@@ -221,6 +222,23 @@ def _choice(model: ModelStatus) -> ModelChoice:
         return ModelChoice(model.name)
     newest = max(available, key=lambda v: v.version)
     return ModelChoice(model.name, newest.kind, newest.features)
+
+
+def _unreadable_image(name: str, detail: str) -> str:
+    """The headline for an image the server could not decode, with the reason it gave."""
+    if detail.startswith("the image is empty"):
+        return f"{name} is empty (0 bytes): {ACCEPTED_TEXT}"
+    reason = _REASON.search(detail)
+    why = reason.group(1) if reason else ""
+    if not why or why == "not a format we read":
+        return f"{name} is not an image we can read ({ACCEPTED_TEXT})"
+    if "truncated" in why.lower():
+        return f"{name} is cut short (truncated): only part of the image is there"
+    return f"{name} could not be read as an image: {why}"
+
+
+# The server's decoding errors end with Pillow's reason in parentheses.
+_REASON = re.compile(r"\(([^()]*(?:\([^()]*\)[^()]*)*)\)$")
 
 
 def _is_unreachable(exc: RemoteError) -> bool:

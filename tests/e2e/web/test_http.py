@@ -72,6 +72,18 @@ def test_api_refuses_a_lone_text_file_with_400(web_url: str) -> None:
     assert response.json()["results"][0]["error"] == NOT_AN_IMAGE
 
 
+def test_a_truncated_or_empty_photo_says_so(web_url: str, chelsea_jpeg: bytes) -> None:
+    files = [
+        ("images", ("half.jpg", chelsea_jpeg[: len(chelsea_jpeg) // 2], "image/jpeg")),
+        ("images", ("empty.jpg", b"", "image/jpeg")),
+    ]
+    response = httpx.post(f"{web_url}/api/classify", files=files, timeout=30)
+    assert response.status_code == 400
+    half, empty = response.json()["results"]
+    assert half["error"] == "half.jpg is cut short (truncated): only part of the image is there"
+    assert empty["error"] == "empty.jpg is empty (0 bytes): expected JPEG, PNG, WebP, GIF or BMP"
+
+
 def test_health(web_url: str, server_address: str) -> None:
     response = httpx.get(f"{web_url}/healthz")
     assert response.status_code == 200
