@@ -197,18 +197,24 @@ def _plural(n: int, noun: str) -> str:
 
 
 def result_json(result: FileResult) -> dict[str, Any]:
-    """One file's entry in the API's `results` list."""
+    """One file's entry in the API's `results` list.
+
+    A text's `filename` is its start as it is; the page shows it in quotes.
+    """
     c = result.classification
+    filename = result.filename
+    if result.source == TEXT:
+        filename = filename.removeprefix("“").removesuffix("”")
     if c is None:
         return {
-            "filename": result.filename,
+            "filename": filename,
             "error": result.error,
             "status": result.status,
             "code": result.code,
             "detail": result.detail,
         }
     return {
-        "filename": result.filename,
+        "filename": filename,
         "model_name": c.model_name,
         "model_version": c.model_version,
         "elapsed_ms": round(result.elapsed_ms, 1),

@@ -172,7 +172,7 @@ def test_texts_through_the_api_with_clear_errors(kinds_app: KindsApp) -> None:
     )
     assert response.status_code == 200
     german, latin1 = response.json()["results"]
-    assert german["filename"] == "“Wo ist der Bahnhof?”"
+    assert german["filename"] == "Wo ist der Bahnhof?"
     assert german["predictions"][0]["name"] == "German"
     assert (latin1["status"], latin1["code"]) == (400, "INVALID_ARGUMENT")
     assert latin1["error"].startswith("“caf� au lait” could not be classified: the text is not")
