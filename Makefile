@@ -5,10 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 MODELS ?= models
+# `make run` is a demo on this machine: loopback only (`pyserving serve` itself listens on
+# every interface by default, as TF Serving does, for containers).
+HOST ?= 127.0.0.1
 GRPC_PORT ?= 9999
+REST_PORT ?= 8501
 WEB_PORT ?= 8080
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.run-installed
 LINT_STAMP := $(VENV)/.lint-installed
 # Dev tools at the versions in constraints.txt, in every environment.
 PIP_INSTALL := $(PY) -m pip install --quiet -c constraints.txt
@@ -26,7 +31,16 @@ $(STAMP): pyproject.toml constraints.txt
 	# TF Serving's gRPC client for the drop-in tests; --no-deps: it declares tensorflow, and
 	# tensorflow-cpu (the [tensorflow] extra) is the same package without CUDA.
 	$(PIP_INSTALL) --no-deps tensorflow-serving-api==2.21.0
-	touch $@ $(LINT_STAMP)
+	touch $@ $(LINT_STAMP) $(RUN_STAMP)
+
+# What `make run` needs: serving, the web app, OpenVINO, and PyTorch to export the default
+# model. TensorFlow, scikit-learn and the test tools come with `make install` (`make test`).
+$(RUN_STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e '.[export,web,openvino]'
+	touch $@
 
 # What linting and type checking need: no torch, no TensorFlow.
 $(LINT_STAMP): pyproject.toml constraints.txt
@@ -48,25 +62,33 @@ $(CLIENTS):
 	then .venv-clients/bin/python -m pip install --quiet perf-analyzer==2.60.0; fi
 	touch $@
 
-export: install
+export: $(RUN_STAMP)
 	@if ls -d $(MODELS)/imagenet/[0-9]* >/dev/null 2>&1; then \
 		echo "model imagenet already exported under $(MODELS)/imagenet"; \
 	else \
 		$(BIN)/pyserving export efficientnet-lite0 --repository $(MODELS) --name imagenet; \
 	fi
 
-# The model server and the web app together; Ctrl-C stops both.
+# The model server and the web app together on $(HOST); the URL is printed once both
+# answer (the model loaded, the page served). Ctrl-C stops both.
 run: export
 	@trap 'kill $$server $$web 2>/dev/null; wait' INT TERM EXIT; \
 	$(BIN)/pyserving serve --model_name imagenet --model_base_path $(MODELS)/imagenet \
-		--port $(GRPC_PORT) & server=$$!; \
-	$(BIN)/pyserving web --server localhost:$(GRPC_PORT) --port $(WEB_PORT) & web=$$!; \
-	echo; echo "  Open http://localhost:$(WEB_PORT) and upload a photo."; \
-	echo "  Or: $(BIN)/pyserving classify photo.jpg --server localhost:$(GRPC_PORT)"; echo; \
+		--host $(HOST) --port $(GRPC_PORT) --rest_api_port $(REST_PORT) & server=$$!; \
+	$(BIN)/pyserving web --host $(HOST) --port $(WEB_PORT) --server $(HOST):$(GRPC_PORT) & web=$$!; \
+	until $(BIN)/pyserving health --server $(HOST):$(GRPC_PORT) --timeout 1 >/dev/null 2>&1 && \
+		$(PY) -c "import urllib.request as u; u.urlopen('http://$(HOST):$(WEB_PORT)/healthz', \
+		timeout=1)" 2>/dev/null; do \
+		kill -0 $$server 2>/dev/null && kill -0 $$web 2>/dev/null || exit 1; \
+		sleep 0.5; \
+	done; \
+	echo; echo "  Open http://$(HOST):$(WEB_PORT) and upload a photo."; \
+	echo "  Or: $(BIN)/pyserving classify photo.jpg --server $(HOST):$(GRPC_PORT)"; echo; \
 	wait -n; exit $$?
 
 serve: export
-	$(BIN)/pyserving serve --model_name imagenet --model_base_path $(MODELS)/imagenet --port $(GRPC_PORT)
+	$(BIN)/pyserving serve --model_name imagenet --model_base_path $(MODELS)/imagenet \
+		--host $(HOST) --port $(GRPC_PORT) --rest_api_port $(REST_PORT)
 
 # Debian's Chromium for the browser tests (`playwright install` cannot download here).
 chromium:
@@ -93,7 +115,7 @@ test-fast: install
 
 # Throughput and latency against the in-process baseline; writes bench/results.md.
 # Run it on an idle machine; BENCH_ARGS passes options (see bench/README.md).
-bench: export
+bench: install export
 	$(PY) -m bench.run --repository $(MODELS) $(BENCH_ARGS)
 
 lint: $(LINT_STAMP)
