@@ -5,18 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pyserving
 from pyserving.auth import TOKEN_ENV, client_token
 from pyserving.cli_tfs import add_tf_serving_flags, tf_serving_settings
 from pyserving.client import ClientTLS
-from pyserving.errors import ConfigError, MissingExtra, PyservingError, missing_module
+from pyserving.errors import (
+    ConfigError,
+    MissingExtra,
+    PyservingError,
+    UsageError,
+    missing_module,
+)
 from pyserving.export.cli import add_export_sources
 from pyserving.model_config import read_model_config
 from pyserving.settings import (
@@ -45,12 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.run(args))
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at exit
         return code
-    except MissingExtra as exc:
+    except PyservingError as exc:  # UsageError and MissingExtra exit 2, the rest 1
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except PyservingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except ImportError as exc:
         # A lazy import that no command turned into its own MissingExtra.
         missing = missing_module(exc)
@@ -69,6 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 SERVER_HELP = "the model server's gRPC address; several, comma-separated, are balanced"
 MAX_TOP_K = 2**31 - 1  # the wire's uint32, kept to what every client's int type holds
+
+
+def positive(text: str) -> float:
+    """A flag that takes a positive number of seconds or MiB; argparse's usage error if not."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def top_k(text: str) -> int:
@@ -111,9 +126,15 @@ class VerbParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", ShowsDefaults)
         super().__init__(*args, **kwargs)
 
+    def error(self, message: str) -> NoReturn:
+        """One line, not the usage block: what was wrong and where the help is (exit 2)."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyserving", description=__doc__)
+    parser = VerbParser(
+        prog="pyserving", description=__doc__, formatter_class=argparse.HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"pyserving {pyserving.__version__}")
     parser.add_argument("--log_level", default="info", choices=["debug", "info", "warning"])
     commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=VerbParser)
@@ -322,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--text", action="append", default=[], help="for text models: a text to classify"
     )
-    classify.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    classify.add_argument("--timeout", type=positive, default=30.0, help="seconds per call")
     classify.add_argument(
         "--concurrency", type=int, default=8, help="files sent at once (folders and --output)"
     )
@@ -353,14 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", action="append", default=[], help="an output to return (default: all)"
     )
     predict.add_argument("--json", action="store_true", help="print the answer as JSON")
-    predict.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    predict.add_argument("--timeout", type=positive, default=30.0, help="seconds per call")
     add_client_tls(predict)
     predict.set_defaults(run=run_predict)
 
     status = commands.add_parser("status", help="show each model version's state")
     status.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
     status.add_argument("--model", default="", help="one model (default: all)")
-    status.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    status.add_argument("--timeout", type=positive, default=10.0, help="seconds per call")
     add_client_tls(status)
     status.set_defaults(run=run_status)
 
@@ -369,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
     health.add_argument("--service", default="", help='a model name ("": the whole server)')
-    health.add_argument("--timeout", type=float, default=3.0, help="seconds per call")
+    health.add_argument("--timeout", type=positive, default=3.0, help="seconds per call")
     add_client_tls(health)
     health.set_defaults(run=run_health)
 
@@ -379,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--server", default="localhost:9999", help="model server's gRPC address")
     web.add_argument("--host", default="0.0.0.0", help="address to listen on")
     web.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
-    web.add_argument("--max_upload_mib", type=float, default=20, help="largest upload")
+    web.add_argument("--max_upload_mib", type=positive, default=20, help="largest upload")
     web.add_argument(
         "--models",
         default="",
@@ -406,7 +427,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def serve_settings(args: argparse.Namespace) -> Settings:
     """Settings from `pyserving serve` flags. Raises ConfigError when they don't add up."""
     if (args.model_base_path is None) == (args.model_config_file is None):
-        raise ConfigError("give either --model_base_path (one model) or --model_config_file")
+        raise UsageError("give either --model_base_path (one model) or --model_config_file")
     models: tuple[ModelConfig, ...] = ()
     default = ""
     batching = BatchingSettings(
@@ -422,16 +443,16 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         ("--num_batch_threads", batching.num_batch_threads, 0),
     ):
         if value < least:
-            raise ConfigError(f"{flag} must be at least {least}, got {value}")
+            raise UsageError(f"{flag} must be at least {least}, got {value}")
     tf_serving = tf_serving_settings(args, batching)
     batching = tf_serving["batching"]
     if not 0 <= args.precision_tolerance <= 1:
-        raise ConfigError(
+        raise UsageError(
             f"--precision_tolerance is a probability difference from 0 to 1, got "
             f"{args.precision_tolerance}"
         )
     if not args.max_audio_seconds > 0:
-        raise ConfigError(f"--max_audio_seconds must be positive, got {args.max_audio_seconds}")
+        raise UsageError(f"--max_audio_seconds must be positive, got {args.max_audio_seconds}")
     if args.model_config_file is not None:
         models, default = read_model_config(args.model_config_file, batching)
     else:
@@ -476,9 +497,9 @@ def serve_settings(args: argparse.Namespace) -> Settings:
 
 def _server_tls(args: argparse.Namespace) -> dict[str, Path | None]:
     if bool(args.ssl_cert) != bool(args.ssl_key):
-        raise ConfigError("--ssl_cert and --ssl_key go together")
+        raise UsageError("--ssl_cert and --ssl_key go together")
     if args.ssl_client_ca and not args.ssl_cert:
-        raise ConfigError("--ssl_client_ca needs --ssl_cert and --ssl_key")
+        raise UsageError("--ssl_client_ca needs --ssl_cert and --ssl_key")
     for path in (args.ssl_cert, args.ssl_key, args.ssl_client_ca):
         if path is not None and not path.is_file():
             raise ConfigError(f"{path}: no such file")
@@ -503,7 +524,7 @@ def client_tls(args: argparse.Namespace) -> ClientTLS | None:
     if not (args.ca_file or args.client_cert):
         return None
     if bool(args.client_cert) != bool(args.client_key):
-        raise ConfigError("--client_cert and --client_key go together")
+        raise UsageError("--client_cert and --client_key go together")
     return ClientTLS(args.ca_file, args.client_cert, args.client_key)
 
 
@@ -530,7 +551,7 @@ def run_health(args: argparse.Namespace) -> int:
     tls = client_tls(args)
     credentials = tls.credentials() if tls else None
     answer = check_health(args.server, args.service, args.timeout, credentials)
-    print(answer)
+    print(answer, file=sys.stdout if answer.serving else sys.stderr)
     # Docker reserves exit code 2 for health checks: anything but SERVING is 1.
     return 0 if answer.serving else 1
 
@@ -610,10 +631,10 @@ def _parse_feature(text: str) -> tuple[str, float]:
             raise ValueError
         return name, float(value)
     except ValueError:
-        raise SystemExit(f"error: --feature takes NAME=VALUE with a number, got {text!r}") from None
+        raise UsageError(f"--feature takes NAME=VALUE with a number, got {text!r}") from None
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from pyserving.cli_predict import predict
 
-    return predict(args, client_tls(args))
+    return predict(args, client_tls(args), client_token(args.auth_token_file))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pyserving.client import Client, ClientTLS
-from pyserving.errors import PyservingError
+from pyserving.errors import PyservingError, UsageError
 from pyserving.formats import (
     CLIP_FORMATS,
     HEAD_BYTES,
@@ -57,10 +57,6 @@ class Row:
     version: int = 0
     classes: tuple[Prediction, ...] = ()
     error: str = ""
-
-
-class UsageError(Exception):
-    """The command line cannot be run as given (exit 2)."""
 
 
 def classify_paths(args: argparse.Namespace, tls: ClientTLS | None, token: str | None) -> int:

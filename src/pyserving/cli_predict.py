@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from pyserving.client import Client, ClientTLS
-from pyserving.errors import ConfigError
+from pyserving.errors import ConfigError, UsageError
 from pyserving.results import Inference, Tensor, TensorSpec
 
 
-def predict(args: argparse.Namespace, tls: ClientTLS | None) -> int:
+def predict(args: argparse.Namespace, tls: ClientTLS | None, token: str | None) -> int:
     """Run `pyserving predict`: read the --input values, call the server, print the answer."""
-    with Client(args.server, timeout=args.timeout, tls=tls) as client:
+    with Client(args.server, timeout=args.timeout, tls=tls, auth_token=token) as client:
         specs, _ = client.model_tensors(args.model, args.version)
         takes = ", ".join(f"{s.name} ({s.datatype} {list(s.shape)})" for s in specs)
         if not args.input:
-            raise ConfigError(f"give --input NAME=VALUES for each input; the model takes {takes}")
+            raise UsageError(f"give --input NAME=VALUES for each input; the model takes {takes}")
         tensors = [_input_tensor(text, specs, takes) for text in args.input]
         started = time.perf_counter()
         result = client.predict(tensors, args.model, args.version, args.output)
@@ -48,13 +48,13 @@ def _input_tensor(text: str, specs: Sequence[TensorSpec], takes: str) -> Tensor:
     by_name = {s.name: s for s in specs}
     if not sep:
         if len(specs) != 1:
-            raise ConfigError(
+            raise UsageError(
                 f"--input {text!r}: say which input (NAME=VALUES); the model takes {takes}"
             )
         name, value = specs[0].name, text
     spec = by_name.get(name)
     if spec is None:
-        raise ConfigError(f"--input {text!r}: the model has no input {name!r}; it takes {takes}")
+        raise UsageError(f"--input {text!r}: the model has no input {name!r}; it takes {takes}")
     if value.endswith(".npy"):
         return _npy_tensor(Path(value), spec)
     values = [_parse_value(v.strip(), spec) for v in value.split(",")] if value else []
@@ -71,7 +71,7 @@ def _parse_value(text: str, spec: TensorSpec) -> Any:
             return float(text)
         return int(text)
     except (KeyError, ValueError):
-        raise ConfigError(f"input {spec.name!r} is {spec.datatype}: {text!r} is not one") from None
+        raise UsageError(f"input {spec.name!r} is {spec.datatype}: {text!r} is not one") from None
 
 
 def _shape_for(count: int, spec: TensorSpec) -> tuple[int, ...]:
@@ -85,7 +85,7 @@ def _shape_for(count: int, spec: TensorSpec) -> tuple[int, ...]:
         shape = [1 if d < 0 else d for d in spec.shape]
         shape[free[-1]] = count // known
         return tuple(shape)
-    raise ConfigError(
+    raise UsageError(
         f"input {spec.name!r} takes shape {list(spec.shape)}: {count} values do not fit it "
         "(give a .npy file for any other shape)"
     )

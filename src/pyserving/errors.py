@@ -10,6 +10,7 @@ class PyservingError(Exception):
 
     grpc_code: str = "INTERNAL"
     http_status: int = 500
+    exit_code: int = 1  # what the command line exits with when it stops on this error
     http_headers: dict[str, str] = {}  # noqa: RUF012 - read, never mutated
 
 
@@ -102,6 +103,12 @@ HTTP_STATUS_OF_GRPC_CODE = {
 
 class ConfigError(PyservingError):
     """A configuration file or flag is wrong; the message names the file and key."""
+
+
+class UsageError(ConfigError):
+    """A flag's value or a missing argument: the command line cannot run as given (exit 2)."""
+
+    exit_code = 2
 
 
 class PortUnavailable(PyservingError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import grpc
 import httpx
+import numpy as np
+import onnx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -18,9 +21,10 @@ from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as v2
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_grpc
 from pyserving.auth import TOKEN_ENV
+from pyserving.cli import main
 from pyserving.client import Client
 from pyserving.errors import RemoteError
-from tests.onnx_models import png, publish, write_image_servable
+from tests.onnx_models import png, publish, regression_model, write_image_servable
 from tests.processes import RunningProcess, free_port, start_process, start_server, wait_for
 
 RED = png((220, 10, 10))
@@ -180,3 +184,37 @@ def test_the_web_app_sends_its_token(guarded: tuple[str, str, Path], tmp_path: P
         assert "red" in answer.text
     finally:
         assert web.stop() == 0, web.output()
+
+
+def test_predict_takes_a_token_file_or_the_environment(tmp_path: Path) -> None:
+    """`pyserving predict` sends the token, as every remote verb does."""
+    weights = np.array([[2.0], [3.0]], dtype=np.float32)
+    onnx.save(regression_model(weights, np.zeros(1, np.float32)), str(tmp_path / "reg.onnx"))
+    export = ["export", "onnx", str(tmp_path / "reg.onnx"), "--kind", "tensor"]
+    assert main([*export, "--repository", str(tmp_path / "models"), "--name", "reg"]) == 0
+    tokens = tmp_path / "tokens"
+    tokens.write_text("the-token\n")
+    server = start_server(
+        "reg",
+        tmp_path / "models" / "reg",
+        tmp_path / "server.log",
+        "--auth_token_file",
+        str(tokens),
+    )
+    try:
+        address = f"127.0.0.1:{server.match.group(1)}"
+        command = [sys.executable, "-m", "pyserving", "predict", "--server", address]
+        command += ["--input", "1,1", "--json"]
+        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+        run = {"capture_output": True, "text": True, "timeout": 60}
+        with_file = subprocess.run([*command, "--auth_token_file", str(tokens)], env=env, **run)  # type: ignore[call-overload]
+        assert with_file.returncode == 0, with_file.stderr
+        (output,) = json.loads(with_file.stdout)["outputs"]
+        assert output["data"] == [[5.0]]
+        with_env = subprocess.run(command, env={**env, TOKEN_ENV: "the-token"}, **run)  # type: ignore[call-overload]
+        assert with_env.returncode == 0, with_env.stderr
+        without = subprocess.run(command, env=env, **run)  # type: ignore[call-overload]
+        assert without.returncode == 1
+        assert without.stderr == f"error: {REFUSED}: send 'authorization: Bearer <token>'\n"
+    finally:
+        assert server.stop() == 0, server.output()
