@@ -102,7 +102,7 @@ def test_outputs_probabilities_or_classification_strings() -> None:
 def test_metadata_from_plain_values_names_the_engine() -> None:
     image = oip.model_metadata(IMAGE)
     assert image["versions"] == ["1", "2"] and image["platform"] == oip.PLATFORM
-    assert image["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    assert image["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1, 1]}]
     assert image["outputs"][0]["shape"] == [-1, 3]
     features = oip.model_metadata(FEATURES)
     assert features["inputs"][0]["shape"] == [-1, 2]

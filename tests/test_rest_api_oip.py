@@ -16,7 +16,7 @@ from tests.onnx_models import png
 async def test_metadata_and_readiness(rest: httpx.AsyncClient) -> None:
     assert (await rest.get("/v2")).json() == oip.server_metadata()
     meta = (await rest.get("/v2/models/colours/versions/1")).json()
-    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1, 1]}]
     assert meta["parameters"]["engine"] == "onnxruntime"
     assert (await rest.get("/v2/models/lin/ready")).json() == {"ready": True}
     gone = await rest.get("/v2/models/lin/versions/4/ready")
@@ -103,7 +103,7 @@ async def test_a_timeout_in_the_past_is_504(rest: httpx.AsyncClient) -> None:
 
 async def test_text_models_take_bytes_as_strings(rest: httpx.AsyncClient) -> None:
     meta = (await rest.get("/v2/models/letters")).json()
-    assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1, 1]}]
     assert meta["parameters"]["kind"] == "text"
     data = ["aaa b", {"b64": base64.b64encode(b"bbbb").decode()}]
     body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": data}]}

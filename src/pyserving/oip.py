@@ -3,7 +3,8 @@
 The one conversion both v2 adapters (gRPC and REST) use: they read their wire format into
 `input_tensor`s and `RequestedOutput`s, `batch` checks them against the model, and
 `outputs` plus `raw` / `flat` give the tensors to write back. Image, text and audio models
-take one `BYTES` input of shape [N] (one encoded image, UTF-8 text or audio clip each);
+take one `BYTES` input of shape [N, 1] or [N] (one encoded image, UTF-8 text or audio clip
+each; the metadata says [-1, 1], as Triton does for a batching model);
 features models take `FP32` [N, F]. The output `probabilities` is `FP32` [N, classes];
 asked with the `classification` parameter (as Triton does) it is `BYTES` [N, K] of
 "score:index:label".
@@ -100,7 +101,7 @@ def model_metadata(model: ModelMetadata) -> dict[str, Any]:
         {
             "name": model.input_name,
             "datatype": model.input_datatype,
-            "shape": list(model.input_shape),
+            "shape": classifier_input_shape(model),
         }
     ]
     return {
@@ -117,6 +118,16 @@ def model_metadata(model: ModelMetadata) -> dict[str, Any]:
             "precision": model.precision,
         },
     }
+
+
+def classifier_input_shape(model: ModelMetadata) -> list[int]:
+    """A classifier's input shape in v2 metadata: the batch axis, then one input's dims.
+
+    One encoded image, text or clip is one BYTES element, so a batching model's input is
+    [-1, 1], as Triton reports a model with `max_batch_size` and dims [1]; perf_analyzer
+    needs the two to agree. Requests may send [N, 1] or [N].
+    """
+    return [-1, *model.input_shape[1:]] if len(model.input_shape) > 1 else [-1, 1]
 
 
 def model_config(model: ModelMetadata, batching: BatchingSettings) -> dict[str, Any]:
@@ -137,7 +148,7 @@ def model_config(model: ModelMetadata, batching: BatchingSettings) -> dict[str, 
         config["output"] = [_config_tensor(t.name, t.datatype, t.shape) for t in model.outputs]
         return config
     config["max_batch_size"] = batching.max_batch_size
-    row = list(model.input_shape[1:]) or [1]
+    row = classifier_input_shape(model)[1:]
     config["input"] = [_config_tensor(model.input_name, model.input_datatype, row)]
     config["output"] = [_config_tensor(OUTPUT_NAME, "FP32", [len(model.labels)])]
     config["dynamic_batching"] = {
@@ -265,7 +276,9 @@ def batch(
                 f"input {tensor.name!r}: datatype must be BYTES ({what}), got {tensor.datatype!r}"
             )
         if len(tensor.shape) != 1 and not (len(tensor.shape) == 2 and tensor.shape[1] == 1):
-            raise InvalidInput(f"input {tensor.name!r}: shape must be [N], got {tensor.shape}")
+            raise InvalidInput(
+                f"input {tensor.name!r}: shape must be [N, 1] or [N], got {tensor.shape}"
+            )
         if len(tensor.elements) != tensor.shape[0]:
             raise InvalidInput(
                 f"input {tensor.name!r}: shape {tensor.shape} but {len(tensor.elements)} elements"

@@ -159,7 +159,7 @@ def test_v2_server_and_model_metadata(http: httpx.Client) -> None:
     assert http.get("/v2").json()["name"] == "pyserving"
     meta = http.get("/v2/models/imagenet").json()
     assert meta["platform"] == "onnx_onnxv1"
-    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1, 1]}]
     assert meta["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 1000]}]
     version = meta["versions"][-1]
     assert http.get(f"/v2/models/imagenet/versions/{version}/ready").json() == {"ready": True}
