@@ -51,15 +51,17 @@ $(LINT_STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # Real third-party clients for the protocol tests, in their own environment:
-# tritonclient pins an older protobuf than pyserving's gRPC stubs need.
+# tritonclient pins an older protobuf than pyserving's gRPC stubs need. perf_analyzer's
+# wheel needs glibc >= 2.38; on older systems its test runs it through Debian 13's C
+# library, downloaded and unpacked privately (tests/clients/newer_glibc.py).
 CLIENTS := .venv-clients/.installed
 $(CLIENTS):
 	$(PYTHON) -m venv .venv-clients
 	.venv-clients/bin/python -m pip install --quiet 'tritonclient[grpc,http]==2.73.0'
-	# perf_analyzer's wheel needs glibc >= 2.38 (Debian 13); older C libraries skip its test.
-	if .venv-clients/bin/python -c 'import os, sys; v = os.confstr("CS_GNU_LIBC_VERSION") or ""; \
-		sys.exit(not v.startswith("glibc ") or tuple(map(int, v.split()[1].split(".")[:2])) < (2, 38))'; \
-	then .venv-clients/bin/python -m pip install --quiet perf-analyzer==2.60.0; fi
+	# Its own folder: pip refuses a manylinux_2_38 wheel into a venv on an older glibc.
+	.venv-clients/bin/python -m pip install --quiet --no-deps --only-binary=:all: \
+		--platform manylinux_2_38_x86_64 --target .venv-clients/perf-analyzer \
+		perf-analyzer==2.60.0
 	touch $@
 
 export: $(RUN_STAMP)

@@ -320,7 +320,7 @@ def test_pyserving_predict(server: Server, tmp_path: Path) -> None:
     outputs = {o["name"]: o["data"] for o in json.loads(out.stdout)["outputs"]}
     assert outputs == {"sum": [12, 23], "product": [20, 60]}
     out = run_cli(*args, "--input", "a=2,3", "--input", "b=1.5,2")
-    assert out.returncode == 1 and "input 'b' is INT64: '1.5' is not one" in out.stderr
+    assert out.returncode == 2 and "input 'b' is INT64: '1.5' is not one" in out.stderr
     out = run_cli(*args, "--input", "a=2,3", "--input", "b=1")
     assert out.returncode == 1 and "same size on axis 0" in out.stderr
     out = run_cli("classify", "--server", server.grpc, "--model", "reg", "--text", "1,2,3")
