@@ -66,9 +66,7 @@ def create_app(model_dir: Path) -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.plain_openvino_app", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench.plain_openvino_app", description=__doc__)
     parser.add_argument("--model-dir", type=Path, required=True, help="a model version folder")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
