@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.engines import EnginePair, chosen, skip_reason
 from bench.inprocess import Pipeline
 from bench.keys import SMALL, Key, in_process, served
-from bench.processes import SERVER_READY, Endpoint, pyserving_server, running
+from bench.processes import SERVER_READY, Endpoint, last_line, pyserving_server, running
 from bench.stats import Measurement
 from bench.targets import Check
 from pyserving.errors import ServableError
@@ -143,7 +143,7 @@ def start_engines(
         try:
             rows.servers[pair] = up.enter_context(running(args, SERVER_READY, log))
         except RuntimeError:
-            rows.why[served(pair)] = _last_line(log)
+            rows.why[served(pair)] = last_line(log)
         concrete = chosen(pair, log.read_text(errors="replace") if log.exists() else "")
         if concrete is None:
             started = pair in rows.servers
@@ -162,10 +162,3 @@ def start_engines(
             up.callback(pipeline.close)
             rows.pipelines[concrete] = pipeline
     return rows
-
-
-def _last_line(log: Path) -> str:
-    """The last line a server that did not start wrote: usually why."""
-    text = log.read_text(errors="replace") if log.exists() else ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "it exited before it was ready"

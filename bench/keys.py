@@ -6,10 +6,13 @@ from bench.engines import EnginePair
 
 Key = tuple[str, str, int]  # workload, input, concurrency (threads in-process)
 
-SMALL, HD, LARGE = "640×480", "1920×1080", "4000×3000"
+CHELSEA, SMALL, HD, LARGE = "451×300", "640×480", "1920×1080", "4000×3000"
 FEATURES, NO_BYTES = "4 features", "0 bytes"  # the inputs of the tiny model and the empty call
 IN_PROCESS, FULL_SIZE = "in-process", "in-process, full-size decode"
-SERVER, REST, PLAIN = "server", "server, REST", "plain FastAPI app"
+SERVER, REST = "server", "server, REST"
+INT8 = "server, REST, int8 version"  # a default server of `--int8-version`
+PLAIN_OPENVINO = "plain FastAPI + OpenVINO app"
+PLAIN_ONNXRUNTIME = "plain FastAPI + ONNX Runtime app"
 TINY, EMPTY = "server, tiny model", "grpc.aio empty call"
 OVERLOAD = "server, queue bound 1 batch"
 OVERLOAD_CONCURRENCY = 64

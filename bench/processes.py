@@ -1,5 +1,5 @@
 """The processes a benchmark talks to: a real `pyserving serve`, the empty echo service, or
-the plain FastAPI app.
+a plain FastAPI app.
 
 All listen on 127.0.0.1 on a port the OS picks; we read it from their log, with a deadline.
 """
@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_READY = r"gRPC listening on [^\s]+:(\d+)"
 REST_READY = r"REST listening on https?://[^\s]+:(\d+)"
 ECHO_READY = r"echo listening on [^\s]+:(\d+)"
-PLAIN_APP_READY = r"Uvicorn running on http://[^\s]+:(\d+)"
+PLAIN_APP_READY = r"Uvicorn running on http://[^\s]+:(\d+)"  # both plain apps
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,9 @@ def echo_server() -> list[str]:
     return ["-m", "bench.echo", "--host", "127.0.0.1", "--port", "0"]
 
 
-def plain_app(version_folder: Path) -> list[str]:
-    """The arguments of the plain FastAPI app of one model version on a free loopback port."""
-    return ["-m", "bench.plain_app", "--model-dir", str(version_folder), "--port", "0"]
+def plain_app(version_folder: Path, module: str = "bench.plain_app") -> list[str]:
+    """The arguments of plain FastAPI app `module` for one model version, on a free port."""
+    return ["-m", module, "--model-dir", str(version_folder), "--port", "0"]
 
 
 def free_port() -> int:
@@ -137,3 +137,10 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def last_line(log: Path) -> str:
+    """The last line a process that did not start (or load) wrote: usually why."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "it exited before it was ready"

@@ -25,6 +25,11 @@ PACKAGES = (
     "fastapi",
     "uvicorn",
 )
+FEATURES = {  # what the engines' reduced precisions need, by the /proc/cpuinfo flags
+    "bf16": ("avx512_bf16", "amx_bf16"),
+    "VNNI": ("avx512_vnni", "avx_vnni"),
+    "AMX": ("amx_tile", "amx_bf16", "amx_int8"),
+}
 COLUMNS = (
     "workload",
     "input",
@@ -71,7 +76,8 @@ class Report:
     """Everything one benchmark run measured, and where."""
 
     images: list[Row] = field(default_factory=list)
-    http: list[Row] = field(default_factory=list)  # REST, and the plain FastAPI app
+    http: list[Row] = field(default_factory=list)  # REST (640×480), against gRPC
+    rivals: list[Row] = field(default_factory=list)  # pyserving and the plain FastAPI apps
     engines: list[Row] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # rows this machine cannot run, and why
     overhead: list[Row] = field(default_factory=list)
@@ -84,7 +90,7 @@ class Report:
     load_after: tuple[float, float, float] | None = None
 
     def rows(self) -> list[Row]:
-        return self.images + self.http + self.engines + self.overhead
+        return self.images + self.http + self.rivals + self.engines + self.overhead
 
     def errors(self) -> int:
         """Failed requests in every round of every row; under overload, those not turned away."""
@@ -101,6 +107,11 @@ class Report:
             "",
             f"Measured {self.started:%Y-%m-%d %H:%M} UTC by `python -m bench.run` on {machine()}.",
             "",
+            f"CPU features: {cpu_features()}.",
+            "",
+            "Every comparison below is between rows of this run, as a ratio: numbers from "
+            "another run, machine or time of day are not comparable with these.",
+            "",
             f"Packages: {versions()}.",
             "",
             f"Load average (1, 5, 15 min) before the run: {_load(self.load_before)}; "
@@ -115,14 +126,26 @@ class Report:
             "",
             *_table(self.images, "img/s", ratio="server / in-process"),
             "",
-            "## REST, and a plain FastAPI + ONNX Runtime app",
+            "## REST",
             "",
-            "pyserving's REST port (`POST /v1/models/{name}:classify`, the raw JPEG) and the "
-            "plain app (`bench/plain_app.py`: Pillow and ONNX Runtime in a FastAPI endpoint, "
-            "uvicorn, one worker), each through one keep-alive connection per client; the "
-            "ratio is over pyserving's gRPC row of the same input and concurrency.",
+            "pyserving's REST port (`POST /v1/models/{name}:classify`, the raw JPEG), through "
+            "one keep-alive connection per client; the ratio is over pyserving's gRPC row of "
+            "the same input and concurrency.",
             "",
             *_table(self.http, "img/s", ratio="vs. gRPC"),
+            "",
+            "## pyserving against the plain FastAPI apps",
+            "",
+            "pyserving's default configuration (`pyserving serve`, REST, the raw JPEG), an "
+            "int8 version if one was given (`--int8-version`), and the apps a person would "
+            "write instead, each in FastAPI with uvicorn and one worker: "
+            "`bench/plain_openvino_app.py` (OpenVINO with `PERFORMANCE_HINT=THROUGHPUT` at its "
+            "default precision, an infer request per thread, Pillow in draft mode) and "
+            "`bench/plain_app.py` (ONNX Runtime, Pillow). All through the same keep-alive "
+            "client; the ratio is over the OpenVINO app's row of the same input and "
+            "concurrency.",
+            "",
+            *_table(self.rivals, "img/s", ratio="vs. OpenVINO app"),
             "",
             "## Engines and precisions",
             "",
@@ -242,7 +265,7 @@ def _overload_table(rows: list[Row]) -> list[str]:
 
 
 def _met(met: bool | None) -> str:
-    return "skipped" if met is None else "yes" if met else "**no**"
+    return "skipped" if met is None else "PASS" if met else "**MISS**"
 
 
 def _cpu(m: Measurement) -> str:
@@ -267,12 +290,30 @@ def machine() -> str:
 
 
 def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_features() -> str:
+    """Whether the CPU computes bf16, has VNNI and AMX (the flags that name them)."""
+    flags = set(_cpuinfo("flags").split())
+    if not flags:
+        return "unknown (no /proc/cpuinfo flags)"
+    found = []
+    for feature, names in FEATURES.items():
+        present = [name for name in names if name in flags]
+        found.append(f"{feature} " + (f"yes ({', '.join(present)})" if present else "no"))
+    return ", ".join(found)
+
+
+def _cpuinfo(field_name: str) -> str:
+    """The first value of `field_name` in /proc/cpuinfo ("" where there is none)."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field_name):
                 return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
+    return ""
 
 
 def versions() -> str:

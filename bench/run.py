@@ -1,11 +1,15 @@
 """`python -m bench.run`: the in-process baseline, then real servers under closed-loop load.
 
-1. In-process: decode + resize + ONNX Runtime in one process, with the server's engine
-   options, on 1..4 threads; the best is the limit the server is compared against (and,
-   for the 4000×3000 photo, the same work with every pixel decoded).
+1. In-process: decode + resize + the engine and precision the default server chose, in
+   one process, with the server's engine options, on 1..4 threads; the best is the limit
+   the server is compared against (and, for the 4000×3000 photo, the same work with every
+   pixel decoded).
 2. A real `pyserving serve` of EfficientNet-Lite0 on 127.0.0.1 at each concurrency, with
    a 640×480, a 1920×1080 and a 4000×3000 JPEG, over gRPC and over REST (keep-alive).
-3. A plain FastAPI + ONNX Runtime app (`bench/plain_app.py`) under the same HTTP load.
+3. The rivals: pyserving's default configuration over REST against a plain FastAPI +
+   OpenVINO app (`bench/plain_openvino_app.py`) and a plain FastAPI + ONNX Runtime app
+   (`bench/plain_app.py`), with the 451×300 and 1920×1080 JPEGs, and an int8 version
+   (`--int8-version`) if one is given.
 4. Per `--engines` pair: the in-process pipeline with that engine, and a server started
    with `--engine E --precision P`.
 5. A tiny four-feature model, beside an empty `grpc.aio` call measured the same way: the
@@ -32,20 +36,24 @@ from pathlib import Path
 
 from bench import load
 from bench.enginerows import EngineRows, start_engines
-from bench.engines import parse_pairs
+from bench.engines import AUTO, EnginePair, chosen, parse_pairs
 from bench.images import benchmark_images
 from bench.inprocess import Pipeline
+from bench.int8 import Int8Server, int8_version, start_int8
 from bench.keys import (
+    CHELSEA,
     EMPTY,
     FEATURES,
     FULL_SIZE,
     HD,
     IN_PROCESS,
+    INT8,
     LARGE,
     NO_BYTES,
     OVERLOAD,
     OVERLOAD_CONCURRENCY,
-    PLAIN,
+    PLAIN_ONNXRUNTIME,
+    PLAIN_OPENVINO,
     REST,
     SERVER,
     SMALL,
@@ -67,18 +75,21 @@ from bench.processes import (
 )
 from bench.report import Report, Row
 from bench.stats import Measurement
-from bench.targets import evaluate, standard_checks
+from bench.targets import evaluate, rival_checks, standard_checks
 from pyserving.cli import build_parser, serve_settings
 from pyserving.settings import Settings
 
 SATURATED = 16  # the concurrency the throughput targets are read at
-HD_CONCURRENCY = 4  # the 1920×1080 rows' (pyserving and the plain app)
+HD_CONCURRENCY = 4  # the 1920×1080 rows' (pyserving and the plain apps)
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.md"
 DEFAULT_ENGINES = "onnxruntime:f32,openvino:f32,auto:auto"
 OVERLOAD_FLAGS = ("--max_enqueued_batches=1",)
 OVERLOAD_BACKOFF = 0.05  # seconds a turned-away client waits (±50%) before it tries again
 PLAIN_PATH = "/classify"
 BEST = " (best)"
+FALLBACK = EnginePair("onnxruntime", "f32")  # in process, if the default server does not say
+PLAIN_APPS = {PLAIN_OPENVINO: "bench.plain_openvino_app", PLAIN_ONNXRUNTIME: "bench.plain_app"}
+RIVALS = (REST, INT8, PLAIN_OPENVINO, PLAIN_ONNXRUNTIME)  # the order of their table's rows
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,7 @@ class Options:
     output: Path | None
     server_args: tuple[str, ...]
     engines: str  # engine:precision pairs, comma-separated
+    int8_version: Path | None  # a version folder, or a model folder (its newest version)
     quick: bool
 
     @property
@@ -112,7 +124,7 @@ class Options:
         return tuple(sorted({1, self.saturated}))
 
     @property
-    def plain_concurrency(self) -> tuple[int, ...]:
+    def rival_concurrency(self) -> tuple[int, ...]:
         return tuple(sorted({1, HD_CONCURRENCY, self.saturated}))
 
 
@@ -142,6 +154,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--repository", type=Path, help="reuse a repository holding the model (else export one)"
     )
     parser.add_argument("--model-name", default="imagenet")
+    parser.add_argument(
+        "--int8-version",
+        type=Path,
+        metavar="PATH",
+        help="an int8 export (a version folder, or a model folder: its newest version) for "
+        "the int8 row against the plain OpenVINO app",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="'-': don't write")
     parser.add_argument(
         "--server-arg",
@@ -153,6 +172,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     args = parser.parse_args(argv)
     parse_pairs(args.engines)  # fail now, not after the servers are up
+    if args.int8_version is not None:
+        int8_version(args.int8_version)
     quick = bool(args.quick)
     return Options(
         concurrency=(1, 4) if quick else _ints(args.concurrency),
@@ -170,6 +191,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         output=None if str(args.output) == "-" else args.output,
         server_args=tuple(args.server_arg),
         engines=args.engines,
+        int8_version=args.int8_version,
         quick=quick,
     )
 
@@ -202,10 +224,13 @@ class Bench:
     options: Options
     images: dict[str, bytes]
     pipeline: Pipeline
-    endpoints: dict[str, Endpoint]
+    endpoints: dict[str, Endpoint]  # by workload; INT8 only when it runs
     engines: EngineRows
+    int8: Int8Server
+    runs_on: EnginePair  # what the default server and the in-process baseline run on
     measured: dict[Key, list[Measurement]]
     pool: int = 0  # the best in-process pool size for 640×480 in the first round
+    round: int = 0  # the round being measured, from 1
 
     def record(self, key: Key, m: Measurement) -> None:
         self.measured.setdefault(key, []).append(m)
@@ -234,12 +259,12 @@ class Bench:
         self.record((workload, label, c), m)
 
     async def http(self, workload: str, label: str, c: int, count: int) -> None:
-        """One closed-loop row of keep-alive POSTs of the photo: REST, or the plain app."""
-        if workload == REST:
-            endpoint = self.endpoints[SERVER]
+        """One closed-loop row of keep-alive POSTs of the photo: REST, or a plain app."""
+        if workload in (REST, INT8):
+            endpoint = self.endpoints[SERVER if workload == REST else INT8]
             address, path = endpoint.rest, f"/v1/models/{self.options.model_name}:classify"
         else:
-            endpoint = self.endpoints[PLAIN]
+            endpoint = self.endpoints[workload]
             address, path = endpoint.address, PLAIN_PATH
         assert address is not None, "the server was started with a REST port"
         m = await load.http_load(
@@ -267,8 +292,6 @@ async def run(options: Options) -> Report:
         base = imagenet_base_path(options.repository, scratch / "models", options.model_name)
         version = newest_version(base)
         settings = _server_settings(base, options.server_args)
-        pipeline = Pipeline(version, settings)
-        up.callback(pipeline.close)
         tiny_base = write_tiny_servable(scratch / "tiny")
         name, extra = options.model_name, options.server_args
         servers = {
@@ -276,7 +299,10 @@ async def run(options: Options) -> Report:
             OVERLOAD: (pyserving_server(name, base, (*extra, *OVERLOAD_FLAGS)), SERVER_READY),
             TINY: (pyserving_server("tiny", tiny_base, extra), SERVER_READY),
             EMPTY: (echo_server(), ECHO_READY),
-            PLAIN: (plain_app(version), PLAIN_APP_READY),
+            **{
+                app: (plain_app(version, module), PLAIN_APP_READY)
+                for app, module in PLAIN_APPS.items()
+            },
         }
         _progress("starting the servers")
         endpoints = {
@@ -290,13 +316,27 @@ async def run(options: Options) -> Report:
             )
             for i, (workload, (args, ready)) in enumerate(servers.items())
         }
+        runs_on = chosen(EnginePair(AUTO, AUTO), endpoints[SERVER].log.read_text(errors="replace"))
+        if runs_on is None:
+            runs_on = FALLBACK
+            report.notes.append(
+                f"The default server's log does not say what it runs on: the in-process "
+                f"baseline runs {FALLBACK.label}."
+            )
+        pipeline = Pipeline(version, settings, runs_on.engine, runs_on.precision)
+        up.callback(pipeline.close)
         engines = start_engines(
             parse_pairs(options.engines), name, base, version, settings, extra, scratch, up
         )
         report.notes += engines.notes(endpoints[SERVER])
-        bench = Bench(options, images, pipeline, endpoints, engines, {})
+        int8 = start_int8(options.int8_version, name, extra, scratch, up)
+        if int8.endpoint is not None and int8.runs_as is not None:
+            endpoints[INT8] = int8.endpoint
+            report.notes.append(f"The int8 version's server runs it on {int8.runs_as.label}.")
+        bench = Bench(options, images, pipeline, endpoints, engines, int8, runs_on, {})
         for number in range(1, options.rounds + 1):
             _progress(f"round {number} of {options.rounds}")
+            bench.round = number
             await _round(bench)
     report.load_after = os.getloadavg()
     _fill(report, bench)
@@ -318,19 +358,37 @@ async def _round(bench: Bench) -> None:
     for threads, m in runs.items():
         bench.record((IN_PROCESS, SMALL, threads), m)
     bench.pool = bench.pool or max(runs, key=lambda n: runs[n].throughput)
-    for c in sorted({*options.concurrency, *options.rest_concurrency, *options.plain_concurrency}):
+    for c in sorted({*options.concurrency, *options.rest_concurrency}):
         if c in options.concurrency:
             await bench.grpc(SERVER, SMALL, c, options.requests)
         if c in options.rest_concurrency:
             await bench.http(REST, SMALL, c, options.requests)
-        if c in options.plain_concurrency:
-            await bench.http(PLAIN, SMALL, c, options.requests)
+    await _rivals(bench)
     await _engine_rows(bench)
     await _overload(bench)
     await bench.grpc(SERVER, HD, HD_CONCURRENCY, options.hd_requests)
-    await bench.http(PLAIN, HD, HD_CONCURRENCY, options.hd_requests)
     await _large(bench)
     await _tiny(bench)
+
+
+async def _rivals(bench: Bench) -> None:
+    """pyserving's default configuration over REST (and the int8 version) and the plain
+    apps, back to back per photo and concurrency, after the same work in process."""
+    options = bench.options
+    runs = bench.pipeline.baseline(
+        bench.images[CHELSEA], options.pool_sizes, options.requests, options.seconds
+    )
+    for threads, m in runs.items():
+        bench.record((IN_PROCESS, CHELSEA, threads), m)
+    plan = [(CHELSEA, c, options.requests) for c in options.rival_concurrency]
+    plan.append((HD, HD_CONCURRENCY, options.hd_requests))
+    # Every other round the other way round, so that neither side always goes first.
+    order = RIVALS if bench.round % 2 else RIVALS[::-1]
+    for label, c, count in plan:
+        with_int8 = INT8 in bench.endpoints and (label, c) == (CHELSEA, options.saturated)
+        for workload in order:
+            if workload != INT8 or with_int8:
+                await bench.http(workload, label, c, count)
 
 
 async def _engine_rows(bench: Bench) -> None:
@@ -432,10 +490,14 @@ def _fill(report: Report, bench: Bench) -> None:
             reference = best.get((IN_PROCESS, label))
             ratio = _ratio(m, median[reference]) if reference else None
             report.images.append(Row(workload, label, c, m, ratio, runs))
-        elif workload in (REST, PLAIN):
+        elif workload == REST and label == SMALL:
             grpc = median.get((SERVER, label, c))
             ratio = _ratio(m, grpc) if grpc else None
             report.http.append(Row(workload, label, c, m, ratio, runs))
+        elif workload in RIVALS:
+            app = median.get((PLAIN_OPENVINO, label, c))
+            ratio = _ratio(m, app) if app else None
+            report.rivals.append(Row(workload, label, c, m, ratio, runs))
         elif workload == OVERLOAD:
             report.overload.append(Row(workload, label, c, m, runs=runs))
         elif workload == TINY:
@@ -447,7 +509,10 @@ def _fill(report: Report, bench: Bench) -> None:
             reference_key = engine_rows[key]
             ratio = _ratio(m, median[reference_key]) if reference_key else None
             report.engines.append(Row(workload, label, c, m, ratio, runs))
-    report.http.sort(key=lambda row: row.workload != REST)  # REST first, then the plain app
+    labels = list(bench.images)
+    report.rivals.sort(
+        key=lambda row: (labels.index(row.input), row.concurrency, RIVALS.index(row.workload))
+    )
     report.skipped = engines.skipped()
     checks = standard_checks(
         options.saturated,
@@ -455,6 +520,13 @@ def _fill(report: Report, bench: Bench) -> None:
         best[(IN_PROCESS, SMALL)],
         best[(FULL_SIZE, LARGE)],
         max(options.tiny_concurrency),
+    )
+    checks += rival_checks(
+        options.saturated,
+        best[(IN_PROCESS, CHELSEA)],
+        bench.runs_on.label,
+        bench.int8.skipped,
+        bench.int8.failed,
     )
     checks += engines.checks(bench.pool, options.saturated, median)
     report.targets = evaluate(checks, measured)
@@ -464,6 +536,7 @@ def _fill(report: Report, bench: Bench) -> None:
         f"{options.full_size_requests} (full-size decode), {4 * options.requests} (overload), "
         f"{options.tiny_requests} (tiny model, empty call), and {options.seconds:g} s; "
         f"engines {options.engines}"
+        + (f"; int8 version {options.int8_version}" if options.int8_version else "")
         + (f"; server flags {' '.join(options.server_args)}" if options.server_args else "")
     )
 

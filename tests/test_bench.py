@@ -7,34 +7,75 @@ what counts as an error or a skipped row, checked on their own.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
+import torch
 
 from bench import engines, load
 from bench.engines import EnginePair, parse_pairs, skip_reason
-from bench.run import main
+from bench.images import chelsea_jpeg
+from bench.int8 import NOT_GIVEN, start_int8
+from bench.keys import CHELSEA, PLAIN_OPENVINO
+from bench.processes import PLAIN_APP_READY, plain_app, running
+from bench.run import PLAIN_APPS, PLAIN_PATH, main
+from bench.stats import Measurement
+from bench.targets import Check, evaluate
+from pyserving.export import export_torch
+from pyserving.export.quantize import QuantizeOptions
+from pyserving.signature import list_versions
+from tests.photos import write_folder
 
 BEST = " (best)"
 IMAGES = ("640×480", "4000×3000")
+RIVALS = ("plain FastAPI + OpenVINO app", "plain FastAPI + ONNX Runtime app", "server, REST")
+INT8_ROW = "server, REST, int8 version"
+CHELSEA_TOP1 = {"Egyptian cat", "tabby", "tiger cat"}
 COLUMNS = "| workload | input | concurrency | requests | {} | rounds' range | p50 ms | p99 ms |"
 # The default --engines, as the rows name them; each is measured or skipped with its reason.
 ENGINE_PAIRS = ("onnxruntime f32", "openvino f32", "auto auto")
 
 
+@pytest.fixture(scope="module")
+def int8_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny image classifier quantised to int8: its server checked its reference set."""
+    folder = tmp_path_factory.mktemp("int8")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    ).eval()
+    quantize = QuantizeOptions(write_folder(folder / "photos", 20), limit=16, min_agreement=0)
+    export_torch(
+        model, folder / "models", "imagenet", labels="a,b,c,d", input_size=32, quantize=quantize
+    )
+    (version,) = list_versions(folder / "models" / "imagenet")
+    return folder / "models" / "imagenet" / str(version)
+
+
 def test_quick_benchmark_fills_every_row_without_errors(
-    imagenet_repository: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    imagenet_repository: Path,
+    int8_version: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     output = tmp_path / "results.md"
-    code = main(["--quick", "--repository", str(imagenet_repository), "--output", str(output)])
+    argv = ["--quick", "--repository", str(imagenet_repository), "--output", str(output)]
+    code = main([*argv, "--int8-version", str(int8_version)])
     text = output.read_text()
     assert code == 0, text
     assert text.strip() == capsys.readouterr().out.strip()
     assert COLUMNS.format("img/s") in text and "| server / in-process |" in text
     assert COLUMNS.format("req/s") in text and "| vs. empty call |" in text
-    assert "| vs. gRPC |" in text
+    assert "| vs. gRPC |" in text and "| vs. OpenVINO app |" in text
 
     lines = [
         [cell.strip() for cell in line.split("|")[1:-1]]
@@ -45,13 +86,14 @@ def test_quick_benchmark_fills_every_row_without_errors(
     rows = {(c[0].removesuffix(BEST), c[1], c[2]): c for c in lines if c[2].isdigit()}
     engine_rows = {key: rows.pop(key) for key in list(rows) if ", engine " in key[0]}
     expected = [
-        *(("in-process", size, c) for size in IMAGES for c in ("1", "2")),
+        *(("in-process", size, c) for size in (*IMAGES, CHELSEA) for c in ("1", "2")),
         *(("in-process, full-size decode", "4000×3000", c) for c in ("1", "2")),
         *(("server", size, c) for size in IMAGES for c in ("1", "4")),
         ("server", "1920×1080", "4"),
         *(("server, REST", "640×480", c) for c in ("1", "4")),
-        *(("plain FastAPI app", "640×480", c) for c in ("1", "4")),
-        ("plain FastAPI app", "1920×1080", "4"),
+        *((rival, CHELSEA, c) for rival in RIVALS for c in ("1", "4")),
+        *((rival, "1920×1080", "4") for rival in RIVALS),
+        (INT8_ROW, CHELSEA, "4"),
         *(("server, tiny model", "4 features", c) for c in ("1", "4")),
         *(("grpc.aio empty call", "0 bytes", c) for c in ("1", "4")),
     ]
@@ -84,6 +126,7 @@ def test_quick_benchmark_fills_every_row_without_errors(
     assert best == {
         ("in-process (best)", "640×480"): 1,
         ("in-process (best)", "4000×3000"): 1,
+        ("in-process (best)", CHELSEA): 1,
         ("in-process, full-size decode (best)", "4000×3000"): 1,
     }
     for target in (
@@ -95,14 +138,73 @@ def test_quick_benchmark_fills_every_row_without_errors(
         "tiny model at concurrency 4",
         "REST p50 at concurrency 1, 640×480",
         "REST throughput at concurrency 4, 640×480",
-        "default server vs. plain FastAPI app at concurrency 4, 640×480",
-        "default server vs. plain FastAPI app, p50 at concurrency 1, 640×480",
-        "1920×1080 at concurrency 4",
+        "default server (REST) at concurrency 4, 451×300",
+        "default server (REST) p99 at concurrency 4, 451×300",
+        "default server (REST) p50 at concurrency 1, 451×300",
+        "default server (REST) at concurrency 4, 1920×1080",
+        "verified int8 version (REST) at concurrency 4, 451×300",
+        "default server (REST) at concurrency 4, 451×300, vs. in process",
         *(f"server, engine {pair} at concurrency 4, 640×480" for pair in ENGINE_PAIRS),
     ):
         assert f"| {target} |" in text, f"no target {target!r}:\n{text}"
-    for fact in ("cores", "onnxruntime", "grpcio", "fastapi", "Measured 20"):
+    for fact in ("cores", "onnxruntime", "grpcio", "fastapi", "Measured 20", "CPU features: bf16"):
         assert fact in text
+    assert "The int8 version's server runs it on engine " in text and " int8." in text
+    int8_target = next(line for line in text.splitlines() if "| verified int8 version" in line)
+    assert "skipped" not in int8_target and "no row" not in int8_target, int8_target
+
+
+@pytest.mark.parametrize("app", list(PLAIN_APPS))
+def test_plain_app_answers_chelsea_with_a_cat(
+    app: str, imagenet_repository: Path, tmp_path: Path
+) -> None:
+    (version,) = list_versions(imagenet_repository / "imagenet")
+    folder = imagenet_repository / "imagenet" / str(version)
+    args = plain_app(folder, PLAIN_APPS[app])
+    with running(args, PLAIN_APP_READY, tmp_path / "app.log") as endpoint:
+        for size in ((451, 300), (1920, 1080)):
+            response = httpx.post(
+                f"http://{endpoint.address}{PLAIN_PATH}",
+                content=chelsea_jpeg(*size),
+                headers={"Content-Type": "image/jpeg"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            classes = json.loads(response.text)
+            assert len(classes) == 5
+            assert classes[0]["label"] in CHELSEA_TOP1, classes
+            assert 0.3 < classes[0]["score"] <= 1.0, classes
+    log = (tmp_path / "app.log").read_text()
+    assert "Traceback" not in log, log
+
+
+def test_without_an_int8_version_its_target_is_skipped(tmp_path: Path) -> None:
+    with ExitStack() as up:
+        server = start_int8(None, "imagenet", (), tmp_path, up)
+    assert (server.endpoint, server.skipped, server.failed) == (None, NOT_GIVEN, None)
+    row = ("server, REST, int8 version", CHELSEA, 16)
+    app = (PLAIN_OPENVINO, CHELSEA, 16)
+    (target,) = evaluate([Check("int8", "≥ 1.6×", row, app, "share", 1.6, NOT_GIVEN)], {})
+    assert (target.measured, target.met) == (f"skipped: {NOT_GIVEN}", None)
+
+
+def test_an_f32_version_given_as_int8_fails_its_target(
+    imagenet_repository: Path, tmp_path: Path
+) -> None:
+    with ExitStack() as up:
+        server = start_int8(imagenet_repository / "imagenet", "imagenet", (), tmp_path, up)
+    assert server.endpoint is None and server.skipped is None
+    assert server.failed is not None and "is not an int8 export (f32)" in server.failed
+    fast = Measurement(100, 0, 1.0, (0.01,) * 100)
+    row, app = (INT8_ROW, CHELSEA, 16), (PLAIN_OPENVINO, CHELSEA, 16)
+    check = Check("int8", "≥ 1.6×", row, app, "share", 1.6, failed=server.failed)
+    (target,) = evaluate([check], {row: [fast], app: [fast]})
+    assert target.met is False and target.measured == f"no row: {server.failed}"
+
+
+def test_int8_version_must_be_a_version_or_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="expected a version folder"):
+        main(["--quick", "--int8-version", str(tmp_path)])
 
 
 def test_engine_pairs_parse_and_reject_unknown_names() -> None:
