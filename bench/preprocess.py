@@ -2,11 +2,12 @@
 
 `python -m bench.preprocess` prints, for each photo size, the median CPU time
 (`time.thread_time`, many repetitions, so the other processes on a shared machine do
-not count) of the pipeline the server uses (`pyserving.preprocess.decode_image`: Pillow,
-draft mode, bilinear) and of the candidates that are installed, and how far each one's
-pixels are from the server's. With `--agreement FOLDER` (a version folder of an image
-model) it also runs the model on photos from `tests/photos.py` decoded both ways and
-prints how often the top-1 class is the same. Candidates not installed are listed as such.
+not count) of the pipeline served before (`decode_image_pillow`: Pillow, draft mode,
+bilinear), of the one served now (`decode_image`: the JPEG fast path) and of the other
+candidates that are installed, and how far each one's pixels are from Pillow's. With
+`--agreement FOLDER` (a version folder of an image model) it also runs the model on
+photos from `tests/photos.py` decoded each way and prints how often the top-1 class is
+the one Pillow's pixels give. Candidates not installed are listed as such.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from bench.images import chelsea_jpeg
-from pyserving.preprocess import decode_image
+from pyserving.preprocess import decode_image, decode_image_pillow
 
 SIZES = ((451, 300), (640, 480), (1920, 1080), (4000, 3000))
 TARGET = (224, 224)
@@ -94,28 +95,12 @@ def _opencv(interpolation: str) -> Callable[[], Decode]:
     return build
 
 
-def _fast_image_resize() -> Decode:
-    from cykooz_resizer import FilterType, ImageData, PixelType, ResizeAlg, ResizeOptions, Resizer
-
-    jpeg = _simplejpeg()
-    resizer = Resizer()
-    options = ResizeOptions(resize_alg=ResizeAlg.convolution(FilterType.bilinear))
-
-    def decode(data: bytes, height: int, width: int) -> np.ndarray:
-        pixels = jpeg(data, height, width)
-        source = ImageData(pixels.shape[1], pixels.shape[0], PixelType.U8x3, pixels.tobytes())
-        target = ImageData(width, height, PixelType.U8x3)
-        resizer.resize(source, target, options)
-        return np.frombuffer(target.get_buffer(), np.uint8).reshape(height, width, 3)
-
-    return decode
-
-
-SERVED = Candidate("Pillow, draft mode (served)", None, lambda: decode_image)
+OLD = Candidate("Pillow alone (before)", None, lambda: decode_image_pillow)
+SERVED = Candidate("served (decode_image)", None, lambda: decode_image)
 CANDIDATES = (
+    OLD,
     SERVED,
     Candidate("simplejpeg + Pillow resize", "simplejpeg", _simplejpeg_pillow),
-    Candidate("simplejpeg + fast_image_resize", "cykooz_resizer", _fast_image_resize),
     Candidate("OpenCV reduced + INTER_AREA", "cv2", _opencv("INTER_AREA")),
     Candidate("OpenCV reduced + INTER_LINEAR", "cv2", _opencv("INTER_LINEAR")),
 )
@@ -164,7 +149,7 @@ def table(repeats: int) -> list[str]:
     lines = [header, "|" + "---|" * (len(decoders) + 1)]
     for width, height in SIZES:
         data = chelsea_jpeg(width, height)
-        reference = decode_image(data, *TARGET)
+        reference = decode_image_pillow(data, *TARGET)
         cells = []
         for decode in decoders.values():
             if decode is None:
@@ -177,22 +162,22 @@ def table(repeats: int) -> list[str]:
 
 
 def _one_level_noise() -> Decode:
-    """The served pipeline with every pixel moved by -1, 0 or +1 at random: a yardstick."""
+    """Pillow's pixels, each moved by -1, 0 or +1 at random: a yardstick."""
     rng = np.random.default_rng(0)
 
     def decode(data: bytes, height: int, width: int) -> np.ndarray:
-        pixels = decode_image(data, height, width).astype(np.int16)
+        pixels = decode_image_pillow(data, height, width).astype(np.int16)
         pixels += rng.integers(-1, 2, pixels.shape, dtype=np.int16)
         return np.clip(pixels, 0, 255).astype(np.uint8)
 
     return decode
 
 
-NOISE = Candidate("served, ±1 level of random noise (yardstick)", None, _one_level_noise)
+NOISE = Candidate("Pillow alone, ±1 level of random noise (yardstick)", None, _one_level_noise)
 
 
 def agreement(version: Path, count: int) -> list[str]:
-    """Top-1 agreement with the served pipeline on `count` photos, per installed candidate."""
+    """Top-1 agreement with Pillow alone on `count` photos, per installed candidate."""
     import onnxruntime
 
     from pyserving.signature import MODEL_FILE, load_signature
@@ -207,7 +192,7 @@ def agreement(version: Path, count: int) -> list[str]:
         return exp / exp.sum()
 
     photos = [data for _, data in jpegs(count)]
-    served = [scores(decode_image(data, *TARGET)) for data in photos]
+    before = [scores(decode_image_pillow(data, *TARGET)) for data in photos]
     lines = []
     for candidate in (*CANDIDATES[1:], NOISE):
         decode = installed(candidate)
@@ -215,15 +200,15 @@ def agreement(version: Path, count: int) -> list[str]:
             lines.append(f"- {candidate.name}: not installed")
             continue
         other = [scores(decode(data, *TARGET)) for data in photos]
-        pairs = list(zip(served, other, strict=True))
+        pairs = list(zip(before, other, strict=True))
         same = sum(a.argmax() == b.argmax() for a, b in pairs)
         largest = max(float(np.abs(a - b).max()) for a, b in pairs)
-        # How close the served top two were where the top-1 changed: near-ties flip first.
+        # How close the top two were where the top-1 changed: near-ties flip first.
         margins = [float(np.diff(np.sort(a)[-2:])[0]) for a, b in pairs if a.argmax() != b.argmax()]
         lines.append(
             f"- {candidate.name}: top-1 same on {same}/{count} ({same / count:.1%}), "
             f"largest probability difference {largest:.4f}"
-            + (f", served top-2 margin where it changed ≤ {max(margins):.3f}" if margins else "")
+            + (f", top-2 margin where it changed ≤ {max(margins):.3f}" if margins else "")
         )
     return lines
 
@@ -239,10 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeats = 3 if args.quick else args.repeats
     print(cpu_line())
     print(f"median CPU ms per image, one thread, {repeats} repetitions; (±N): largest pixel")
-    print("difference from the served pipeline\n")
+    print("difference from Pillow alone, the pipeline served before the JPEG fast path\n")
     print("\n".join(table(repeats)))
     if args.agreement is not None:
-        print(f"\ntop-1 agreement with the served pipeline on {args.photos} photos:")
+        print(f"\ntop-1 agreement with Pillow alone on {args.photos} photos:")
         print("\n".join(agreement(args.agreement, args.photos)))
     return 0
 
