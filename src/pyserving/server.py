@@ -33,6 +33,7 @@ from pyserving.grpc_api.health import HealthReporter
 from pyserving.grpc_api.oip import InferenceApi
 from pyserving.grpc_api.tfs import ModelServiceApi, PredictionApi
 from pyserving.manager import ModelManager
+from pyserving.preprocess import describe_decoders
 from pyserving.rest_api.app import create_rest_app
 from pyserving.service import Service
 from pyserving.settings import Settings
@@ -95,6 +96,7 @@ async def serve(settings: Settings) -> None:
         settings.intra_op_threads_for(batching),
         batching.batch_timeout_micros,
     )
+    log.info("%s", describe_decoders())
     try:
         # Read before any model loads: a bad token file should stop the server at once.
         tokens = Tokens(settings.auth_token_file) if settings.auth_token_file else None
