@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pyserving.cpu import int8_dot_product, int8_weight_bits
 from pyserving.errors import ExportError, InvalidInput
-from pyserving.export.verify import load_session, run_onnx
+from pyserving.export.int8_engines import BATCH, engine_scores, onnxruntime_scores
 from pyserving.export.write import Progress, missing_extra
 from pyserving.postprocess import softmax
 from pyserving.preprocess import ACCEPTED_FORMATS, ACCEPTED_TEXT, decode_image
@@ -53,7 +53,6 @@ PRECISIONS = ("int8",)
 HOLD_BACK_EVERY = 5  # every 5th image measures agreement instead of calibrating
 MIN_IMAGES = 2
 REFERENCE_SIZE = 8
-BATCH = 8
 DEFAULT_LIMIT = 100
 DEFAULT_HELD_BACK = 500
 WEIGHT_BITS = ("auto", "8", "7")
@@ -118,22 +117,44 @@ class Calibration:
 
 @dataclass(frozen=True)
 class _Agreement:
+    """Top-1 agreement of int8 with f32 on the held-back images, per engine."""
+
     f32: np.ndarray  # scores on the held-back images
-    int8: np.ndarray
-    agreed: np.ndarray  # bool per held-back image: the same top-1 class
+    int8: dict[str, np.ndarray]  # engine name: its int8 scores on them
+
+    def agreed(self, engine: str) -> np.ndarray:
+        """bool per held-back image: `engine`'s int8 top-1 class is f32's."""
+        return np.asarray(self.f32.argmax(axis=1) == self.int8[engine].argmax(axis=1))
 
     @property
-    def count(self) -> int:
-        return int(self.agreed.sum())
+    def everywhere(self) -> np.ndarray:
+        """bool per held-back image: every engine's int8 top-1 class is f32's."""
+        return np.asarray(np.logical_and.reduce([self.agreed(engine) for engine in self.int8]))
+
+    @property
+    def worst(self) -> str:
+        """The engine that agrees least (the one the bar applies to)."""
+        return min(self.int8, key=lambda engine: int(self.agreed(engine).sum()))
 
     @property
     def fraction(self) -> float:
-        return self.count / len(self.agreed)
+        return float(self.agreed(self.worst).mean())
+
+    def by_engine(self) -> dict[str, float]:
+        return {engine: round(float(self.agreed(engine).mean()), 4) for engine in self.int8}
 
     def describe(self) -> str:
+        """The worst engine's figure first, then the others'."""
+        count, total = int(self.agreed(self.worst).sum()), len(self.f32)
+        others = [
+            f"{100 * self.agreed(engine).mean():.1f}% on {engine}"
+            for engine in self.int8
+            if engine != self.worst
+        ]
         return (
-            f"int8 top-1 agrees with f32 on {self.count} of {len(self.agreed)} held-back "
-            f"images ({100 * self.fraction:.1f}%)"
+            f"int8 top-1 agrees with f32 on {count} of {total} held-back images "
+            f"({100 * self.fraction:.1f}%) on {self.worst}"
+            + "".join(f"; {other}" for other in others)
         )
 
 
@@ -235,7 +256,7 @@ def quantize_servable(
     """
     options = calibration.options
     model = folder / MODEL_FILE
-    f32 = _scores(model, signature, calibration.held_back)
+    f32 = onnxruntime_scores(model, signature, calibration.held_back)
     bits = weight_bits(options)
     started = time.perf_counter()
     progress.step(
@@ -245,8 +266,7 @@ def quantize_servable(
     )
     _quantize(model, calibration.calibrate, signature.input_name, bits)
     seconds = time.perf_counter() - started
-    int8 = _scores(model, signature, calibration.held_back)
-    agreement = _Agreement(f32, int8, f32.argmax(axis=1) == int8.argmax(axis=1))
+    agreement = _Agreement(f32, engine_scores(model, signature, calibration.held_back))
     progress.step(agreement.describe())
     if agreement.fraction < options.min_agreement:
         raise ExportError(
@@ -255,7 +275,7 @@ def quantize_servable(
             "the model will serve, lower --min_agreement, or export f32"
         )
     check = _write_reference(folder, signature, calibration, agreement)
-    progress.step(f"reference set passes through int8: {check}")
+    progress.step(f"reference set passes through int8 on {check}")
     details = {
         **SETTINGS,
         "weights": WEIGHTS[bits],
@@ -266,6 +286,7 @@ def quantize_servable(
         "calibration_images": len(calibration.calibrate),
         "held_back_images": len(calibration.held_back),
         "agreement": round(agreement.fraction, 4),
+        "agreement_by_engine": agreement.by_engine(),
         "min_agreement": options.min_agreement,
         "calibration_limit": options.limit,
         "held_back_limit": options.held_back,
@@ -287,16 +308,6 @@ def _why_bits(options: QuantizeOptions) -> str:
         return f"--int8_weights {options.weights}"
     found = int8_dot_product()
     return f"this CPU has {found}" if found else "this CPU has no VNNI or AMX"
-
-
-def _scores(model: Path, signature: Signature, images: np.ndarray) -> np.ndarray:
-    session = load_session(model)
-    return np.concatenate(
-        [
-            run_onnx(session, signature.input_name, signature.output_name, images[i : i + BATCH])
-            for i in range(0, len(images), BATCH)
-        ]
-    )
 
 
 def _quantize(model: Path, images: np.ndarray, input_name: str, bits: int) -> None:
@@ -410,33 +421,42 @@ def _dense_weight_axis(node: Any, dims: list[int]) -> int | None:
 def _write_reference(
     folder: Path, signature: Signature, calibration: Calibration, agreement: _Agreement
 ) -> str:
-    """Store held-back images the two models agree on, with f32 scores; check int8 on them.
+    """Store held-back images every engine agrees with f32 on, with f32 scores; check them.
 
-    Of those, the ones whose probabilities differ least come first, up to REFERENCE_SIZE
-    within the tolerance: the set tells the server whether its engine computes what was
-    measured here, while the held-back agreement above is the measure of quality.
+    Of those, the ones whose probabilities differ least on every engine come first, up to
+    REFERENCE_SIZE within the tolerance: the set tells the server whether its engine
+    computes what was measured here, while the held-back agreement above is the measure of
+    quality.
     """
     tolerance = calibration.options.tolerance
     logits = signature.scores == "logits"
-    if not agreement.count:
+    everywhere = agreement.everywhere
+    if not everywhere.any():
         raise ExportError(f"{agreement.describe()}: no held-back image for the reference set")
-    difference = _probability_difference(agreement.f32, agreement.int8, logits)
-    agreed = [i for i in np.argsort(difference, kind="stable") if agreement.agreed[i]]
+    difference = np.max(
+        [_probability_difference(agreement.f32, int8, logits) for int8 in agreement.int8.values()],
+        axis=0,
+    )
+    agreed = [i for i in np.argsort(difference, kind="stable") if everywhere[i]]
     chosen = [i for i in agreed if difference[i] <= tolerance][:REFERENCE_SIZE] or agreed[:1]
     write_reference(folder, calibration.held_back[chosen], agreement.f32[chosen])
     reference = load_reference(folder)
     assert reference is not None  # written just above
-    int8 = _scores(folder / MODEL_FILE, signature, reference.inputs)
-    check = check_reference(reference, int8, logits, tolerance)
-    if not check.passed:
+    checks = {
+        engine: check_reference(reference, int8, logits, tolerance)
+        for engine, int8 in engine_scores(folder / MODEL_FILE, signature, reference.inputs).items()
+    }
+    failed = {engine: check for engine, check in checks.items() if not check.passed}
+    if failed:
+        engine, check = next(iter(failed.items()))
         raise ExportError(
             f"{agreement.describe()}, but the reference set fails the check the server "
-            f"makes: {check.describe()} (probabilities on the {agreement.count} agreeing "
-            f"images differ by {difference[agreed].min():.4f} to "
+            f"makes on {engine}: {check.describe()} (probabilities on the {len(agreed)} "
+            f"images every engine agrees on differ by {difference[agreed].min():.4f} to "
             f"{difference[agreed].max():.4f}); allow more with --precision_tolerance, here "
             "and when serving, or calibrate with images like those the model will serve"
         )
-    return check.describe()
+    return "; ".join(f"{engine}: {check.describe()}" for engine, check in checks.items())
 
 
 def _probability_difference(f32: np.ndarray, int8: np.ndarray, logits: bool) -> np.ndarray:
