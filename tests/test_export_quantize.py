@@ -16,6 +16,7 @@ from skimage import data as skimage_data
 
 from pyserving.cli import main
 from pyserving.cpu import int8_weight_bits
+from pyserving.engines import openvino as openvino_engine
 from pyserving.errors import ExportError
 from pyserving.export import Progress, export_onnx, export_torch
 from pyserving.export.labels import imagenet_labels
@@ -222,6 +223,9 @@ def test_cli_writes_an_int8_version_at_min_agreement_zero(
     assert recorded["agreement"] == pytest.approx(agreement, abs=1e-4)
     assert (recorded["format"], recorded["calibration_method"]) == ("QDQ", "MinMax")
     assert (recorded["weight_bits"], recorded["int8_weights"]) == (7, "7")
+    engines = {"onnxruntime"} | ({"openvino"} if openvino_engine.available() is None else set())
+    assert set(recorded["agreement_by_engine"]) == engines
+    assert min(recorded["agreement_by_engine"].values()) == recorded["agreement"]
     assert "7-bit weights: --int8_weights 7" in err
     assert_weight_bits(path / "model.onnx", 7)
     assert_served_as_int8_and_checked(path)
