@@ -9,9 +9,10 @@ the source section records which, and the server refuses 8-bit weights on a CPU 
 saturate them. The images of the calibration folder are decoded and resized exactly as the
 server does and split deterministically: every 5th one, and those past the calibration
 limit, are held back to measure how often the int8 model's top-1 class agrees with the f32
-model's; the rest calibrate. The reference set stored with the version holds held-back
-images the two agree on and the f32 model's scores on them, and the int8 model must pass
-the check the server makes with it.
+model's, on every engine here (`int8_engines`: their int8 kernels round differently); the
+rest calibrate. The reference set stored with the version holds held-back images every
+engine agrees with f32 on and the f32 model's scores on them, and the int8 model must pass
+the check the server makes with it on each. See docs/int8.md for the figures.
 """
 
 from __future__ import annotations
