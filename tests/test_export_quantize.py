@@ -2,6 +2,7 @@
 
 import io
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from pyserving.cli import main
+from pyserving.cpu import int8_weight_bits
+from pyserving.engines import openvino as openvino_engine
 from pyserving.errors import ExportError
 from pyserving.export import Progress, export_onnx, export_torch
 from pyserving.export.labels import imagenet_labels
@@ -22,6 +25,7 @@ from pyserving.export.zoo import export_efficientnet_lite0
 from pyserving.preprocess import decode_image
 from pyserving.reference import ReferenceSet, check_reference, load_reference
 from pyserving.signature import list_versions, load_signature
+from tests.photos import write_folder
 
 PHOTOS = [
     "astronaut",
@@ -35,8 +39,9 @@ PHOTOS = [
     "colorwheel",
     "cat",
 ]
-LIMIT = 16  # images that calibrate in these tests; 9 of the 48 are held back
-HELD_BACK = 9
+LIMIT = 16  # images that calibrate in these tests; the other 32 of the 48 are held back
+HELD_BACK = 32
+MANY = 400  # photos for the agreement bar: 100 calibrate (the default), 300 are held back
 AGREEMENT = re.compile(
     r"int8 top-1 agrees with f32 on (\d+) of (\d+) held-back images \(([\d.]+)%\)"
 )
@@ -73,6 +78,12 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def many_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Hundreds of real photos (tests/photos.py), made offline."""
+    return write_folder(tmp_path_factory.mktemp("many"), MANY)
+
+
 def tiny_model() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
@@ -84,9 +95,9 @@ def tiny_model() -> torch.nn.Module:
     ).eval()
 
 
-def export_tiny(repository: Path, quantize: QuantizeOptions) -> Path:
+def export_tiny(repository: Path, quantize: QuantizeOptions, name: str = "tiny") -> Path:
     return export_torch(
-        tiny_model(), repository, "tiny", labels="a,b,c,d", input_size=32, quantize=quantize
+        tiny_model(), repository, name, labels="a,b,c,d", input_size=32, quantize=quantize
     )
 
 
@@ -135,12 +146,14 @@ def test_split_is_deterministic_and_images_are_decoded_as_the_server_does(photos
     )
     assert (first.found, first.skipped) == (48, 1)
     assert (len(first.calibrate), len(first.held_back)) == (LIMIT, HELD_BACK)
-    assert split(48, 4) == ([0, 16, 31, 47], [4, 19, 29, 44])
+    assert split(48, 4) == ([0, 16, 31, 47], sorted(set(range(48)) - {0, 16, 31, 47}))
+    assert split(48, 4, 4) == ([0, 16, 31, 47], [1, 15, 32, 46])
     np.testing.assert_array_equal(first.calibrate, again.calibrate)
     np.testing.assert_array_equal(first.held_back, again.held_back)
     images = sorted(p for p in photos.rglob("*.jpg"))
     rest, held = split(len(images), LIMIT)
-    assert not set(rest) & set(held)
+    assert not set(rest) & set(held) and len(rest) + len(held) == 48
+    assert set(range(4, 48, 5)) <= set(held)  # every 5th is always held back
     expected = decode_image(images[held[0]].read_bytes(), 224, 224, "bilinear")
     np.testing.assert_array_equal(first.held_back[0], expected)
     assert split(48, 100) == ([i for i in range(48) if i % 5 != 4], list(range(4, 48, 5)))
@@ -148,18 +161,29 @@ def test_split_is_deterministic_and_images_are_decoded_as_the_server_does(photos
 
 
 def test_efficientnet_lite0_int8_meets_the_bar_or_is_refused(
-    photos: Path, imagenet_repository: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    many_photos: Path,
+    imagenet_repository: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    options = QuantizeOptions(photos, limit=LIMIT)  # min_agreement 0.98
+    """Hundreds of held-back photos measure agreement; the bar holds either way."""
+    options = QuantizeOptions(many_photos)  # 100 calibrate, min_agreement 0.98
     try:
         version = export_efficientnet_lite0(tmp_path, "imagenet", quantize=options)
     except ExportError as exc:
-        assert AGREEMENT.search(str(exc)), exc
+        match = AGREEMENT.search(str(exc))
+        assert match, exc
+        assert int(match.group(2)) == MANY - 100
+        assert int(match.group(1)) / int(match.group(2)) < 0.98
         assert "below --min_agreement 0.98 (98.0%)" in str(exc)
         assert_nothing_written(tmp_path / "imagenet")
         return
     assert printed_agreement(capsys.readouterr().err) >= 0.98
+    recorded = load_signature(version).source["quantization"]
+    assert recorded["held_back_images"] == MANY - 100
+    assert recorded["weight_bits"] == int8_weight_bits()
     assert_int8_version(version, f32_model(imagenet_repository))
+    assert_weight_bits(version / "model.onnx", int8_weight_bits())
 
 
 def test_agreement_bar_above_one_always_refuses_and_leaves_no_folder(
@@ -175,7 +199,7 @@ def test_agreement_bar_above_one_always_refuses_and_leaves_no_folder(
             quantize=options,
         )
     message = str(refused.value)
-    assert re.search(r"agrees with f32 on \d+ of 9 held-back images \([\d.]+%\)", message)
+    assert re.search(r"agrees with f32 on \d+ of 32 held-back images \([\d.]+%\)", message)
     assert "below --min_agreement 1.01 (101.0%)" in message
     assert_nothing_written(tmp_path / "imagenet")
 
@@ -184,7 +208,7 @@ def test_cli_writes_an_int8_version_at_min_agreement_zero(
     photos: Path, imagenet_repository: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["export", "efficientnet-lite0", "--quantize", "int8", "--calibration", str(photos)]
-    argv += ["--repository", str(tmp_path), "--min_agreement", "0"]
+    argv += ["--repository", str(tmp_path), "--min_agreement", "0", "--int8_weights", "7"]
     assert main([*argv, "--calibration_limit", str(LIMIT)]) == 0
     out, err = capsys.readouterr()
     (version,) = list_versions(tmp_path / "imagenet")
@@ -198,7 +222,12 @@ def test_cli_writes_an_int8_version_at_min_agreement_zero(
     assert recorded["held_back_images"] == HELD_BACK
     assert recorded["agreement"] == pytest.approx(agreement, abs=1e-4)
     assert (recorded["format"], recorded["calibration_method"]) == ("QDQ", "MinMax")
-    assert_weight_bits(path / "model.onnx")
+    assert (recorded["weight_bits"], recorded["int8_weights"]) == (7, "7")
+    engines = {"onnxruntime"} | ({"openvino"} if openvino_engine.available() is None else set())
+    assert set(recorded["agreement_by_engine"]) == engines
+    assert min(recorded["agreement_by_engine"].values()) == recorded["agreement"]
+    assert "7-bit weights: --int8_weights 7" in err
+    assert_weight_bits(path / "model.onnx", 7)
     assert_served_as_int8_and_checked(path)
 
 
@@ -224,14 +253,15 @@ def assert_served_as_int8_and_checked(version: Path) -> None:
             load_servable("imagenet", 1, version, settings, pool)
 
 
-def assert_weight_bits(model_path: Path) -> None:
-    """Dense convolutions have 7-bit weights (no saturation without VNNI), depthwise 8-bit."""
+def assert_weight_bits(model_path: Path, bits: int) -> None:
+    """Depthwise convolutions have 8-bit weights; dense ones `bits` (7: no saturation
+    without VNNI or AMX)."""
     model = onnx.load(str(model_path))
     initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     dequantized = {
         n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"
     }
-    largest = {"dense": 0, "depthwise": 0}
+    largest: dict[str, int] = {}
     for node in model.graph.node:
         if node.op_type != "Conv":
             continue
@@ -239,8 +269,10 @@ def assert_weight_bits(model_path: Path) -> None:
         assert weights.dtype == np.int8
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         kind = "depthwise" if group > 1 else "dense"
-        largest[kind] = max(largest[kind], int(np.abs(weights.astype(np.int16)).max()))
-    assert largest == {"dense": 64, "depthwise": 127}
+        largest[kind] = max(largest.get(kind, 0), int(np.abs(weights.astype(np.int16)).max()))
+    expected = {"dense": 64 if bits == 7 else 127, "depthwise": 127}
+    assert "dense" in largest
+    assert largest == {kind: expected[kind] for kind in largest}
 
 
 def test_a_small_torch_model_clears_the_default_bar(photos: Path, tmp_path: Path) -> None:
@@ -248,10 +280,43 @@ def test_a_small_torch_model_clears_the_default_bar(photos: Path, tmp_path: Path
     sig = load_signature(version)
     assert sig.precision == "int8"
     assert sig.source["quantization"]["agreement"] >= 0.98
+    assert sig.source["quantization"]["weight_bits"] == int8_weight_bits()
+    assert_weight_bits(version / "model.onnx", int8_weight_bits())
     reference = load_reference(version)
     assert reference is not None
     check = check_reference(reference, scores(version / "model.onnx", reference.inputs), True, 0.02)
     assert check.passed, check.describe()
+
+
+def test_eight_bit_weights_are_refused_where_the_cpu_would_saturate_them(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8-bit weights load on a CPU with VNNI or AMX; on one without, one line says why."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyserving import servable as servable_module
+    from pyserving.errors import ServableError
+    from pyserving.servable import load_servable
+    from pyserving.settings import ModelConfig, Settings
+
+    options = QuantizeOptions(photos, limit=LIMIT, min_agreement=0, weights="8")
+    eight = export_tiny(tmp_path, options, "eight")
+    seven = export_tiny(tmp_path, replace(options, weights="7"), "seven")
+    assert load_signature(eight).source["quantization"]["weight_bits"] == 8
+    assert_weight_bits(eight / "model.onnx", 8)
+    assert_weight_bits(seven / "model.onnx", 7)
+    settings = Settings(models=(ModelConfig("eight", eight.parent),))
+    with ThreadPoolExecutor(2) as pool:
+        monkeypatch.setattr(servable_module, "int8_dot_product", lambda: "avx512_vnni")
+        load_servable("eight", 1, eight, settings, pool).close()
+        monkeypatch.setattr(servable_module, "int8_dot_product", lambda: None)
+        with pytest.raises(ServableError) as refused:
+            load_servable("eight", 1, eight, settings, pool)
+        load_servable("seven", 1, seven, settings, pool).close()  # 7 bits load anywhere
+    message = str(refused.value)
+    assert "8-bit int8 weights need VNNI or AMX" in message
+    assert "re-export on this CPU or with --int8_weights 7" in message
+    assert "\n" not in message
 
 
 def test_calibration_folder_that_does_not_exist(tmp_path: Path) -> None:
@@ -299,6 +364,11 @@ def test_too_few_calibration_images(tmp_path: Path, chelsea_jpeg: bytes) -> None
         (
             ["--quantize", "int8", "--calibration", "photos", "--calibration_limit", "0"],
             "--calibration_limit must be at least 1 image, got 0",
+        ),
+        (["--int8_weights", "7"], "--int8_weights applies only with --quantize int8"),
+        (
+            ["--quantize", "int8", "--calibration", "photos", "--held_back", "0"],
+            "--held_back must be at least 1 image, got 0",
         ),
         (
             ["--quantize", "int8", "--calibration", "photos", "--precision_tolerance", "2"],

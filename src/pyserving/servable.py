@@ -14,6 +14,7 @@ from typing import Any
 
 from pyserving import metrics
 from pyserving.batcher import Batcher
+from pyserving.cpu import WEIGHT_BITS_HINT, int8_dot_product
 from pyserving.engines import Engine, EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import ModelNotReady, ServableError
@@ -150,10 +151,12 @@ def load_servable(
         (config.precision if config else None) or settings.precision,
         settings.precision_tolerance,
     )
+    options = engine_options(settings, batching)
+    _check_int8_weights(signature, options, model_path)
     choice = choose_engine(
         model_path,
         wanted,
-        engine_options(settings, batching),
+        options,
         signature.input_name,
         signature.output_name,
         partial(_warm_up_batch, signature),
@@ -188,6 +191,23 @@ def load_servable(
     )
     log.debug("loaded %s version %d in %.2f s", name, version, time.perf_counter() - started)
     return servable
+
+
+def _check_int8_weights(sig: Signature, options: EngineOptions, model_path: Path) -> None:
+    """Refuse 8-bit int8 weights on a CPU whose int8 kernels would saturate them.
+
+    The reference set could pass by luck on a few images while most answers are wrong, so
+    this is decided from the export's record (exports that record no bits have 7) and the CPU.
+    """
+    quantization = sig.source.get("quantization")
+    bits = quantization.get("weight_bits", 7) if isinstance(quantization, dict) else 7
+    if sig.precision != "int8" or bits != 8 or options.execution_provider != "cpu":
+        return
+    if int8_dot_product() is None:
+        raise ServableError(
+            f"{model_path}: {WEIGHT_BITS_HINT}, which this CPU lacks, so its int8 kernels "
+            "would saturate; re-export on this CPU or with --int8_weights 7"
+        )
 
 
 def _check_engine(info: EngineInfo, sig: Signature, model_path: Path) -> None:

@@ -201,7 +201,22 @@ def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
         "--calibration-limit",
         type=int,
         metavar="N",
-        help="most images that calibrate, and most held back (default 100)",
+        help="most images that calibrate (default 100); every 5th image, and those past "
+        "this limit, are held back to measure agreement with f32",
+    )
+    group.add_argument(
+        "--held_back",
+        "--held-back",
+        type=int,
+        metavar="N",
+        help="most images held back to measure agreement (default 500)",
+    )
+    group.add_argument(
+        "--int8_weights",
+        "--int8-weights",
+        choices=["auto", "8", "7"],
+        help="weight bits: 8 needs a CPU with VNNI or AMX where it is served (x86), 7 runs "
+        "on any (default auto: 8 where this CPU has VNNI or AMX, else 7)",
     )
     group.add_argument(
         "--min_agreement",
@@ -223,6 +238,8 @@ def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
 # The flags after --quantize, as argparse names them, and the QuantizeOptions field of each.
 _QUANTIZE_FIELDS = {
     "calibration_limit": "limit",
+    "held_back": "held_back",
+    "int8_weights": "weights",
     "min_agreement": "min_agreement",
     "precision_tolerance": "tolerance",
 }
