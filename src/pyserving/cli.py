@@ -184,15 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         default="auto",
         choices=ENGINE_CHOICES,
-        help="what runs model.onnx (auto: the fastest installed engine whose answers are "
-        "verified, timed when each version loads)",
+        help="what runs model.onnx (auto: OpenVINO where it is installed and runs the model, "
+        "else ONNX Runtime; the same choice on every start)",
     )
     serve.add_argument(
         "--precision",
         default="auto",
         choices=PRECISION_CHOICES,
-        help="f32, bf16 (OpenVINO on a CPU with bf16), or auto: bf16 only where it is faster "
-        "and the version's reference set passes through it",
+        help="f32, bf16 (OpenVINO on a CPU with bf16), or auto: bf16 (or an int8 export) "
+        "where the version's reference set passes through it, else f32",
     )
     serve.add_argument(
         "--precision_tolerance",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 MiB = 1024 * 1024
-ENGINE_CHOICES = ("auto", "onnxruntime", "openvino")  # auto: the fastest verified one
+ENGINE_CHOICES = ("auto", "onnxruntime", "openvino")  # auto: by rule (engines/choice.py)
 PRECISION_CHOICES = ("auto", "f32", "bf16")  # auto: a reduced one only once verified
 
 
@@ -76,7 +76,7 @@ class Settings:
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     cpu_memory_arena: bool = True  # reuse ONNX Runtime's buffers between calls
     execution_provider: str = "cpu"  # "cpu" or "cuda"
-    engine: str = "auto"  # "onnxruntime", "openvino", or "auto": the fastest verified
+    engine: str = "auto"  # "onnxruntime", "openvino", or "auto": by rule (engines/choice.py)
     precision: str = "auto"  # "f32", "bf16", or "auto": reduced only once verified
     precision_tolerance: float = 0.02  # largest probability change a reduced precision may make
     worker_niceness: int = 10  # added to the nice value of decode/inference threads

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -86,8 +88,7 @@ def test_status_shows_each_versions_engine_and_precision(
     lines = wait_for(lambda: settled(address), 30, "every model loaded or failed")
     assert "AVAILABLE" in lines["pinned"] and "onnxruntime f32" in lines["pinned"]
     auto = lines["imagenet"].split()
-    assert auto[1] == "AVAILABLE" and auto[2] in ("onnxruntime", "openvino")
-    assert auto[3] == ("bf16" if CPU_HAS_BF16 else "f32")
+    assert auto[1:4] == ["AVAILABLE", "openvino", "bf16" if CPU_HAS_BF16 else "f32"]
     if CPU_HAS_BF16:
         # No reference set, but asked for by name: it runs unverified.
         assert "openvino bf16" in lines["tiny"]
@@ -152,3 +153,46 @@ def test_bad_engine_flags_are_refused_in_one_line(tmp_path: Path) -> None:
     out = run_serve("--model_config_file", str(config))
     assert out.returncode == 1
     assert "model 'm': engine 'tvm' is not one of auto, onnxruntime, openvino" in out.stderr
+
+
+@pytest.fixture
+def busy_cores() -> Iterator[None]:
+    """A busy loop on every core, for at most two minutes, stopped after the test."""
+    from pyserving.settings import cores
+
+    loop = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass"
+    burners = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(cores())]
+    yield
+    for burner in burners:
+        burner.kill()
+        burner.wait(10)
+
+
+RUNS_ON = re.compile(r"model imagenet version \d+ runs on engine (\S+) (\S+) \((rule: [^\n]*)\)")
+
+
+def engine_line(server: RunningProcess) -> re.Match[str] | None:
+    return RUNS_ON.search(server.output())
+
+
+def test_auto_makes_the_same_choice_on_every_start_under_load(
+    imagenet_repository: Path, tmp_path: Path, busy_cores: None
+) -> None:
+    choices = []
+    for start in range(3):
+        server = start_serve(
+            tmp_path / f"server{start}.log",
+            "--model_name",
+            "imagenet",
+            "--model_base_path",
+            str(imagenet_repository / "imagenet"),
+        )
+        try:
+            match = wait_for(partial(engine_line, server), 120, "the engine line")
+        finally:
+            server.stop()
+        choices.append(match.groups()[:2])
+    # The rule: OpenVINO where it runs the model; bf16 where this CPU has it and it verifies.
+    expected = ("openvino", "bf16" if CPU_HAS_BF16 else "f32")
+    assert choices == [expected] * 3, match.group(3)
+    assert "the first of openvino " in match.group(3)

@@ -131,4 +131,6 @@ def _tensor(port: Any) -> TensorInfo:
         dtype = np.dtype(port.get_element_type().to_dtype()).name
     except Exception:
         dtype = ""
+    if dtype in ("bytes", "str"):
+        dtype = "string"  # as ONNX and ONNX Runtime name it
     return TensorInfo(port.get_any_name(), dtype, shape)
