@@ -25,6 +25,7 @@ from pyserving.settings import (
     ModelConfig,
     Settings,
     VersionPolicy,
+    default_compiled_model_cache,
 )
 
 
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="don't keep ONNX Runtime's buffers between calls (less memory, slower)",
     )
     serve.add_argument("--execution_provider", default="cpu", choices=["cpu", "cuda"])
+    serve.add_argument(
+        "--compiled_model_cache",
+        default=str(default_compiled_model_cache()),
+        help="folder where OpenVINO keeps compiled models, so loads and swaps are faster "
+        "(empty: no cache)",
+    )
     serve.add_argument(
         "--engine",
         default="auto",
@@ -394,6 +401,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         graph_optimization_level=args.graph_optimization_level,
         cpu_memory_arena=not args.disable_cpu_mem_arena,
         execution_provider=args.execution_provider,
+        compiled_model_cache=Path(args.compiled_model_cache) if args.compiled_model_cache else None,
         engine=args.engine,
         precision=args.precision,
         precision_tolerance=args.precision_tolerance,

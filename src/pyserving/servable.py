@@ -122,6 +122,7 @@ def engine_options(settings: Settings, batching: BatchingSettings | None = None)
         graph_optimization_level=settings.graph_optimization_level,
         cpu_memory_arena=settings.cpu_memory_arena,
         execution_provider=settings.execution_provider,
+        compiled_model_cache=str(settings.compiled_model_cache or ""),
     )
 
 

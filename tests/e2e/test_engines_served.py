@@ -168,7 +168,7 @@ def busy_cores() -> Iterator[None]:
         burner.wait(10)
 
 
-RUNS_ON = re.compile(r"model imagenet version \d+ runs on engine (\S+) (\S+) \((rule: [^\n]*)\)")
+RUNS_ON = re.compile(r"model imagenet version \d+ runs on engine (\S+) (\S+) \(([^\n]*)\)")
 
 
 def engine_line(server: RunningProcess) -> re.Match[str] | None:
@@ -186,6 +186,8 @@ def test_auto_makes_the_same_choice_on_every_start_under_load(
             "imagenet",
             "--model_base_path",
             str(imagenet_repository / "imagenet"),
+            "--compiled_model_cache",
+            str(tmp_path / "cache"),
         )
         try:
             match = wait_for(partial(engine_line, server), 120, "the engine line")
@@ -195,4 +197,42 @@ def test_auto_makes_the_same_choice_on_every_start_under_load(
     # The rule: OpenVINO where it runs the model; bf16 where this CPU has it and it verifies.
     expected = ("openvino", "bf16" if CPU_HAS_BF16 else "f32")
     assert choices == [expected] * 3, match.group(3)
-    assert "the first of openvino " in match.group(3)
+    assert match.group(3).startswith("rule: the first of openvino ")
+
+
+def test_a_broken_compiled_model_cache_is_ignored_and_rewritten(
+    imagenet_repository: Path, tmp_path: Path, chelsea_jpeg: bytes
+) -> None:
+    cache = tmp_path / "cache"
+    flags = ["--model_name", "imagenet", "--model_base_path", str(imagenet_repository / "imagenet")]
+    flags += ["--engine", "openvino", "--compiled_model_cache", str(cache)]
+    first = start_serve(tmp_path / "first.log", *flags)
+    try:
+        wait_for(partial(engine_line, first), 120, "the engine line")
+    finally:
+        first.stop()
+    blobs = sorted(cache.iterdir())
+    assert blobs
+    garbage = {}
+    for number, blob in enumerate(blobs):
+        size = blob.stat().st_size
+        # Half of them cut short, the others the same length of noise.
+        garbage[blob] = np.random.default_rng(number).bytes(size // 2 if number % 2 else size)
+        blob.write_bytes(garbage[blob])
+    port = free_port()
+    again = start_serve(tmp_path / "again.log", *flags, "--rest_api_port", str(port))
+    try:
+        wait_for(partial(engine_line, again), 120, "the engine line")
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/models/imagenet:classify",
+            content=chelsea_jpeg,
+            headers={"Content-Type": "image/jpeg"},
+            timeout=30,
+        )
+    finally:
+        again.stop()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["results"][0][0][0] == "Egyptian cat"
+    assert sorted(cache.iterdir()) == blobs
+    for blob in blobs:
+        assert blob.read_bytes() != garbage[blob], f"{blob.name} was not rewritten"
