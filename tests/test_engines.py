@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from pyserving import engines
 from pyserving.engines import EngineInfo, EngineOptions, load_engine
 from pyserving.engines import openvino as ov_engine
-from pyserving.engines.choice import Wanted, choose_engine
+from pyserving.engines.choice import LARGE_MODEL_BYTES, Wanted, choose_engine
 from pyserving.errors import ServableError
 from pyserving.kinds import kind_module
 from pyserving.preprocess import decode_image
@@ -134,9 +134,11 @@ def choose(version: Path, wanted: Wanted, reference_from: Path | None = None) ->
 def test_auto_picks_a_verified_engine_and_says_why(
     imagenet_version: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The rule, whatever else runs: OpenVINO, bf16 where the CPU has it and it verifies.
-    assert choose(imagenet_version, Wanted()) == ("openvino", "bf16" if CPU_HAS_BF16 else "f32")
-    assert choose(imagenet_version, Wanted("auto", "f32")) == ("openvino", "f32")
+    # The rule, whatever else runs: a large model gets OpenVINO bf16 where the CPU has it and
+    # it verifies, else ONNX Runtime f32.
+    expected = ("openvino", "bf16") if CPU_HAS_BF16 else ("onnxruntime", "f32")
+    assert choose(imagenet_version, Wanted()) == expected
+    assert choose(imagenet_version, Wanted("auto", "f32")) == ("onnxruntime", "f32")
     assert choose(imagenet_version, Wanted("onnxruntime", "auto")) == ("onnxruntime", "f32")
     assert choose(imagenet_version, Wanted("openvino", "f32")) == ("openvino", "f32")
 
@@ -234,6 +236,19 @@ def test_a_model_openvino_cannot_compile(tmp_path: Path) -> None:
     assert sig.output_name == "probabilities"
     # auto serves it with the engine that can.
     assert choose(folder, Wanted())[0] == "onnxruntime"
+    assert choose(folder, Wanted("auto", "f32"))[0] == "onnxruntime"
+
+
+def test_a_small_model_gets_onnxruntime_first_even_with_a_verified_bf16(
+    tmp_path: Path, emulated: None
+) -> None:
+    folder = write_features_servable(tmp_path / "1", np.eye(2, 3), ["a", "b"])
+    rows = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]], np.float32)
+    write_reference(folder, rows, rows @ np.eye(2, 3))
+    assert (folder / MODEL_FILE).stat().st_size < LARGE_MODEL_BYTES
+    assert choose(folder, Wanted()) == ("onnxruntime", "f32")
+    # Without ONNX Runtime among the candidates, the small model stays f32 too.
+    assert choose(folder, Wanted("emulated")) == ("emulated", "f32")
 
 
 @pytest.fixture

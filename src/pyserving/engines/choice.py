@@ -1,12 +1,15 @@
 """Which engine and precision a version runs with, by a fixed rule: the same every start.
 
 `auto` tries the candidates in one order and serves the first that loads, runs the warm-up
-input and, for a reduced precision, passes the version's reference set:
+input and, for a reduced precision, passes the version's reference set. The order depends
+only on the size of `model.onnx` (measurements in docs/engines.md):
 
-1. engines: OpenVINO, then ONNX Runtime (OpenVINO is as fast or faster on every model the
-   rule was measured on, see docs/engines.md; it cannot compile some ai.onnx.ml graphs);
-2. precisions: a reduced one first (bf16 where OpenVINO reports the CPU computes it
-   natively; an int8 export is int8 on any engine), then f32, which the exporter verified.
+- 1 MiB or more (an image or audio network): a reduced precision first (bf16 on OpenVINO
+  where the CPU computes it natively; an int8 export on OpenVINO), about twice as fast as
+  f32; then ONNX Runtime f32, the engine the exporter verified the export on; then any
+  other engine at f32.
+- smaller (a scikit-learn or other tabular model): ONNX Runtime first, whose call costs a
+  few microseconds where OpenVINO's costs about 0.1 ms, more than such a model computes.
 
 Nothing is timed, so a busy machine gets the same choice as an idle one.
 
@@ -46,7 +49,8 @@ from pyserving.reference import (
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-ENGINE_ORDER = ("openvino", "onnxruntime")  # `auto` tries engines in this order
+REFERENCE_ENGINE = "onnxruntime"  # what the exporter verifies an export on
+LARGE_MODEL_BYTES = 1 << 20  # from here on, a reduced precision is tried first
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def choose_engine(
     installed, a precision this CPU lacks, a reference set that a precision asked for
     explicitly fails (with the numbers).
     """
-    candidates = _candidates(wanted, options, quantized)
+    candidates = _in_rule_order(_candidates(wanted, options, quantized), path, quantized)
     refused: list[str] = []
     failed: set[str] = set()  # engines that cannot load the model at any precision
     for engine_name, precision in candidates:
@@ -111,7 +115,7 @@ def choose_engine(
             engine.close()
             raise ServableError(f"{path}: {exc}") from exc
         if problem is None:
-            return Choice(engine, shown, _reason(wanted, candidates, quantized, refused))
+            return Choice(engine, shown, _reason(wanted, candidates, path, quantized, refused))
         engine.close()
         line = f"{engine_name} {shown}: {problem}"
         log.warning("%s: not using %s", path, line)
@@ -167,16 +171,50 @@ def _problem(
 
 
 def _reason(
-    wanted: Wanted, candidates: list[tuple[str, str]], quantized: bool, refused: list[str]
+    wanted: Wanted,
+    candidates: list[tuple[str, str]],
+    path: Path,
+    quantized: bool,
+    refused: list[str],
 ) -> str:
     """Why the first candidate left was chosen, for the log line and the status."""
     if wanted.engine != AUTO and wanted.precision != AUTO:
         return "as asked"
     if len(candidates) == 1 and not refused:
         return "the only candidate"
+    size = path.stat().st_size
     order = ", ".join(f"{e} {'int8' if quantized else p}" for e, p in candidates)
-    reason = f"rule: the first of {order} that runs here and passes the reference set"
+    reason = (
+        f"rule: model.onnx is {size / (1 << 20):.1f} MiB, "
+        + ("at least 1 MiB: a reduced precision first" if _large(path) else "under 1 MiB")
+        + f"; the first of {order} that runs here and passes the reference set"
+    )
     return reason + (f"; not {'; not '.join(refused)}" if refused else "")
+
+
+def _large(path: Path) -> bool:
+    return path.stat().st_size >= LARGE_MODEL_BYTES
+
+
+def _in_rule_order(
+    candidates: list[tuple[str, str]], path: Path, quantized: bool
+) -> list[tuple[str, str]]:
+    """`candidates` (engine, precision) in the order the rule tries them (sorted is stable)."""
+
+    def reduced(engine: str, precision: str) -> bool:
+        # An int8 export is int8 on any engine, but only OpenVINO has int8 kernels for it.
+        return precision != "f32" or (quantized and engine == "openvino")
+
+    places = (
+        ("reduced", "reference", "other") if _large(path) else ("reference", "other", "reduced")
+    )
+
+    def rank(candidate: tuple[str, str]) -> int:
+        if reduced(*candidate):
+            return places.index("reduced")
+        return places.index("reference" if candidate[0] == REFERENCE_ENGINE else "other")
+
+    return sorted(candidates, key=rank)
 
 
 def _candidates(wanted: Wanted, options: EngineOptions, quantized: bool) -> list[tuple[str, str]]:
@@ -191,7 +229,7 @@ def _candidates(wanted: Wanted, options: EngineOptions, quantized: bool) -> list
             f"this version is an int8 export and has no {wanted.precision} weights; "
             "serve it with precision auto"
         )
-    names = [wanted.engine] if wanted.engine != AUTO else _engine_order()
+    names = [wanted.engine] if wanted.engine != AUTO else list(ENGINES)
     found: list[tuple[str, str]] = []
     why_not: list[str] = []
     for name in names:
@@ -208,7 +246,7 @@ def _candidates(wanted: Wanted, options: EngineOptions, quantized: bool) -> list
         if quantized:
             found.append((name, "f32"))
         elif wanted.precision == AUTO:
-            found.extend((name, p) for p in sorted(has, key=lambda p: p == "f32"))
+            found.extend((name, p) for p in has)
         elif wanted.precision in has:
             found.append((name, wanted.precision))
         else:
@@ -220,11 +258,6 @@ def _candidates(wanted: Wanted, options: EngineOptions, quantized: bool) -> list
             + (" (bf16 needs a CPU with avx512_bf16 or AMX)" if wanted.precision == "bf16" else "")
         )
     return found
-
-
-def _engine_order() -> list[str]:
-    """The engines `auto` tries: the rule's order, then any other registered one."""
-    return [n for n in ENGINE_ORDER if n in ENGINES] + [n for n in ENGINES if n not in ENGINE_ORDER]
 
 
 def _verify(
