@@ -64,8 +64,8 @@ def test_only_a_model_whose_batch_axis_alone_is_free_gets_a_latency_model(
         engine.close()
         one_call.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "pyserving.engines.openvino"]
-    assert "latency: 1 stream of 2 threads, batch 1, for a lone input" in lines[0]
-    assert "throughput: 2 streams of 1 threads" in lines[0]
+    assert "latency: 1 stream x 2 threads, batch 1, for a lone input" in lines[0]
+    assert "throughput: 2 streams x 1 thread(s), any batch" in lines[0]
     assert "no latency model (one call at a time" in lines[1]
 
 

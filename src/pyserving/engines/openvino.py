@@ -161,15 +161,15 @@ def load(
     if streams > 1 and len(inputs) == 1 and _free_axes(chosen_in) == [0]:
         latency = _latency_model(path, chosen_in, chosen_out, precision, cache)
     log.info(
-        "%s: openvino %s, throughput: %d streams of %d threads, batch 1 to any; %s; "
+        "%s: openvino %s, throughput: %d streams x %d thread(s), any batch; %s; "
         "compiled-model cache: %s",
         path,
         options.precision,
         streams,
         threads // streams,
-        f"latency: 1 stream of {threads} threads, batch 1, for a lone input"
+        f"latency: 1 stream x {threads} threads, batch 1, for a lone input"
         if latency
-        else "no latency model (one call at a time, or a model without a free batch axis alone)",
+        else "no latency model (one call at a time, or not a single input with a free batch axis)",
         cache or "off",
     )
     throughput = _Compiled(compiled, chosen_out.name)
