@@ -460,6 +460,8 @@ def run_status(args: argparse.Namespace) -> int:
         for v in model.versions:
             runs = f"{v.engine} {v.precision}" if v.engine else ""
             print(f"  {v.version:>12}  {v.state:<10}  {runs:<16}  {v.error}".rstrip())
+            if v.engine_reason:
+                print(f"  {'':>12}  why: {v.engine_reason}")
     return 0
 
 

@@ -41,6 +41,7 @@ class Servable:
         precision: str,
         batching: BatchingSettings,
         executor: Executor,
+        engine_reason: str = "",
     ) -> None:
         self.name = name
         self.version = version
@@ -52,6 +53,7 @@ class Servable:
         self.engine: Engine | None = engine
         self.engine_info: EngineInfo = engine.info
         self.precision = precision  # f32, bf16, or int8 for a quantised export
+        self.engine_reason = engine_reason  # why this engine and precision ("rule: ...")
         self.batching = batching  # this version's batching knobs
         self._inference_seconds = metrics.INFERENCE_SECONDS.labels(name)
         self._batch_size = metrics.BATCH_SIZE.labels(name)
@@ -174,6 +176,7 @@ def load_servable(
             choice.precision,
             batching,
             executor,
+            choice.reason,
         )
         _warm_up(servable, model_path)
     except BaseException:

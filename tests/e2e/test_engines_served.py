@@ -60,7 +60,7 @@ precision = "bf16"
 
 
 def status(address: str) -> dict[str, str]:
-    """`pyserving status`: each model's newest version line."""
+    """`pyserving status`: each model's newest version line, and its "why:" line after it."""
     out = subprocess.run(
         [sys.executable, "-m", "pyserving", "status", "--server", address],
         capture_output=True,
@@ -73,6 +73,8 @@ def status(address: str) -> dict[str, str]:
     for line in out.stdout.splitlines():
         if not line.startswith(" "):
             model = line
+        elif line.split()[0] == "why:":
+            lines[model] += "\n" + line
         else:
             lines[model] = line
     return lines
@@ -92,6 +94,8 @@ def test_status_shows_each_versions_engine_and_precision(
     assert "AVAILABLE" in lines["pinned"] and "onnxruntime f32" in lines["pinned"]
     auto = lines["imagenet"].split()
     assert auto[1:4] == ["AVAILABLE", *(AUTO_IMAGENET.split())]
+    assert "\n                why: rule: model.onnx is " in lines["imagenet"]
+    assert lines["pinned"].endswith("\n                why: as asked")
     if CPU_HAS_BF16:
         # No reference set, but asked for by name: it runs unverified.
         assert "openvino bf16" in lines["tiny"]
