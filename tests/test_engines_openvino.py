@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pyserving.cli import build_parser, serve_settings
-from pyserving.engines import EngineOptions, load_engine
+from pyserving.engines import EngineOptions, compiled_cache, load_engine
 from pyserving.reference import load_reference
 from pyserving.signature import MODEL_FILE
 from tests.onnx_models import write_features_servable
@@ -98,13 +98,30 @@ def test_the_cache_is_written_and_used(imagenet_version: Path, tmp_path: Path) -
     cache = tmp_path / "deep" / "cache"  # created when missing
     engine = load_engine("openvino", imagenet_version / MODEL_FILE, cache_options(cache))
     engine.close()
-    blobs = sorted(cache.iterdir())
+    (folder,) = cache.iterdir()  # one folder per model file
+    blobs = sorted(folder.iterdir())
     assert len(blobs) == 2  # the throughput and the latency model
     stamps = [b.stat().st_mtime_ns for b in blobs]
     engine = load_engine("openvino", imagenet_version / MODEL_FILE, cache_options(cache))
     engine.close()
-    assert sorted(cache.iterdir()) == blobs
+    assert list(cache.iterdir()) == [folder] and sorted(folder.iterdir()) == blobs
     assert [b.stat().st_mtime_ns for b in blobs] == stamps  # read, not written again
+
+
+def test_the_least_recently_used_models_leave_a_full_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compiled_cache, "MAX_BYTES", 1)
+    cache = tmp_path / "cache"
+    folders = []
+    for number in range(3):
+        folder = write_features_servable(tmp_path / str(number), np.eye(2, 3) * number, ["a", "b"])
+        engine = load_engine("openvino", folder / MODEL_FILE, cache_options(cache), "", "logits")
+        engine.close()
+        folders.append(set(cache.iterdir()))
+    # Each load keeps its own model's folder and removes the older ones over the limit.
+    assert [len(f) for f in folders] == [1, 1, 1]
+    assert len(folders[0] | folders[1] | folders[2]) == 3
 
 
 def test_the_cache_flag_defaults_under_the_users_cache_folder(

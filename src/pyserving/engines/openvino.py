@@ -6,8 +6,8 @@ call over a dynamic batch axis, and one for latency, one stream over all the ver
 threads with the batch fixed at 1. A batch of one input runs on the latency model when no
 other call is running and none has overlapped another for `QUIET_SECONDS`, so a lone
 request is not paying for throughput mode, and steady concurrency stays on the streams.
-Compiled models are kept in `compiled_model_cache`, where OpenVINO finds them on the next
-load; it ignores and rewrites a blob it cannot read.
+Compiled models are kept in `compiled_model_cache` (see `compiled_cache`), where OpenVINO
+finds them on the next load; it ignores and rewrites a blob it cannot read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import functools
 import logging
 import queue
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from pyserving.engines import EngineInfo, EngineOptions, TensorInfo, pick_tensors
+from pyserving.engines.compiled_cache import model_cache
 from pyserving.errors import MissingExtra, ModelNotReady, ServableError
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def load(
         "INFERENCE_PRECISION_HINT": _HINTS[options.precision],
         "INFERENCE_NUM_THREADS": threads,
     }
-    cache = _usable_cache(options.compiled_model_cache)
+    cache = model_cache(options.compiled_model_cache, path)
     # A stream per concurrent call, each with the threads a call gets.
     compiled = _compile(path, str(path), {**precision, "NUM_STREAMS": streams}, cache)
     inputs = tuple(_tensor(port) for port in compiled.inputs)
@@ -227,26 +227,6 @@ def _compile(path: Path, model: Any, config: dict[str, Any], cache: str | None) 
 def _first_line(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-@functools.cache
-def _usable_cache(folder: str) -> str | None:
-    """`folder` if compiled models can be written there (created if missing), else None
-    with one warning line, once per folder."""
-    if not folder:
-        return None
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        log.warning(
-            "compiled-model cache %s is not writable (%s); loading models without it",
-            folder,
-            exc.strerror or exc,
-        )
-        return None
-    return folder
 
 
 def _free_axes(tensor: TensorInfo) -> list[int]:
