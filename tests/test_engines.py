@@ -12,10 +12,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from pyserving import engines
-from pyserving.engines import EngineOptions, load_engine
+from pyserving.engines import EngineInfo, EngineOptions, load_engine
 from pyserving.engines import openvino as ov_engine
-from pyserving.engines.choice import Wanted, choose_engine
+from pyserving.engines.choice import LARGE_MODEL_BYTES, Wanted, choose_engine
 from pyserving.errors import ServableError
+from pyserving.kinds import kind_module
 from pyserving.preprocess import decode_image
 from pyserving.reference import check_reference, load_reference, write_reference
 from pyserving.settings import ENGINE_CHOICES, PRECISION_CHOICES
@@ -109,14 +110,19 @@ def test_the_exporter_stored_a_reference_set(imagenet_version: Path) -> None:
 
 def choose(version: Path, wanted: Wanted, reference_from: Path | None = None) -> tuple[str, str]:
     sig = load_signature(version)
-    warm_up = np.zeros((1, sig.height, sig.width, 3), np.uint8)
+    kind = kind_module(sig.kind)
+
+    def warm_up(info: EngineInfo) -> np.ndarray:
+        (tensor,) = (t for t in info.inputs if t.name == sig.input_name)
+        return kind.warm_up(sig, kind.row_shape(sig, tensor))  # type: ignore[no-any-return]
+
     choice = choose_engine(
         version / MODEL_FILE,
         wanted,
         EngineOptions(),
         sig.input_name,
         sig.output_name,
-        lambda info: warm_up,
+        warm_up,
         load_reference(reference_from or version),
         sig.scores == "logits",
         sig.precision == "int8",
@@ -128,9 +134,11 @@ def choose(version: Path, wanted: Wanted, reference_from: Path | None = None) ->
 def test_auto_picks_a_verified_engine_and_says_why(
     imagenet_version: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    name, precision = choose(imagenet_version, Wanted())
-    assert name in engines.ENGINES
-    assert precision == ("bf16" if CPU_HAS_BF16 else "f32")
+    # The rule, whatever else runs: a large model gets OpenVINO bf16 where the CPU has it and
+    # it verifies, else ONNX Runtime f32.
+    expected = ("openvino", "bf16") if CPU_HAS_BF16 else ("onnxruntime", "f32")
+    assert choose(imagenet_version, Wanted()) == expected
+    assert choose(imagenet_version, Wanted("auto", "f32")) == ("onnxruntime", "f32")
     assert choose(imagenet_version, Wanted("onnxruntime", "auto")) == ("onnxruntime", "f32")
     assert choose(imagenet_version, Wanted("openvino", "f32")) == ("openvino", "f32")
 
@@ -228,6 +236,19 @@ def test_a_model_openvino_cannot_compile(tmp_path: Path) -> None:
     assert sig.output_name == "probabilities"
     # auto serves it with the engine that can.
     assert choose(folder, Wanted())[0] == "onnxruntime"
+    assert choose(folder, Wanted("auto", "f32"))[0] == "onnxruntime"
+
+
+def test_a_small_model_gets_onnxruntime_first_even_with_a_verified_bf16(
+    tmp_path: Path, emulated: None
+) -> None:
+    folder = write_features_servable(tmp_path / "1", np.eye(2, 3), ["a", "b"])
+    rows = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]], np.float32)
+    write_reference(folder, rows, rows @ np.eye(2, 3))
+    assert (folder / MODEL_FILE).stat().st_size < LARGE_MODEL_BYTES
+    assert choose(folder, Wanted()) == ("onnxruntime", "f32")
+    # Without ONNX Runtime among the candidates, the small model stays f32 too.
+    assert choose(folder, Wanted("emulated")) == ("emulated", "f32")
 
 
 @pytest.fixture

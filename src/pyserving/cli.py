@@ -34,6 +34,7 @@ from pyserving.settings import (
     ModelConfig,
     Settings,
     VersionPolicy,
+    default_compiled_model_cache,
 )
 
 
@@ -269,18 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="where ONNX Runtime runs the models",
     )
     serve.add_argument(
+        "--compiled_model_cache",
+        default=str(default_compiled_model_cache()),
+        help="folder where OpenVINO keeps compiled models, so loads and swaps are faster "
+        "(empty: no cache)",
+    )
+    serve.add_argument(
         "--engine",
         default="auto",
         choices=ENGINE_CHOICES,
-        help="what runs model.onnx (auto: the fastest installed engine whose answers are "
-        "verified, timed when each version loads)",
+        help="what runs model.onnx (auto: OpenVINO where it is installed and runs the model, "
+        "else ONNX Runtime; the same choice on every start)",
     )
     serve.add_argument(
         "--precision",
         default="auto",
         choices=PRECISION_CHOICES,
-        help="f32, bf16 (OpenVINO on a CPU with bf16), or auto: bf16 only where it is faster "
-        "and the version's reference set passes through it",
+        help="f32, bf16 (OpenVINO on a CPU with bf16), or auto: bf16 (or an int8 export) "
+        "where the version's reference set passes through it, else f32",
     )
     serve.add_argument(
         "--precision_tolerance",
@@ -484,6 +491,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         graph_optimization_level=args.graph_optimization_level,
         cpu_memory_arena=not args.disable_cpu_mem_arena,
         execution_provider=args.execution_provider,
+        compiled_model_cache=Path(args.compiled_model_cache) if args.compiled_model_cache else None,
         engine=args.engine,
         precision=args.precision,
         precision_tolerance=args.precision_tolerance,
@@ -542,6 +550,8 @@ def run_status(args: argparse.Namespace) -> int:
         for v in model.versions:
             runs = f"{v.engine} {v.precision}" if v.engine else ""
             print(f"  {v.version:>12}  {v.state:<10}  {runs:<16}  {v.error}".rstrip())
+            if v.engine_reason:
+                print(f"  {'':>12}  why: {v.engine_reason}")
     return 0
 
 

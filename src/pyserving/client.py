@@ -223,6 +223,7 @@ def _statuses(response: pb.ModelStatusResponse) -> list[ModelStatus]:
                     v.precision,
                     v.kind,
                     tuple(v.features),
+                    v.engine_reason,
                 )
                 for v in m.versions
             ),

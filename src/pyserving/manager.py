@@ -224,6 +224,7 @@ class ModelManager:
                 servable.precision,
                 servable.signature.kind,
                 servable.signature.features,
+                servable.engine_reason,
             ),
         )
         log.info(

@@ -74,6 +74,7 @@ class VersionStatus:
     precision: str = ""  # f32, bf16, or int8 for a quantised export
     kind: str = ""  # what an AVAILABLE version takes: image, features, text, audio or tensor
     features: tuple[str, ...] = ()  # features models: the names, in the model's order
+    engine_reason: str = ""  # why it got its engine and precision ("rule: ...", "as asked")
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class Servable:
         precision: str,
         batching: BatchingSettings,
         executor: Executor,
+        engine_reason: str = "",
     ) -> None:
         self.name = name
         self.version = version
@@ -53,6 +54,7 @@ class Servable:
         self.engine: Engine | None = engine
         self.engine_info: EngineInfo = engine.info
         self.precision = precision  # f32, bf16, or int8 for a quantised export
+        self.engine_reason = engine_reason  # why this engine and precision ("rule: ...")
         self.batching = batching  # this version's batching knobs
         self._inference_seconds = metrics.INFERENCE_SECONDS.labels(name)
         self._batch_size = metrics.BATCH_SIZE.labels(name)
@@ -123,6 +125,7 @@ def engine_options(settings: Settings, batching: BatchingSettings | None = None)
         graph_optimization_level=settings.graph_optimization_level,
         cpu_memory_arena=settings.cpu_memory_arena,
         execution_provider=settings.execution_provider,
+        compiled_model_cache=str(settings.compiled_model_cache or ""),
     )
 
 
@@ -176,6 +179,7 @@ def load_servable(
             choice.precision,
             batching,
             executor,
+            choice.reason,
         )
         _warm_up(servable, model_path)
     except BaseException:

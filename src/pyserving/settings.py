@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 MiB = 1024 * 1024
-ENGINE_CHOICES = ("auto", "onnxruntime", "openvino")  # auto: the fastest verified one
+ENGINE_CHOICES = ("auto", "onnxruntime", "openvino")  # auto: by rule (engines/choice.py)
 PRECISION_CHOICES = ("auto", "f32", "bf16")  # auto: a reduced one only once verified
 
 
@@ -76,7 +76,8 @@ class Settings:
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     cpu_memory_arena: bool = True  # reuse ONNX Runtime's buffers between calls
     execution_provider: str = "cpu"  # "cpu" or "cuda"
-    engine: str = "auto"  # "onnxruntime", "openvino", or "auto": the fastest verified
+    compiled_model_cache: Path | None = None  # OpenVINO keeps compiled models here; None: off
+    engine: str = "auto"  # "onnxruntime", "openvino", or "auto": by rule (engines/choice.py)
     precision: str = "auto"  # "f32", "bf16", or "auto": reduced only once verified
     precision_tolerance: float = 0.02  # largest probability change a reduced precision may make
     worker_niceness: int = 10  # added to the nice value of decode/inference threads
@@ -100,6 +101,12 @@ class Settings:
     def intra_op_threads_for(self, batching: BatchingSettings) -> int:
         """ONNX Runtime threads per inference call, so that concurrent batches fill the cores."""
         return self.intra_op_threads or max(1, cores() // batching.batch_threads)
+
+
+def default_compiled_model_cache() -> Path:
+    """Where compiled models are kept unless told otherwise: under $XDG_CACHE_HOME or ~/.cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pyserving" / "openvino"
 
 
 def cores() -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,9 @@ from tests.processes import RunningProcess, free_port, start_serve, wait_for
 from tests.scrape import metric_sum, scrape
 
 CPU_HAS_BF16 = "bf16" in ov_engine.precisions()
+# The rule for a large model: OpenVINO bf16 where the CPU has it (and it verifies), else
+# ONNX Runtime f32.
+AUTO_IMAGENET = "openvino bf16" if CPU_HAS_BF16 else "onnxruntime f32"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ precision = "bf16"
 
 
 def status(address: str) -> dict[str, str]:
-    """`pyserving status`: each model's newest version line."""
+    """`pyserving status`: each model's newest version line, and its "why:" line after it."""
     out = subprocess.run(
         [sys.executable, "-m", "pyserving", "status", "--server", address],
         capture_output=True,
@@ -68,6 +73,8 @@ def status(address: str) -> dict[str, str]:
     for line in out.stdout.splitlines():
         if not line.startswith(" "):
             model = line
+        elif line.split()[0] == "why:":
+            lines[model] += "\n" + line
         else:
             lines[model] = line
     return lines
@@ -86,8 +93,9 @@ def test_status_shows_each_versions_engine_and_precision(
     lines = wait_for(lambda: settled(address), 30, "every model loaded or failed")
     assert "AVAILABLE" in lines["pinned"] and "onnxruntime f32" in lines["pinned"]
     auto = lines["imagenet"].split()
-    assert auto[1] == "AVAILABLE" and auto[2] in ("onnxruntime", "openvino")
-    assert auto[3] == ("bf16" if CPU_HAS_BF16 else "f32")
+    assert auto[1:4] == ["AVAILABLE", *(AUTO_IMAGENET.split())]
+    assert "\n                why: rule: model.onnx is " in lines["imagenet"]
+    assert lines["pinned"].endswith("\n                why: as asked")
     if CPU_HAS_BF16:
         # No reference set, but asked for by name: it runs unverified.
         assert "openvino bf16" in lines["tiny"]
@@ -152,3 +160,84 @@ def test_bad_engine_flags_are_refused_in_one_line(tmp_path: Path) -> None:
     out = run_serve("--model_config_file", str(config))
     assert out.returncode == 1
     assert "model 'm': engine 'tvm' is not one of auto, onnxruntime, openvino" in out.stderr
+
+
+@pytest.fixture
+def busy_cores() -> Iterator[None]:
+    """A busy loop on every core, for at most two minutes, stopped after the test."""
+    from pyserving.settings import cores
+
+    loop = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass"
+    burners = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(cores())]
+    yield
+    for burner in burners:
+        burner.kill()
+        burner.wait(10)
+
+
+RUNS_ON = re.compile(r"model imagenet version \d+ runs on engine (\S+) (\S+) \(([^\n]*)\)")
+
+
+def engine_line(server: RunningProcess) -> re.Match[str] | None:
+    return RUNS_ON.search(server.output())
+
+
+def test_auto_makes_the_same_choice_on_every_start_under_load(
+    imagenet_repository: Path, tmp_path: Path, busy_cores: None
+) -> None:
+    choices = []
+    for start in range(3):
+        server = start_serve(
+            tmp_path / f"server{start}.log",
+            "--model_name",
+            "imagenet",
+            "--model_base_path",
+            str(imagenet_repository / "imagenet"),
+            "--compiled_model_cache",
+            str(tmp_path / "cache"),
+        )
+        try:
+            match = wait_for(partial(engine_line, server), 120, "the engine line")
+        finally:
+            server.stop()
+        choices.append(match.groups()[:2])
+    assert choices == [tuple(AUTO_IMAGENET.split())] * 3, match.group(3)
+    assert match.group(3).startswith("rule: model.onnx is ")
+
+
+def test_a_broken_compiled_model_cache_is_ignored_and_rewritten(
+    imagenet_repository: Path, tmp_path: Path, chelsea_jpeg: bytes
+) -> None:
+    cache = tmp_path / "cache"
+    flags = ["--model_name", "imagenet", "--model_base_path", str(imagenet_repository / "imagenet")]
+    flags += ["--engine", "openvino", "--compiled_model_cache", str(cache)]
+    first = start_serve(tmp_path / "first.log", *flags)
+    try:
+        wait_for(partial(engine_line, first), 120, "the engine line")
+    finally:
+        first.stop()
+    blobs = sorted(f for f in cache.rglob("*") if f.is_file())
+    assert blobs
+    garbage = {}
+    for number, blob in enumerate(blobs):
+        size = blob.stat().st_size
+        # Half of them cut short, the others the same length of noise.
+        garbage[blob] = np.random.default_rng(number).bytes(size // 2 if number % 2 else size)
+        blob.write_bytes(garbage[blob])
+    port = free_port()
+    again = start_serve(tmp_path / "again.log", *flags, "--rest_api_port", str(port))
+    try:
+        wait_for(partial(engine_line, again), 120, "the engine line")
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/models/imagenet:classify",
+            content=chelsea_jpeg,
+            headers={"Content-Type": "image/jpeg"},
+            timeout=30,
+        )
+    finally:
+        again.stop()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["results"][0][0][0] == "Egyptian cat"
+    assert sorted(f for f in cache.rglob("*") if f.is_file()) == blobs
+    for blob in blobs:
+        assert blob.read_bytes() != garbage[blob], f"{blob.name} was not rewritten"

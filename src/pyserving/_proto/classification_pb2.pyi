@@ -71,7 +71,7 @@ class ModelStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ...) -> None: ...
 
 class VersionStatus(_message.Message):
-    __slots__ = ("version", "state", "error", "engine", "precision", "kind", "features")
+    __slots__ = ("version", "state", "error", "engine", "precision", "kind", "features", "engine_reason")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         UNKNOWN: _ClassVar[VersionStatus.State]
@@ -93,6 +93,7 @@ class VersionStatus(_message.Message):
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_REASON_FIELD_NUMBER: _ClassVar[int]
     version: int
     state: VersionStatus.State
     error: str
@@ -100,4 +101,5 @@ class VersionStatus(_message.Message):
     precision: str
     kind: str
     features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[VersionStatus.State, str]] = ..., error: _Optional[str] = ..., engine: _Optional[str] = ..., precision: _Optional[str] = ..., kind: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
+    engine_reason: str
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[VersionStatus.State, str]] = ..., error: _Optional[str] = ..., engine: _Optional[str] = ..., precision: _Optional[str] = ..., kind: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., engine_reason: _Optional[str] = ...) -> None: ...

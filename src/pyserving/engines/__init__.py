@@ -35,6 +35,7 @@ class EngineOptions:
     graph_optimization_level: str = "all"  # ONNX Runtime only
     cpu_memory_arena: bool = True  # ONNX Runtime only
     execution_provider: str = "cpu"  # ONNX Runtime only: "cpu" or "cuda"
+    compiled_model_cache: str = ""  # OpenVINO only: compiled models are kept here; "": none
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
-"""Which engine and precision a version runs with: the fastest one whose answers are verified.
+"""Which engine and precision a version runs with, by a fixed rule: the same every start.
 
-`auto` engines are every installed engine that can run the model here; `auto` precision is
-f32 plus each reduced precision the engine has on this CPU. A reduced precision (bf16, or
-an int8 export) is a candidate only after the version's reference set passes through it;
-f32 is what the exporter verified. With more than one candidate left, each is timed on
-the warm-up batch and the fastest wins.
+`auto` tries the candidates in one order and serves the first that loads, runs the warm-up
+input and, for a reduced precision, passes the version's reference set. The order depends
+only on the size of `model.onnx` (measurements in docs/engines.md):
+
+- 1 MiB or more (an image or audio network): a reduced precision first (bf16 on OpenVINO
+  where the CPU computes it natively; an int8 export on OpenVINO), about twice as fast as
+  f32; then ONNX Runtime f32, the engine the exporter verified the export on; then any
+  other engine at f32.
+- smaller (a scikit-learn or other tabular model): ONNX Runtime first, whose call costs a
+  few microseconds where OpenVINO's costs about 0.1 ms, more than such a model computes.
+
+Nothing is timed, so a busy machine gets the same choice as an idle one.
 
 A tensor model's reference set (`TensorReference`) verifies a reduced precision only when
 that precision is asked for by name: its tolerance is on raw numbers, and `auto` does not
@@ -14,12 +21,12 @@ trade a regression's or an embedding's digits for speed.
 from __future__ import annotations
 
 import logging
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pyserving.engines import (
     ENGINES,
@@ -42,8 +49,8 @@ from pyserving.reference import (
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-TIMING_RUNS = 8
-TIMING_SECONDS = 0.5
+REFERENCE_ENGINE = "onnxruntime"  # what the exporter verifies an export on
+LARGE_MODEL_BYTES = 1 << 20  # from here on, a reduced precision is tried first
 
 
 @dataclass(frozen=True)
@@ -76,18 +83,21 @@ def choose_engine(
     quantized: bool,
     run: Callable[[Engine, Any], object] | None = None,
 ) -> Choice:
-    """Load the candidates for `wanted`, verify and time them, keep the fastest.
+    """The first candidate for `wanted`, in the rule's order, that loads, runs and verifies.
 
-    `warm_up` gives the batch the candidates are timed on, for an engine's view of the model;
+    `warm_up` gives the batch each candidate must run, for an engine's view of the model;
     `run(engine, batch)` runs it (default: `engine.run`).
     Raises ServableError naming what was asked and why it cannot be had: an engine not
     installed, a precision this CPU lacks, a reference set that a precision asked for
     explicitly fails (with the numbers).
     """
-    candidates = _candidates(wanted, options, quantized)
-    kept: list[tuple[Engine, str]] = []
+    candidates = _in_rule_order(_candidates(wanted, options, quantized), path, quantized)
     refused: list[str] = []
+    failed: set[str] = set()  # engines that cannot load the model at any precision
     for engine_name, precision in candidates:
+        shown = "int8" if quantized else precision
+        if engine_name in failed:
+            continue
         try:
             engine = load_engine(
                 engine_name, path, replace(options, precision=precision), input_name, output_name
@@ -97,41 +107,114 @@ def choose_engine(
                 raise
             log.warning("%s: not using %s: %s", path, engine_name, exc)
             refused.append(f"{engine_name}: {exc}")
+            failed.add(engine_name)
             continue
-        shown = "int8" if quantized else precision
-        if shown != "f32" and isinstance(reference, TensorReference) and wanted.precision != shown:
+        try:
+            problem = _problem(engine, shown, wanted, warm_up, reference, logits, quantized, run)
+        except ServableError as exc:
             engine.close()
-            refused.append(f"{engine_name} {shown}: only when asked for, for a tensor model")
-            continue
-        if shown != "f32" and reference is not None:
-            check = _verify(engine, reference, logits, wanted.tolerance)
-            if not check.passed:
-                engine.close()
-                line = f"{engine_name} {shown}: {check.describe()}"
-                if wanted.precision == shown:
-                    raise ServableError(f"{path}: the reference set fails with {line}")
-                log.warning("%s: not using %s", path, line)
-                refused.append(line)
-                continue
-        elif shown != "f32" and not quantized and wanted.precision != shown:
-            # An unverified reduced precision runs only when asked for by name.
-            engine.close()
-            refused.append(f"{engine_name} {shown}: no reference set to verify it")
-            continue
-        kept.append((engine, shown))
-    if not kept:
-        raise ServableError(f"{path}: no engine can serve it here ({'; '.join(refused)})")
-    if len(kept) == 1:
-        engine, precision = kept[0]
-        return Choice(engine, precision, _asked(wanted))
-    timed = sorted(
-        ((_time_per_call(e, warm_up(e.info), run), e, p) for e, p in kept), key=lambda t: t[0]
-    )
-    for _, engine, _ in timed[1:]:
+            raise ServableError(f"{path}: {exc}") from exc
+        if problem is None:
+            return Choice(engine, shown, _reason(wanted, candidates, path, quantized, refused))
         engine.close()
-    _, best, precision = timed[0]
-    reason = "fastest of " + ", ".join(f"{e.info.name} {p} {s * 1000:.2f} ms" for s, e, p in timed)
-    return Choice(best, precision, reason)
+        line = f"{engine_name} {shown}: {problem}"
+        log.warning("%s: not using %s", path, line)
+        refused.append(line)
+    raise ServableError(f"{path}: no engine can serve it here ({'; '.join(refused)})")
+
+
+def _problem(
+    engine: Engine,
+    shown: str,
+    wanted: Wanted,
+    warm_up: Callable[[EngineInfo], Any],
+    reference: ReferenceSet | TensorReference | None,
+    logits: bool,
+    quantized: bool,
+    run: Callable[[Engine, Any], object] | None,
+) -> str | None:
+    """Why `engine` at `shown` precision may not serve the version; None when it may.
+
+    Raises ServableError when the reference set fails a precision asked for by name.
+    """
+    if shown != "f32" and isinstance(reference, TensorReference) and wanted.precision != shown:
+        return "only when asked for, for a tensor model"
+    if shown != "f32" and reference is not None:
+        try:
+            check = _verify(engine, reference, logits, wanted.tolerance)
+        except ServableError as exc:
+            if wanted.precision == shown:
+                raise
+            return str(exc)
+        if not check.passed and wanted.precision == shown:
+            raise ServableError(
+                f"the reference set fails with {engine.info.name} {shown}: {check.describe()}"
+            )
+        if not check.passed:
+            return check.describe()
+    elif shown != "f32" and not quantized and wanted.precision != shown:
+        # An unverified reduced precision runs only when asked for by name.
+        return "no reference set to verify it"
+    if wanted.engine != AUTO and wanted.precision != AUTO:
+        return None  # nothing to choose: the servable's own warm-up says what fails
+    try:
+        batch = warm_up(engine.info)
+        answers = run(engine, batch) if run else engine.run(batch)
+        # A kind's run hands back, in place of an answer, the error of an input that failed.
+        for answer in answers if isinstance(answers, list) else ():
+            if isinstance(answer, Exception):
+                raise answer
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        return f"cannot run the warm-up input: {lines[0] if lines else type(exc).__name__}"
+    return None
+
+
+def _reason(
+    wanted: Wanted,
+    candidates: list[tuple[str, str]],
+    path: Path,
+    quantized: bool,
+    refused: list[str],
+) -> str:
+    """Why the first candidate left was chosen, for the log line and the status."""
+    if wanted.engine != AUTO and wanted.precision != AUTO:
+        return "as asked"
+    if len(candidates) == 1 and not refused:
+        return "the only candidate"
+    size = path.stat().st_size
+    order = ", ".join(f"{e} {'int8' if quantized else p}" for e, p in candidates)
+    reason = (
+        f"rule: model.onnx is {size / (1 << 20):.1f} MiB, "
+        + ("at least 1 MiB: a reduced precision first" if _large(path) else "under 1 MiB")
+        + f"; the first of {order} that runs here and passes the reference set"
+    )
+    return reason + (f"; not {'; not '.join(refused)}" if refused else "")
+
+
+def _large(path: Path) -> bool:
+    return path.stat().st_size >= LARGE_MODEL_BYTES
+
+
+def _in_rule_order(
+    candidates: list[tuple[str, str]], path: Path, quantized: bool
+) -> list[tuple[str, str]]:
+    """`candidates` (engine, precision) in the order the rule tries them (sorted is stable)."""
+
+    def reduced(engine: str, precision: str) -> bool:
+        # An int8 export is int8 on any engine, but only OpenVINO has int8 kernels for it.
+        return precision != "f32" or (quantized and engine == "openvino")
+
+    places = (
+        ("reduced", "reference", "other") if _large(path) else ("reference", "other", "reduced")
+    )
+
+    def rank(candidate: tuple[str, str]) -> int:
+        if reduced(*candidate):
+            return places.index("reduced")
+        return places.index("reference" if candidate[0] == REFERENCE_ENGINE else "other")
+
+    return sorted(candidates, key=rank)
 
 
 def _candidates(wanted: Wanted, options: EngineOptions, quantized: bool) -> list[tuple[str, str]]:
@@ -177,38 +260,20 @@ def _candidates(wanted: Wanted, options: EngineOptions, quantized: bool) -> list
     return found
 
 
-def _asked(wanted: Wanted) -> str:
-    if wanted.engine == AUTO or wanted.precision == AUTO:
-        return "the only candidate"
-    return "as asked"
-
-
 def _verify(
     engine: Engine, reference: ReferenceSet | TensorReference, logits: bool, tolerance: float
 ) -> ReferenceCheck | TensorCheck:
     try:
         if isinstance(reference, TensorReference):
             return check_tensors(reference, engine.run_named(reference.inputs), tolerance)
-        return check_reference(reference, engine.run(reference.inputs), logits, tolerance)
+        batched = check_reference(reference, engine.run(reference.inputs), logits, tolerance)
+        if not batched.passed:
+            return batched
+        # One input at a time too: an engine may run a lone input another way (OpenVINO's
+        # latency model).
+        rows = [engine.run(reference.inputs[i : i + 1]) for i in range(len(reference.inputs))]
+        return check_reference(reference, np.concatenate(rows), logits, tolerance)
     except Exception as exc:
         raise ServableError(
             f"engine {engine.info.name} cannot run the reference set: {exc}"
         ) from exc
-
-
-def _time_per_call(
-    engine: Engine, batch: Any, run: Callable[[Engine, Any], object] | None = None
-) -> float:
-    """Median seconds of one call on `batch`, after a warm-up call."""
-
-    def call() -> object:
-        return run(engine, batch) if run else engine.run(batch)
-
-    call()
-    times: list[float] = []
-    deadline = time.perf_counter() + TIMING_SECONDS
-    while len(times) < TIMING_RUNS and (not times or time.perf_counter() < deadline):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)

@@ -1,11 +1,24 @@
-"""The OpenVINO engine: reads `model.onnx` as exported; f32, or bf16 where the CPU has it."""
+"""The OpenVINO engine: reads `model.onnx` as exported; f32, or bf16 where the CPU has it.
+
+A version gets two compiled models of its `model.onnx` where more than one call may run at
+once (docs/engines.md has the measurements): one for throughput, a stream per concurrent
+call over a dynamic batch axis, and one for latency, one stream over all the version's
+threads with the batch fixed at 1. A batch of one input runs on the latency model when no
+other call is running and none has overlapped another for `QUIET_SECONDS`, so a lone
+request is not paying for throughput mode, and steady concurrency stays on the streams.
+Compiled models are kept in `compiled_model_cache` (see `compiled_cache`), where OpenVINO
+finds them on the next load; it ignores and rewrites a blob it cannot read.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import queue
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,60 +26,95 @@ from typing import Any
 import numpy as np
 
 from pyserving.engines import EngineInfo, EngineOptions, TensorInfo, pick_tensors
+from pyserving.engines.compiled_cache import model_cache
 from pyserving.errors import MissingExtra, ModelNotReady, ServableError
+
+log = logging.getLogger(__name__)
 
 NAME = "openvino"
 INSTALL = str(MissingExtra("openvino", "openvino"))
 _HINTS = {"f32": "f32", "bf16": "bf16"}
 _CAPABILITIES = {"f32": "FP32", "bf16": "BF16"}
+QUIET_SECONDS = 0.5  # no calls overlapping this long: a lone input may take every core
 
 
-class OpenVinoEngine:
-    """A compiled model with a pool of infer requests, one per concurrent call."""
+class _Compiled:
+    """One compiled model and its pool of infer requests, one per concurrent call."""
 
-    def __init__(self, compiled: Any, info: EngineInfo, input_name: str, output_name: str) -> None:
-        self._compiled: Any = compiled
-        self.info = info
-        self._input = input_name
-        self._output = compiled.output(output_name)
+    def __init__(self, compiled: Any, output_name: str) -> None:
+        self.compiled: Any = compiled
+        self.output: Any = compiled.output(output_name)
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """The output tensor for `batch` (OpenVINO releases the GIL while it runs)."""
-        with self._request() as (request, _):
-            results = request.infer({self._input: batch})
-            return np.asarray(results[self._output])
-
-    def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Every output for the named inputs (copies: the request is reused)."""
-        with self._request() as (request, compiled):
-            results = request.infer(dict(feeds))
-            return {
-                t.name: np.array(results[p])
-                for t, p in zip(self.info.outputs, compiled.outputs, strict=True)
-            }
-
     @contextlib.contextmanager
-    def _request(self) -> Iterator[tuple[Any, Any]]:
-        """An idle infer request (a new one when all are busy) and the compiled model; the
-        request goes back to the pool afterwards."""
-        compiled = self._compiled
-        if compiled is None:
-            raise ModelNotReady("the model was unloaded")
+    def request(self) -> Iterator[Any]:
+        """An idle infer request (a new one when all are busy), back in the pool afterwards."""
         try:
             request = self._requests.get_nowait()
         except queue.Empty:
-            request = compiled.create_infer_request()
+            request = self.compiled.create_infer_request()
         try:
-            yield request, compiled
+            yield request
         finally:
             self._requests.put(request)
 
+
+class OpenVinoEngine:
+    """A compiled model for throughput and, optionally, one for a lone input's latency.
+
+    `run` and `run_named` are thread-safe and called from worker threads.
+    """
+
+    def __init__(
+        self, throughput: _Compiled, latency: _Compiled | None, info: EngineInfo, input_name: str
+    ) -> None:
+        self._throughput: _Compiled | None = throughput
+        self._latency = latency
+        self.info = info
+        self._input = input_name
+        self._lock = threading.Lock()
+        self._running = 0  # calls in progress
+        self._overlapped = -QUIET_SECONDS  # time.monotonic() when calls last overlapped
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The output tensor for `batch` (OpenVINO releases the GIL while it runs)."""
+        with self._call(len(batch)) as model, model.request() as request:
+            results = request.infer({self._input: batch})
+            return np.asarray(results[model.output])
+
+    def run_named(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output for the named inputs (copies: the request is reused)."""
+        with self._call(0) as model, model.request() as request:
+            results = request.infer(dict(feeds))
+            return {
+                t.name: np.array(results[p])
+                for t, p in zip(self.info.outputs, model.compiled.outputs, strict=True)
+            }
+
+    @contextlib.contextmanager
+    def _call(self, rows: int) -> Iterator[_Compiled]:
+        """The compiled model for a call of `rows` inputs (0: named inputs), counted as
+        running until the block ends."""
+        throughput, latency = self._throughput, self._latency
+        if throughput is None:
+            raise ModelNotReady("the model was unloaded")
+        with self._lock:
+            now = time.monotonic()
+            if self._running:
+                self._overlapped = now
+            # Lone only after a quiet spell: under steady concurrency a call that happens to
+            # find the other one finished would take the cores that the next call needs.
+            alone = not self._running and now - self._overlapped > QUIET_SECONDS
+            self._running += 1
+        try:
+            yield latency if latency is not None and alone and rows == 1 else throughput
+        finally:
+            with self._lock:
+                self._running -= 1
+
     def close(self) -> None:
-        """Drop the compiled model and its requests, so their memory goes."""
-        self._compiled = None
-        while not self._requests.empty():
-            self._requests.get_nowait()
+        """Drop the compiled models and their requests, so their memory goes."""
+        self._throughput = self._latency = None
 
 
 @functools.cache
@@ -104,25 +152,85 @@ def load(
             f"engine openvino runs on the CPU here; --execution_provider "
             f"{options.execution_provider} needs --engine onnxruntime"
         )
-    config = {
+    streams = max(1, options.concurrency)
+    threads = max(1, options.threads) * streams
+    precision = {
         # Asked explicitly: left alone, OpenVINO picks bf16 by itself on CPUs that have it.
         "INFERENCE_PRECISION_HINT": _HINTS[options.precision],
-        # A stream per concurrent call, each with the threads a call gets.
-        "NUM_STREAMS": max(1, options.concurrency),
-        "INFERENCE_NUM_THREADS": max(1, options.threads) * max(1, options.concurrency),
+        "INFERENCE_NUM_THREADS": threads,
     }
-    try:
-        compiled = _core().compile_model(str(path), "CPU", config)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()
-        raise ServableError(
-            f"{path}: OpenVINO cannot compile it: {reason[0] if reason else type(exc).__name__}"
-        ) from exc
+    cache = model_cache(options.compiled_model_cache, path)
+    # A stream per concurrent call, each with the threads a call gets.
+    compiled = _compile(path, str(path), {**precision, "NUM_STREAMS": streams}, cache)
     inputs = tuple(_tensor(port) for port in compiled.inputs)
     outputs = tuple(_tensor(port) for port in compiled.outputs)
     chosen_in, chosen_out = pick_tensors(path, inputs, outputs, input_name, output_name)
     info = EngineInfo(NAME, options.precision, "cpu", inputs, outputs)
-    return OpenVinoEngine(compiled, info, chosen_in.name, chosen_out.name)
+    latency = None
+    if streams > 1 and len(inputs) == 1 and _free_axes(chosen_in) == [0]:
+        latency = _latency_model(path, chosen_in, chosen_out, precision, cache)
+    log.info(
+        "%s: openvino %s, throughput: %d streams x %d thread(s), any batch; %s; "
+        "compiled-model cache: %s",
+        path,
+        options.precision,
+        streams,
+        threads // streams,
+        f"latency: 1 stream x {threads} threads, batch 1, for a lone input"
+        if latency
+        else "no latency model (one call at a time, or not a single input with a free batch axis)",
+        cache or "off",
+    )
+    throughput = _Compiled(compiled, chosen_out.name)
+    return OpenVinoEngine(throughput, latency, info, chosen_in.name)
+
+
+def _latency_model(
+    path: Path,
+    tensor_in: TensorInfo,
+    tensor_out: TensorInfo,
+    precision: dict[str, Any],
+    cache: str | None,
+) -> _Compiled | None:
+    """The model with its batch fixed at 1 on one stream; None (and why, in the log) when
+    OpenVINO cannot make it: then every call runs on the throughput model."""
+    try:
+        model = _core().read_model(str(path))
+        model.reshape({model.inputs[0]: [1, *tensor_in.shape[1:]]})
+        one_stream = {**precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        return _Compiled(_compile(path, model, one_stream, cache), tensor_out.name)
+    except Exception as exc:
+        log.warning("%s: no latency model: %s", path, _first_line(exc))
+        return None
+
+
+def _compile(path: Path, model: Any, config: dict[str, Any], cache: str | None) -> Any:
+    """`model` (a path or an ov.Model) compiled; without the cache if loading fails with it."""
+    if cache:
+        try:
+            return _core().compile_model(model, "CPU", {**config, "CACHE_DIR": cache})
+        except Exception as exc:
+            compiled = _compile(path, model, config, None)  # the model's own error, if any
+            log.warning(
+                "%s: compiled-model cache %s failed (%s); loaded without it",
+                path,
+                cache,
+                _first_line(exc),
+            )
+            return compiled
+    try:
+        return _core().compile_model(model, "CPU", config)
+    except Exception as exc:
+        raise ServableError(f"{path}: OpenVINO cannot compile it: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _free_axes(tensor: TensorInfo) -> list[int]:
+    return [i for i, d in enumerate(tensor.shape) if not isinstance(d, int)]
 
 
 def _tensor(port: Any) -> TensorInfo:
@@ -131,4 +239,6 @@ def _tensor(port: Any) -> TensorInfo:
         dtype = np.dtype(port.get_element_type().to_dtype()).name
     except Exception:
         dtype = ""
+    if dtype in ("bytes", "str"):
+        dtype = "string"  # as ONNX and ONNX Runtime name it
     return TensorInfo(port.get_any_name(), dtype, shape)

@@ -59,6 +59,7 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
                             precision=v.precision,
                             kind=v.kind,
                             features=v.features,
+                            engine_reason=v.engine_reason,
                         )
                         for v in m.versions
                     ],
