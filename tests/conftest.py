@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +34,16 @@ from tests.onnx_models import (
     write_text_servable,
 )
 from tests.processes import RunningProcess, start_server
+
+# Servers started by the tests keep OpenVINO's compiled models (--compiled_model_cache's
+# default, under $XDG_CACHE_HOME) in a folder of the test run's, not in the user's ~/.cache.
+TEST_CACHE = tempfile.mkdtemp(prefix="pyserving-test-cache-")
+os.environ["XDG_CACHE_HOME"] = TEST_CACHE
+
+
+def pytest_sessionfinish() -> None:
+    """Remove the test run's cache folder."""
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
