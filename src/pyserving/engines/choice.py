@@ -105,7 +105,8 @@ def choose_engine(
         except ServableError as exc:
             if wanted.engine != AUTO:
                 raise
-            log.warning("%s: not using %s: %s", path, engine_name, exc)
+            # Expected under auto (OpenVINO compiles no scikit-learn graph): a note, in words.
+            log.info("%s: not using %s: %s", path, engine_name, str(exc).removeprefix(f"{path}: "))
             refused.append(f"{engine_name}: {exc}")
             failed.add(engine_name)
             continue

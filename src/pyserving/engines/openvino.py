@@ -225,8 +225,18 @@ def _compile(path: Path, model: Any, config: dict[str, Any], cache: str | None) 
 
 
 def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    """OpenVINO's reason in words, on one line.
+
+    Its messages start with the C++ files the error passed through ("Exception from
+    src/inference/src/cpp/core.cpp:132:"), then "Check ... failed at ..." lines; a failed
+    ONNX conversion ends with a summary naming the operations it cannot convert.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if "Summary:" in lines:
+        summary = lines[lines.index("Summary:") + 1 :]
+        return "; ".join(line.removeprefix("-- ") for line in summary)
+    words = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
+    return (words or lines or [type(exc).__name__])[-1]
 
 
 def _free_axes(tensor: TensorInfo) -> list[int]:
