@@ -246,7 +246,7 @@ def test_one_v2_request_of_clips_of_many_lengths(http: httpx.Client, clips: list
 
 def test_metadata_says_audio_clips_go_in_as_bytes(http: httpx.Client) -> None:
     meta = http.get("/v2/models/speech").json()
-    assert meta["inputs"] == [{"name": "samples", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["inputs"] == [{"name": "samples", "datatype": "BYTES", "shape": [-1, 1]}]
     assert meta["parameters"]["kind"] == "audio"
 
 
