@@ -7,7 +7,8 @@
 #                    makes localhost/pyserving-base:bookworm from Debian and that is used).
 #   TORCH_INDEX_URL  the extra index torch's CPU build comes from (default: the Dockerfile's,
 #                    PyTorch's own). Empty: none, for machines whose pip configuration already
-#                    holds the CPU wheel (find-links), or whose index mirrors PyTorch's.
+#                    holds the CPU wheel (find-links), or whose index mirrors PyTorch's;
+#                    with podman, empty unless set when a PIP_FIND_LINKS folder has the wheel.
 # This machine's pip configuration goes in as read-only mounts of the build, never into an
 # image: /etc/pip.conf, /etc/xdg/pip/, the CA bundle, the PIP_* environment (as a pip.conf) and
 # local find-links folders. Docker's `build` takes no mounts: it gets the build arguments only.
@@ -32,6 +33,16 @@ if [ -z "${BASE_IMAGE:-}" ] && [ "$ENGINE" = podman ]; then
     fi
 fi
 [ -z "${BASE_IMAGE:-}" ] || args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+torch=$(sed -n 's/^RUN pip install .* torch==\([^ ]*\).*/\1/p' "$ROOT/deploy/Dockerfile")
+if [ -z "${TORCH_INDEX_URL+set}" ] && [ "$ENGINE" = podman ]; then
+    # A CPU wheel in a find-links folder of this machine's pip: no extra index needed.
+    for folder in ${PIP_FIND_LINKS:-}; do
+        if compgen -G "${folder#file://}/torch-$torch+cpu-*.whl" >/dev/null; then
+            TORCH_INDEX_URL=
+            echo "torch $torch+cpu is in $folder: no extra index for it"
+        fi
+    done
+fi
 [ -z "${TORCH_INDEX_URL+set}" ] || args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
 
 if [ "$ENGINE" = podman ]; then
