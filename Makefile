@@ -131,7 +131,7 @@ proto: install
 	$(PY) protos/generate.py src/pyserving/_proto
 
 # podman, runc and debootstrap from Debian: the image tests build and run the images with them
-# (tests/e2e/test_images.py; deploy/podman/containers.conf picks runc, as crun refuses
+# (tests/e2e/images/; deploy/podman/containers.conf picks runc, as crun refuses
 # hybrid cgroups).
 podman:
 	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && \
