@@ -11,8 +11,9 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/deploy/podman/containers.conf}
 podman image exists "$NAME" && { echo "$NAME already there"; exit 0; }
 
 if [ -z "${MIRROR:-}" ]; then
-    MIRROR=$(grep -hsoE '^(URIs: *|deb +)[^ ]+/debian/?( |$)' \
-        /etc/apt/sources.list.d/*.sources /etc/apt/sources.list | head -1 | awk '{print $NF}')
+    # The first Debian archive named (deb822 `URIs:` or one-line `deb`); not every file exists.
+    MIRROR=$( (cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true) |
+        grep -oE '^(URIs: *|deb +)[^ ]+/debian/?( |$)' | head -1 | awk '{print $NF}') || true
 fi
 [ -n "$MIRROR" ] || { echo "no Debian mirror in /etc/apt/sources*; set MIRROR=" >&2; exit 1; }
 
