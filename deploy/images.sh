@@ -33,7 +33,8 @@ if [ -z "${BASE_IMAGE:-}" ] && [ "$ENGINE" = podman ]; then
     fi
 fi
 [ -z "${BASE_IMAGE:-}" ] || args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
-torch=$(sed -n 's/^RUN pip install .* torch==\([^ ]*\).*/\1/p' "$ROOT/deploy/Dockerfile")
+torch=$(sed -n 's/^RUN .*pip install torch==\([^ ]*\).*/\1/p' "$ROOT/deploy/Dockerfile")
+[ -n "$torch" ] || { echo "no 'RUN ... pip install torch==V' in deploy/Dockerfile" >&2; exit 1; }
 if [ -z "${TORCH_INDEX_URL+set}" ] && [ "$ENGINE" = podman ]; then
     # A CPU wheel in a find-links folder of this machine's pip: no extra index needed.
     for folder in ${PIP_FIND_LINKS:-}; do
