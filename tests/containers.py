@@ -6,7 +6,6 @@ ulimits this machine kind allows (no CAP_SYS_RESOURCE, a hard limit of 20000 ope
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -137,10 +136,3 @@ def network() -> Iterator[str]:
         yield name
     finally:
         podman("network", "rm", "--force", name, check=False)
-
-
-def pod_containers(pod: str) -> list[dict[str, object]]:
-    """The containers of a pod that `kube play` made, as `podman ps` describes them."""
-    out = podman("ps", "--all", "--filter", f"pod={pod}", "--format", "json").stdout
-    found: list[dict[str, object]] = json.loads(out or "[]")
-    return found
