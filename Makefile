@@ -18,7 +18,7 @@ LINT_STAMP := $(VENV)/.lint-installed
 # Dev tools at the versions in constraints.txt, in every environment.
 PIP_INSTALL := $(PY) -m pip install --quiet -c constraints.txt
 
-.PHONY: install run serve export test test-fast lint proto clean chromium strace audio-tools images bench
+.PHONY: install run serve export test test-fast lint proto clean chromium strace audio-tools podman image bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -108,7 +108,7 @@ audio-tools:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox; }
 
-test: install chromium strace audio-tools $(CLIENTS) lint
+test: install chromium strace audio-tools podman $(CLIENTS) lint
 	$(BIN)/pytest --cov --cov-report=term
 
 # Everything but the tests that start processes, a browser or an export (under a minute).
@@ -130,13 +130,19 @@ lint: $(LINT_STAMP)
 proto: install
 	$(PY) protos/generate.py src/pyserving/_proto
 
-# Container images (needs a Docker engine; tests/test_deploy.py checks deploy/ without one).
+# podman, runc and debootstrap from Debian: the image tests build and run the images with them
+# (tests/e2e/images/; deploy/podman/containers.conf picks runc, as crun refuses
+# hybrid cgroups).
+podman:
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && \
+		command -v debootstrap >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap; }
+
+# The server, web and export images, with podman or docker (deploy/images.sh; docs/deploy.md).
+# BASE_IMAGE= and TORCH_INDEX_URL= pass the Dockerfile's build arguments.
 IMAGE_TAG ?= 0.1.0
-images:
-	for target in server web export; do \
-		docker build -f deploy/Dockerfile --target $$target -t pyserving-$$target:$(IMAGE_TAG) . \
-			|| exit 1; \
-	done
+image:
+	IMAGE_TAG=$(IMAGE_TAG) deploy/images.sh server web export
 
 clean:
 	rm -rf $(VENV) .venv-clients build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

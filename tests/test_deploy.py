@@ -81,6 +81,7 @@ class Stage:
     name: str
     base: str
     instructions: list[Instruction] = field(default_factory=list)
+    args: dict[str, str] = field(default_factory=dict)  # ARG name: default
 
     def all(self, keyword: str) -> list[Instruction]:
         return [i for i in self.instructions if i.keyword == keyword]
@@ -90,10 +91,22 @@ class Stage:
         return found[-1] if found else None
 
 
+def expand(text: str, args: Mapping[str, str]) -> str:
+    """`text` with the build arguments' values in, as the shell of a RUN sees them."""
+    text = re.sub(
+        r"\$\{(\w+):\+([^}]*)\}", lambda m: m.group(2) if args.get(m.group(1)) else "", text
+    )
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), text)
+
+
 def parse_dockerfile(text: str) -> dict[str, Stage]:
-    """Stages by name. Continuation lines are joined and comment lines dropped, as Docker does."""
+    """Stages by name, each ARG at its default.
+
+    Continuation lines are joined and comment lines dropped, as Docker does.
+    """
     stages: dict[str, Stage] = {}
     current: Stage | None = None
+    global_args: dict[str, str] = {}
     logical = ""
     start = 0
     for number, raw in enumerate(text.splitlines(), 1):
@@ -115,11 +128,17 @@ def parse_dockerfile(text: str) -> dict[str, Stage]:
             name, _, value = flag[2:].partition("=")
             flags[name] = value
             rest = rest.strip()
+        if keyword.upper() == "ARG":
+            name, _, default = rest.partition("=")
+            (current.args if current else global_args)[name] = default
+            continue
         if keyword.upper() == "FROM":
-            base, _, name = rest.partition(" AS ")
+            base, _, name = expand(rest, global_args).partition(" AS ")
             current = stages[name.strip()] = Stage(name.strip(), base.strip())
             continue
         assert current is not None, f"line {start}: {keyword} before FROM"
+        if keyword.upper() == "RUN":
+            rest = expand(rest, current.args)
         current.instructions.append(Instruction(keyword.upper(), flags, rest, start))
     return stages
 
@@ -295,11 +314,16 @@ def build(sandbox: Sandbox, stages: Sequence[Stage], user: str = "") -> None:
 def run_command(
     sandbox: Sandbox, argv: list[str], stages: Sequence[Stage], cwd: Path, user: str
 ) -> None:
+    assigned = {}
+    while re.fullmatch(r"\w+=.*", argv[0]):
+        name, _, value = argv.pop(0).partition("=")
+        assigned[name] = value
     program, args = argv[0], argv[1:]
+    assert not assigned or program == "pip", f"{argv}: only pip takes variables"
     if argv[:3] == ["python", "-m", "venv"]:
         assert args[2:] == [venv_path(stages)], f"{argv}: the venv must be the one on PATH"
     elif program == "pip":
-        args = pip_args(args)
+        args = pip_args(args, assigned.get("PIP_EXTRA_INDEX_URL", ""))
         if sandbox.dry_run:
             assert args[0] == "install" and all(not a.startswith("-") for a in args), argv
             sandbox.requested += args[1:]
@@ -323,20 +347,23 @@ def run_command(
         pytest.fail(f"RUN {shlex.join(argv)}: tests/test_deploy.py cannot run this outside Docker")
 
 
-def pip_args(args: list[str]) -> list[str]:
-    """Torch's CPU index is not reachable here; the same CPU build is `torch==V+cpu` locally."""
-    if "--index-url" not in args:
+def pip_args(args: list[str], extra_index: str) -> list[str]:
+    """Torch's CPU index is not reachable here; the same CPU build is `torch==V+cpu` locally.
+
+    It must be an extra index (`PIP_EXTRA_INDEX_URL`, the TORCH_INDEX_URL argument), for
+    only torch: torch's dependencies come from the default index.
+    """
+    assert "--index-url" not in args, f"{args}: torch's dependencies need the default index"
+    if not extra_index:
         assert not [a for a in args if a.startswith("torch")], (
             f"pip {shlex.join(args)}: torch from PyPI brings CUDA; take it from {TORCH_CPU_INDEX}"
         )
         return args
-    at = args.index("--index-url")
-    assert args[at + 1] == TORCH_CPU_INDEX, args
-    rest = args[:at] + args[at + 2 :]
-    assert [a for a in rest if not a.startswith("-")][1:] == [
-        a for a in rest if a.startswith("torch==")
+    assert extra_index == TORCH_CPU_INDEX, extra_index
+    assert [a for a in args if not a.startswith("-")][1:] == [
+        a for a in args if a.startswith("torch==")
     ], f"only torch should come from {TORCH_CPU_INDEX}: {args}"
-    return [f"{a}+cpu" if a.startswith("torch==") else a for a in rest]
+    return [f"{a}+cpu" if a.startswith("torch==") else a for a in args]
 
 
 def installed(venv: Path) -> set[str]:
@@ -558,7 +585,7 @@ def test_server_and_web_images_work_outside_a_container(tmp_path: Path) -> None:
     assert code == 0, server.output()
     assert "stopped" in server.output()
     gone = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30)
-    assert gone.returncode == 1 and gone.stdout.startswith("UNAVAILABLE"), gone.stdout
+    assert gone.returncode == 1 and gone.stderr.startswith("UNAVAILABLE"), gone.stderr
 
 
 def test_export_stage_installs_cpu_torch_and_bakes_a_readable_model(tmp_path: Path) -> None:
