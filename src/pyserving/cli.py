@@ -10,13 +10,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pyserving
 from pyserving.auth import TOKEN_ENV, client_token
 from pyserving.cli_tfs import add_tf_serving_flags, tf_serving_settings
-from pyserving.client import ClientTLS
+from pyserving.client import Client, ClientTLS
 from pyserving.errors import (
     ConfigError,
     MissingExtra,
@@ -537,11 +538,7 @@ def client_tls(args: argparse.Namespace) -> ClientTLS | None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from pyserving.client import Client
-
-    with Client(
-        args.server, args.timeout, client_tls(args), client_token(args.auth_token_file)
-    ) as client:
+    with connect(args) as client:
         models = client.model_status(args.model)
     for model in models:
         print(model.name)
@@ -586,15 +583,22 @@ def run_web(args: argparse.Namespace) -> int:
     )
 
 
+def connect(args: argparse.Namespace) -> Client:
+    """The client of every remote verb: --server, --timeout, the TLS flags and the token
+    (--auth_token_file, else $PYSERVING_AUTH_TOKEN). Connects on its first call."""
+    from pyserving.client import Client
+
+    return Client(args.server, args.timeout, client_tls(args), client_token(args.auth_token_file))
+
+
 def run_classify(args: argparse.Namespace) -> int:
     from pyserving.cli_classify import TABLE_FILES, classify_paths
-    from pyserving.client import Client
 
     if args.concurrency < 1:
         print(f"error: --concurrency must be at least 1, got {args.concurrency}", file=sys.stderr)
         return 2
     if args.output or len(args.images) > TABLE_FILES or any(p.is_dir() for p in args.images):
-        return classify_paths(args, client_tls(args), client_token(args.auth_token_file))
+        return classify_paths(args, partial(connect, args))
     features = dict(_parse_feature(f) for f in args.feature)
     if not args.images and not features and not args.text:
         print(
@@ -608,9 +612,7 @@ def run_classify(args: argparse.Namespace) -> int:
     inputs += [(repr(t), t.encode("utf-8")) for t in args.text]
     inputs = inputs or [("features", b"")]
     failed = 0
-    with Client(
-        args.server, args.timeout, client_tls(args), client_token(args.auth_token_file)
-    ) as client:
+    with connect(args) as client:
         for label, data in inputs:
             try:
                 image = Path(label).read_bytes() if data is None else data
@@ -647,4 +649,4 @@ def _parse_feature(text: str) -> tuple[str, float]:
 def run_predict(args: argparse.Namespace) -> int:
     from pyserving.cli_predict import predict
 
-    return predict(args, client_tls(args), client_token(args.auth_token_file))
+    return predict(args, partial(connect, args))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from pyserving.client import Client, ClientTLS
+from pyserving.client import Client
 from pyserving.errors import PyservingError, UsageError
 from pyserving.formats import (
     CLIP_FORMATS,
@@ -59,8 +59,10 @@ class Row:
     error: str = ""
 
 
-def classify_paths(args: argparse.Namespace, tls: ClientTLS | None, token: str | None) -> int:
-    """Run `pyserving classify PATH... [--output FILE]` and return the exit status."""
+def classify_paths(args: argparse.Namespace, connect: Callable[[], Client]) -> int:
+    """Run `pyserving classify PATH... [--output FILE]` and return the exit status.
+
+    `connect` gives the client (the CLI's one builder), once the flags are checked."""
     try:
         if args.feature or args.text:
             raise UsageError("--feature and --text take no files; give one or the other")
@@ -69,7 +71,7 @@ def classify_paths(args: argparse.Namespace, tls: ClientTLS | None, token: str |
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE
-    with Client(args.server, args.timeout, tls, token) as client:
+    with connect() as client:
         try:
             model, version, kind = model_kind(client, args.model, args.version)
         except UsageError as exc:

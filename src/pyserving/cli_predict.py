@@ -11,18 +11,20 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyserving.client import Client, ClientTLS
+from pyserving.client import Client
 from pyserving.errors import ConfigError, UsageError
 from pyserving.results import Inference, Tensor, TensorSpec
 
 
-def predict(args: argparse.Namespace, tls: ClientTLS | None, token: str | None) -> int:
-    """Run `pyserving predict`: read the --input values, call the server, print the answer."""
-    with Client(args.server, timeout=args.timeout, tls=tls, auth_token=token) as client:
+def predict(args: argparse.Namespace, connect: Callable[[], Client]) -> int:
+    """Run `pyserving predict`: read the --input values, call the server, print the answer.
+
+    `connect` gives the client (the CLI's one builder)."""
+    with connect() as client:
         specs, _ = client.model_tensors(args.model, args.version)
         takes = ", ".join(f"{s.name} ({s.datatype} {list(s.shape)})" for s in specs)
         if not args.input:
