@@ -18,7 +18,7 @@ LINT_STAMP := $(VENV)/.lint-installed
 # Dev tools at the versions in constraints.txt, in every environment.
 PIP_INSTALL := $(PY) -m pip install --quiet -c constraints.txt
 
-.PHONY: install run serve export test test-fast lint proto clean chromium strace audio-tools podman image bench
+.PHONY: install run serve export test test-fast lint proto clean chromium strace audio-tools podman image bench flags-doc
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -125,6 +125,10 @@ lint: $(LINT_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Regenerate docs/flags.md from the parser (tests/test_cli_flags.py checks it is current).
+flags-doc: $(LINT_STAMP)
+	$(PY) docs/generate_flags.py > docs/flags.md
 
 # Regenerate the committed gRPC stubs from protos/.
 proto: install

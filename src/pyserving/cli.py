@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import pyserving
 from pyserving.auth import TOKEN_ENV, client_token
 from pyserving.cli_tfs import add_tf_serving_flags, tf_serving_settings
-from pyserving.client import Client, ClientTLS
+from pyserving.client import DEFAULT_ADDRESS, Client, ClientTLS
 from pyserving.errors import (
     ConfigError,
     MissingExtra,
@@ -101,6 +101,10 @@ def top_k(text: str) -> int:
     return value
 
 
+# The one home of the server's defaults: each `serve` flag takes its default from here.
+DEFAULTS = Settings(models=())
+
+
 class ShowsDefaults(argparse.HelpFormatter):
     """Help that ends each option's line with its default, where it has one worth saying."""
 
@@ -150,13 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--model_config_file_poll_wait_seconds",
         type=float,
-        default=0.0,
+        default=DEFAULTS.model_config_file_poll_wait_seconds,
         help="re-read the config file this often (0: never)",
     )
     serve.add_argument(
         "--file_system_poll_wait_seconds",
         type=float,
-        default=2.0,
+        default=DEFAULTS.file_system_poll_wait_seconds,
         help="scan for new versions this often (0: only at start)",
     )
     serve.add_argument(
@@ -166,96 +170,110 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --model_base_path; a config file can also pin specific versions",
     )
     serve.add_argument("--num_versions", type=int, default=1, help="for --version_policy latest")
-    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
-    serve.add_argument("--port", type=int, default=9999, help="gRPC port (0: any free port)")
-    serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0: none)")
+    serve.add_argument("--host", default=DEFAULTS.host, help="address to listen on")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULTS.port, help="gRPC port (0: any free port)"
+    )
+    serve.add_argument(
+        "--rest_api_port", type=int, default=DEFAULTS.rest_api_port, help="REST port (0: none)"
+    )
     serve.add_argument(
         "--max_request_mib",
         type=float,
-        default=20,
+        default=DEFAULTS.max_request_bytes / MiB,
         help="largest request, and largest input tensor of a tensor model",
     )
     serve.add_argument(
         "--max_header_kib",
         type=float,
-        default=16,
+        default=DEFAULTS.max_header_bytes / 1024,
         help="largest REST headers or gRPC metadata of one request (431 / RESOURCE_EXHAUSTED)",
     )
     serve.add_argument(
-        "--max_headers", type=int, default=100, help="most REST headers in one request (431)"
+        "--max_headers",
+        type=int,
+        default=DEFAULTS.max_headers,
+        help="most REST headers in one request (431)",
     )
     serve.add_argument(
         "--max_connections",
         type=int,
-        default=1000,
+        default=DEFAULTS.max_connections,
         help="most connections at once per port (REST: and requests; over it 503)",
     )
     serve.add_argument(
         "--max_concurrent_streams",
         type=int,
-        default=100,
+        default=DEFAULTS.max_concurrent_streams,
         help="most gRPC calls at once on one connection (HTTP/2 SETTINGS)",
     )
     serve.add_argument(
         "--idle_timeout_seconds",
         type=float,
-        default=120.0,
+        default=DEFAULTS.idle_timeout_seconds,
         help="close a connection idle this long (above clients' own keep-alive expiry)",
     )
     serve.add_argument(
         "--max_image_pixels",
         type=int,
-        default=50_000_000,
+        default=DEFAULTS.max_image_pixels,
         help="largest image accepted, in pixels (checked before decoding)",
     )
     serve.add_argument(
         "--max_text_chars",
         type=int,
-        default=100_000,
+        default=DEFAULTS.max_text_chars,
         help="longest text a text model takes, in characters",
     )
     serve.add_argument(
         "--max_audio_seconds",
         type=float,
-        default=60.0,
+        default=DEFAULTS.max_audio_seconds,
         help="longest clip an audio model takes, in seconds (read from the clip's header)",
     )
-    serve.add_argument("--max_batch_size", type=int, default=8, help="inputs per ONNX call")
+    serve.add_argument(
+        "--max_batch_size",
+        type=int,
+        default=DEFAULTS.batching.max_batch_size,
+        help="inputs per ONNX call",
+    )
     serve.add_argument(
         "--batch_timeout_micros",
         type=int,
-        default=0,
+        default=DEFAULTS.batching.batch_timeout_micros,
         help="how long a partial batch waits for more (0: never; right for CPUs)",
     )
     serve.add_argument(
         "--max_enqueued_batches",
         type=int,
-        default=16,
+        default=DEFAULTS.batching.max_enqueued_batches,
         help="queue bound in batches; beyond it requests fail with RESOURCE_EXHAUSTED",
     )
     serve.add_argument(
         "--num_batch_threads",
         type=int,
-        default=0,
+        default=DEFAULTS.batching.num_batch_threads,
         help="batches of a version run at once (0: one per core)",
     )
-    serve.add_argument("--worker_threads", type=int, default=0, help="0: cores + 2")
+    serve.add_argument(
+        "--worker_threads", type=int, default=DEFAULTS.worker_threads, help="0: cores + 2"
+    )
     serve.add_argument(
         "--intra_op_threads",
         type=int,
-        default=0,
+        default=DEFAULTS.intra_op_threads,
         help="ONNX Runtime threads per call (0: cores / --num_batch_threads)",
     )
     serve.add_argument(
         "--worker_niceness",
         type=int,
-        default=10,
+        default=DEFAULTS.worker_niceness,
         help="nice value added to decode/inference threads, so the network side stays "
         "responsive under load (0: off)",
     )
     serve.add_argument(
         "--graph_optimization_level",
-        default="all",
+        default=DEFAULTS.graph_optimization_level,
         choices=["disable", "basic", "extended", "all"],
         help="ONNX Runtime graph optimisations",
     )
@@ -266,26 +284,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--execution_provider",
-        default="cpu",
+        default=DEFAULTS.execution_provider,
         choices=["cpu", "cuda"],
         help="where ONNX Runtime runs the models",
     )
     serve.add_argument(
         "--compiled_model_cache",
-        default=str(default_compiled_model_cache()),
+        default=str(default_compiled_model_cache()),  # read now: it follows $XDG_CACHE_HOME
         help="folder where OpenVINO keeps compiled models, so loads and swaps are faster "
         "(empty: no cache)",
     )
     serve.add_argument(
         "--engine",
-        default="auto",
+        default=DEFAULTS.engine,
         choices=ENGINE_CHOICES,
-        help="what runs model.onnx (auto: OpenVINO where it is installed and runs the model, "
-        "else ONNX Runtime; the same choice on every start)",
+        help="what runs model.onnx (auto: by a fixed rule, the same on every start: a "
+        "verified bf16 or int8 on OpenVINO for a model of 1 MiB or more, else ONNX Runtime)",
     )
     serve.add_argument(
         "--precision",
-        default="auto",
+        default=DEFAULTS.precision,
         choices=PRECISION_CHOICES,
         help="f32, bf16 (OpenVINO on a CPU with bf16), or auto: bf16 (or an int8 export) "
         "where the version's reference set passes through it, else f32",
@@ -293,20 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--precision_tolerance",
         type=float,
-        default=0.02,
+        default=DEFAULTS.precision_tolerance,
         help="largest probability difference on the reference set a reduced precision may make",
     )
     serve.add_argument(
         "--drain_seconds",
         type=float,
-        default=5.0,
+        default=DEFAULTS.drain_seconds,
         help="on SIGTERM: health turns NOT_SERVING and requests are still served this long, "
         "so load balancers move away; then new requests get UNAVAILABLE / 503",
     )
     serve.add_argument(
         "--shutdown_grace_seconds",
         type=float,
-        default=20.0,
+        default=DEFAULTS.shutdown_grace_seconds,
         help="after the drain: how long requests in flight may take to finish",
     )
     serve.add_argument(
@@ -339,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="files, or folders searched recursively for the inputs the model takes",
     )
-    classify.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
+    classify.add_argument("--server", default=DEFAULT_ADDRESS, help=SERVER_HELP)
     classify.add_argument("--model", default="", help="model name (default: the server's)")
     classify.add_argument("--version", type=int, default=0, help="0: the newest")
     classify.add_argument(
@@ -367,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="run a tensor model with a running server (OIP v2 over gRPC)"
     )
-    predict.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
+    predict.add_argument("--server", default=DEFAULT_ADDRESS, help=SERVER_HELP)
     predict.add_argument("--model", default="", help="model name (default: the server's)")
     predict.add_argument("--version", type=int, default=0, help="0: the newest")
     predict.add_argument(
@@ -387,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=run_predict)
 
     status = commands.add_parser("status", help="show each model version's state")
-    status.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
+    status.add_argument("--server", default=DEFAULT_ADDRESS, help=SERVER_HELP)
     status.add_argument("--model", default="", help="one model (default: all)")
     status.add_argument("--timeout", type=positive, default=10.0, help="seconds per call")
     add_client_tls(status)
@@ -396,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser(
         "health", help="ask a server's gRPC health service; exit 0 when SERVING (for probes)"
     )
-    health.add_argument("--server", default="localhost:9999", help=SERVER_HELP)
+    health.add_argument("--server", default=DEFAULT_ADDRESS, help=SERVER_HELP)
     health.add_argument("--service", default="", help='a model name ("": the whole server)')
     health.add_argument("--timeout", type=positive, default=3.0, help="seconds per call")
     add_client_tls(health)
@@ -405,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     web = commands.add_parser(
         "web", help="the web app: upload photos or clips, type text, see the classes"
     )
-    web.add_argument("--server", default="localhost:9999", help="model server's gRPC address")
+    web.add_argument("--server", default=DEFAULT_ADDRESS, help="model server's gRPC address")
     web.add_argument("--host", default="0.0.0.0", help="address to listen on")
     web.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
     web.add_argument("--max_upload_mib", type=positive, default=20, help="largest upload")

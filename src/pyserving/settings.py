@@ -76,7 +76,10 @@ class Settings:
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     cpu_memory_arena: bool = True  # reuse ONNX Runtime's buffers between calls
     execution_provider: str = "cpu"  # "cpu" or "cuda"
-    compiled_model_cache: Path | None = None  # OpenVINO keeps compiled models here; None: off
+    # OpenVINO keeps compiled models here (None: off); the default is read when settings are made.
+    compiled_model_cache: Path | None = field(
+        default_factory=lambda: default_compiled_model_cache()
+    )
     engine: str = "auto"  # "onnxruntime", "openvino", or "auto": by rule (engines/choice.py)
     precision: str = "auto"  # "f32", "bf16", or "auto": reduced only once verified
     precision_tolerance: float = 0.02  # largest probability change a reduced precision may make
