@@ -18,9 +18,10 @@ from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 
 from pyserving.errors import ConfigError, ModelNotFound, ModelNotReady, PyservingError
+from pyserving.lifecycle import versions_to_load, versions_to_unload
 from pyserving.model_config import read_model_config
 from pyserving.repository import fingerprint, scan
-from pyserving.results import ModelStatus, VersionStatus
+from pyserving.results import ModelStatus, State, VersionStatus
 from pyserving.servable import Servable, load_servable
 from pyserving.settings import ModelConfig, Settings
 
@@ -144,51 +145,43 @@ class ModelManager:
         self._default = default
 
     async def reconcile(self, only: str | None = None) -> None:
-        """One scan: load what should be served and is not, unload what should not be."""
+        """One scan: load what should be served and is not, unload what should not be.
+
+        The scan and the loads are I/O; what to load and unload is `lifecycle`'s decision,
+        made from the sets gathered here.
+        """
         async with self._lock:
             models = tuple(m for m in self._models.values() if only in (None, m.name))
             loop = asyncio.get_running_loop()
             aspired = await loop.run_in_executor(self._executor, scan, models)
             for config in models:
-                for version in aspired[config.name]:
-                    if not self._is_loaded_or_failed(config, version):
-                        await self._load(config, version)
+                wanted = set(aspired[config.name])
+                loaded = set(self._available.get(config.name, {}))
+                failed = self._failed_unchanged(config, wanted - loaded)
+                for version in versions_to_load(wanted, loaded, failed):
+                    await self._load(config, version)
             if only is None:
                 for name in list(self._available):
-                    keep = self._to_keep(name, aspired.get(name, []))
-                    for version, servable in list(self._available[name].items()):
-                        if version not in keep:
-                            await self._unload(servable)
+                    served = self._models.get(name)  # None: the model left the config
+                    loaded = set(self._available[name])
+                    on_disk = {v for v in loaded if served and (served.base_path / str(v)).is_dir()}
+                    wanted = set(aspired.get(name, [])) if served else set()
+                    for version in versions_to_unload(wanted, loaded, on_disk):
+                        await self._unload(self._available[name][version])
 
-    def _to_keep(self, name: str, aspired: list[int]) -> set[int]:
-        """Aspired versions, plus the newest loaded one while no aspired version is serving.
-
-        So a version that fails to load leaves the one before it serving, as long as that
-        one's folder is still there.
-        """
-        config = self._models.get(name)
-        if config is None:
-            return set()
-        keep = set(aspired)
-        loaded = self._available.get(name, {})
-        if not keep & set(loaded):
-            still_on_disk = [v for v in loaded if (config.base_path / str(v)).is_dir()]
-            if still_on_disk:
-                keep.add(max(still_on_disk))
-        return keep
-
-    def _is_loaded_or_failed(self, config: ModelConfig, version: int) -> bool:
-        if version in self._available.get(config.name, {}):
-            return True
-        seen = self._failed.get((config.name, version))
-        if seen is None:
-            return False
-        # A failed version is tried again only once its files have changed.
-        return seen == fingerprint(config.base_path / str(version))
+    def _failed_unchanged(self, config: ModelConfig, versions: set[int]) -> set[int]:
+        """Those of `versions` that failed and whose files are as they were then: a failed
+        version is tried again only once its files change."""
+        return {
+            version
+            for version in versions
+            if (seen := self._failed.get((config.name, version))) is not None
+            and seen == fingerprint(config.base_path / str(version))
+        }
 
     async def _load(self, config: ModelConfig, version: int) -> None:
         path = config.base_path / str(version)
-        self._set_status(config.name, VersionStatus(version, "LOADING"))
+        self._set_status(config.name, VersionStatus(version, State.LOADING))
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         files = fingerprint(path)
@@ -206,7 +199,7 @@ class ModelManager:
         except Exception as exc:
             reason = str(exc) if isinstance(exc, PyservingError) else f"{type(exc).__name__}: {exc}"
             self._failed[(config.name, version)] = files
-            self._set_status(config.name, VersionStatus(version, "FAILED", reason))
+            self._set_status(config.name, VersionStatus(version, State.FAILED, reason))
             log.error("model %s version %d failed to load: %s", config.name, version, reason)
             return
         self._failed.pop((config.name, version), None)
@@ -218,7 +211,7 @@ class ModelManager:
             config.name,
             VersionStatus(
                 version,
-                "AVAILABLE",
+                State.AVAILABLE,
                 "",
                 servable.engine_info.name,
                 servable.precision,
@@ -244,12 +237,12 @@ class ModelManager:
             self._available[name] = versions
         else:
             self._available.pop(name, None)
-        self._set_status(name, VersionStatus(version, "UNLOADING"))
+        self._set_status(name, VersionStatus(version, State.UNLOADING))
         started = time.perf_counter()
         await servable.drain()
         servable.close()
         await asyncio.get_running_loop().run_in_executor(self._executor, _release_memory)
-        self._set_status(name, VersionStatus(version, "END"))
+        self._set_status(name, VersionStatus(version, State.END))
         log.info(
             "model %s version %d unloaded (drained in %.2f s)",
             name,
@@ -260,7 +253,7 @@ class ModelManager:
     def _set_status(self, name: str, status: VersionStatus) -> None:
         versions = self._status.setdefault(name, {})
         versions[status.version] = status
-        ended = [v for v, s in sorted(versions.items()) if s.state in ("END", "FAILED")]
+        ended = [v for v, s in sorted(versions.items()) if s.state in (State.END, State.FAILED)]
         for old in ended[:-MAX_ENDED_VERSIONS]:
             del versions[old]
         self.changed.set()
@@ -294,19 +287,19 @@ class ModelManager:
         if servable is not None:
             return servable
         status = self._status.get(name, {}).get(version)
-        if status and status.state == "LOADING":
+        if status and status.state == State.LOADING:
             raise ModelNotReady(f"model {name!r} version {version} is still loading")
-        if status and status.state == "FAILED":
+        if status and status.state == State.FAILED:
             raise ModelNotReady(f"model {name!r} version {version} failed to load: {status.error}")
         known = ", ".join(str(v) for v in sorted(versions)) or "none"
         raise ModelNotFound(f"model {name!r} has no version {version} (available: {known})")
 
     def _why(self, name: str) -> str:
         states = self._status.get(name, {})
-        loading = [v for v, s in states.items() if s.state == "LOADING"]
+        loading = [v for v, s in states.items() if s.state == State.LOADING]
         if loading:
             return f" (loading version {max(loading)})"
-        failed = [s for s in states.values() if s.state == "FAILED"]
+        failed = [s for s in states.values() if s.state == State.FAILED]
         if failed:
             return f" (version {failed[-1].version} failed: {failed[-1].error})"
         return f" (no version found under {self._models[name].base_path})"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -60,7 +61,14 @@ class Inference:
     model_version: int
 
 
-STATES = ("LOADING", "AVAILABLE", "UNLOADING", "END", "FAILED")
+class State(StrEnum):
+    """Where a version is in its lifecycle; on the wire, the member's name as a string."""
+
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    UNLOADING = "UNLOADING"
+    END = "END"
+    FAILED = "FAILED"
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ class VersionStatus:
     """Where one version is in its lifecycle; `error` says why a FAILED version failed."""
 
     version: int
-    state: str  # one of STATES
+    state: str  # a State (clients that read the wire get the same strings)
     error: str = ""
     engine: str = ""  # what runs an AVAILABLE version: onnxruntime or openvino
     precision: str = ""  # f32, bf16, or int8 for a quantised export
