@@ -204,11 +204,12 @@ class TfServingRoutes:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._limit:
             raise RequestTooLarge(f"the upload is over the limit of {self._limit:,} bytes")
-        form = await request.form(max_files=MAX_EXAMPLES, max_part_size=self._limit)
         images = []
-        for _, value in form.multi_items():
-            if not isinstance(value, str):
-                images.append(await value.read())
+        # `async with`: the uploads' spooled temporary files are closed when read.
+        async with request.form(max_files=MAX_EXAMPLES, max_part_size=self._limit) as form:
+            for _, value in form.multi_items():
+                if not isinstance(value, str):
+                    images.append(await value.read())
         if not images:
             raise InvalidInput("the multipart upload holds no file")
         return images
