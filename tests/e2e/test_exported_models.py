@@ -416,8 +416,9 @@ def test_inception_v3_serves_the_top_classes_keras_gives(
                 # Keras (oneDNN) and ONNX Runtime pick different kernels per CPU: measured
                 # 1.3e-5 apart on an AVX-512 machine; a preprocessing error would be ~1e-2.
                 assert p.score == pytest.approx(probabilities[p.index], abs=5e-5)
-    # The two photos get different answers, so a wrong image or preprocessing would show.
-    assert np.argmax(expected[0]) != np.argmax(expected[1])
+    # The two photos get different top-5s, so a wrong image or preprocessing would show
+    # (with these calibrated random weights their top-1 may coincide).
+    assert list(np.argsort(-expected[0])[:5]) != list(np.argsort(-expected[1])[:5])
     assert_no_framework_loaded(served)
 
 

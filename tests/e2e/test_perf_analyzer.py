@@ -92,6 +92,9 @@ def test_perf_analyzer_measures_the_model(
             *("-m", "imagenet", "-u", url, "-i", protocol, "--input-data", str(data)),
             *("--concurrency-range", "4", "--measurement-mode", "count_windows"),
             *("--measurement-request-count", "50"),
+            # A test checks that it runs, not how steady this machine is: any three
+            # windows count as stable (perf_analyzer's default wants them within 10%).
+            *("--stability-percentage", "1000"),
         ],
         capture_output=True,
         text=True,
