@@ -70,7 +70,10 @@ def test_folder_to_csv_one_row_per_file(tiny_server: str, mixed: Path, tmp_path:
     out = tmp_path / "results.csv"
     result = classify(str(mixed), "--server", tiny_server, "--output", str(out))
     assert result.returncode == 1, result.stderr  # the broken JPEG was not classified
-    rows = {Path(r["path"]).relative_to(mixed).as_posix(): r for r in csv.DictReader(out.open())}
+    rows = {
+        Path(r["path"]).relative_to(mixed).as_posix(): r
+        for r in csv.DictReader(io.StringIO(out.read_text()))
+    }
     assert sorted(rows) == [
         "a.png",
         "b/deeper/blue.png",
@@ -140,7 +143,7 @@ def test_a_file_named_itself_is_sent_and_its_error_counts(tiny_server: str, tmp_
     out = tmp_path / "r.csv"
     result = classify(str(note), "--server", tiny_server, "--output", str(out))
     assert result.returncode == 1
-    (row,) = csv.DictReader(out.open())
+    (row,) = csv.DictReader(io.StringIO(out.read_text()))
     assert row["status"] == "error" and "could not decode image" in row["error"]
 
 
@@ -189,6 +192,7 @@ def test_a_reader_that_leaves_early_ends_it_quietly(tiny_server: str) -> None:
     first = process.stdout.read(100)
     process.stdout.close()  # as `head` does once it has what it wanted
     stderr = process.stderr.read().decode()
+    process.stderr.close()
     assert process.wait(timeout=60) == 1
     assert first.startswith(b"'aaaa")
     assert stderr == ""
@@ -242,7 +246,7 @@ def test_ctrl_c_keeps_the_rows_done(tiny_server: str, tmp_path: Path) -> None:
         process.kill()
     assert process.returncode == 130, stderr
     assert "interrupted:" in stderr and "Traceback" not in stderr
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert 5 <= len(rows) < 300
     assert all(r["status"] == "ok" and r["class_1"] == "red" for r in rows)
     assert f"{len(rows)} of 300 files done" in stderr

@@ -9,6 +9,7 @@ run in file order: the last one installs [web] into the venv.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import shutil
@@ -306,7 +307,10 @@ def test_classify_and_health(venv: Venv, served: str, chelsea_jpeg: bytes) -> No
     (folder / "broken.jpg").write_bytes(chelsea_jpeg[:300])  # a JPEG cut short
     rows = venv.run("classify", str(folder), "--server", served, "--output", "rows.csv")
     assert rows.returncode == 1, rows.stderr  # the broken JPEG
-    read = {Path(r["path"]).name: r for r in csv.DictReader((venv.cwd / "rows.csv").open())}
+    read = {
+        Path(r["path"]).name: r
+        for r in csv.DictReader(io.StringIO((venv.cwd / "rows.csv").read_text()))
+    }
     assert {name: r["status"] for name, r in read.items()} == {
         "0.jpg": "ok",
         "1.jpg": "ok",
