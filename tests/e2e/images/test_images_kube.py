@@ -11,7 +11,6 @@ network alias, which is what the Service gives it in a cluster.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from tests.containers import ROOT, ULIMITS, image, missing_reason, network, podman
-from tests.e2e.images.test_images import classify_rest
+from tests.e2e.images.test_images import classify_rest, classify_v2
 from tests.processes import free_port, wait_for
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -167,18 +166,5 @@ def test_kserve_serving_runtime_container_serves_v2(
     with network() as net, played(pod, tmp_path, net):
         url = f"http://127.0.0.1:{ports[8080]}"
         wait_for(lambda: rest_ready(url), 120, "the runtime's container to be ready")
-        body = {
-            "inputs": [
-                {
-                    "name": "image",
-                    "shape": [1, 1],
-                    "datatype": "BYTES",
-                    "data": [base64.b64encode(coffee_jpeg).decode()],
-                }
-            ],
-            "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}],
-        }
-        reply = httpx.post(f"{url}/v2/models/{model}/infer", json=body, timeout=30)
-        assert reply.status_code == 200, reply.text
-        assert "espresso" in str(reply.json()["outputs"][0]["data"][0])
+        assert "espresso" in classify_v2(url, model, coffee_jpeg)
         assert b"pyserving_" in httpx.get(f"{url}/metrics", timeout=10).content
