@@ -85,8 +85,16 @@ def start_server(model_name: str, base_path: Path, log: Path, *extra: str) -> Ru
     return start_serve(log, "--model_name", model_name, "--model_base_path", str(base_path), *extra)
 
 
-def start_serve(log: Path, *args: str, prefix: Sequence[str] = ()) -> RunningProcess:
-    """A real `pyserving serve ARGS` on free loopback ports; its gRPC port is `match.group(1)`."""
+def start_serve(
+    log: Path,
+    *args: str,
+    prefix: Sequence[str] = (),
+    ready: str = GRPC_READY,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+) -> RunningProcess:
+    """A real `pyserving serve ARGS` on free loopback ports, returned once its output matches
+    `ready` (by default its gRPC line, whose port is `match.group(1)`)."""
     return start_process(
         # ARGS come last so that a test's own --port or --rest_api_port wins.
         # No drain by default: a test that stops a server need not wait for load balancers.
@@ -102,8 +110,10 @@ def start_serve(log: Path, *args: str, prefix: Sequence[str] = ()) -> RunningPro
             "0",
             *args,
         ],
-        GRPC_READY,
+        ready,
         log,
+        timeout,
+        env,
         prefix=prefix,
     )
 

@@ -16,7 +16,7 @@ from pyserving.export.zoo import export_efficientnet_lite0
 from pyserving.reference import load_reference
 from tests.conftest import encode
 from tests.photos import write_folder
-from tests.processes import RunningProcess, start_process, start_serve, wait_for
+from tests.processes import RunningProcess, start_serve, wait_for
 
 pytestmark = pytest.mark.skipif(
     ov_engine.available() is not None, reason="OpenVINO is not installed (the [openvino] extra)"
@@ -97,27 +97,12 @@ def test_eight_bit_weights_fail_where_the_kernels_saturate(
 ) -> None:
     """On a CPU with VNNI or AMX, OpenVINO held to AVX-512 without it saturates and the
     reference set catches it; on a CPU without, the server refuses the weights outright."""
-    server = start_process(
-        [
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--rest_api_port",
-            "0",
-            "--drain_seconds",
-            "0",
-            "--engine",
-            "openvino",
-            "--model_name",
-            "eight",
-            "--model_base_path",
-            str(int8_repository / "eight"),
-        ],
-        # The only model failing, the server waits for a version and never listens.
-        r"model eight version \d+ (failed to load|runs on).*",
+    server = start_serve(
         tmp_path / "server.log",
+        *("--engine", "openvino", "--model_name", "eight"),
+        *("--model_base_path", str(int8_repository / "eight")),
+        # The only model failing, the server waits for a version and never listens.
+        ready=r"model eight version \d+ (failed to load|runs on).*",
         timeout=120,
         env=NO_VNNI,
     )
