@@ -16,8 +16,8 @@ from bench.keys import SMALL, Key, in_process, served
 from bench.processes import SERVER_READY, Endpoint, last_line, pyserving_server, running
 from bench.stats import Measurement
 from bench.targets import Check
+from pyserving.core.settings import Settings
 from pyserving.errors import ServableError
-from pyserving.settings import Settings
 
 LIMIT = 0.90  # a server's share of its in-process row
 

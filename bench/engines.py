@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pyserving.core.settings import ENGINE_CHOICES, PRECISION_CHOICES
 from pyserving.engines import ENGINES, engine_module
 from pyserving.errors import ServableError
-from pyserving.settings import ENGINE_CHOICES, PRECISION_CHOICES
 
 AUTO = "auto"
 # The line a server logs per version, e.g. "model imagenet version 3 runs on engine openvino f32".

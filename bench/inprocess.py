@@ -21,11 +21,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from bench.stats import Measurement, own_cpu_seconds
+from pyserving.core.servable import engine_options
+from pyserving.core.settings import Settings
 from pyserving.engines import load_engine
 from pyserving.postprocess import top_k
 from pyserving.preprocess import decode_image
-from pyserving.servable import engine_options
-from pyserving.settings import Settings
 from pyserving.signature import MODEL_FILE, Signature, load_signature
 
 Decoder = Callable[[bytes, int, int, str], np.ndarray]

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.stats import Measurement
-from pyserving.settings import cores
+from pyserving.core.settings import cores
 
 PACKAGES = (
     "pyserving",

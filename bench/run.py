@@ -77,7 +77,7 @@ from bench.report import Report, Row
 from bench.stats import Measurement
 from bench.targets import evaluate, rival_checks, standard_checks
 from pyserving.cli import build_parser, serve_settings
-from pyserving.settings import Settings
+from pyserving.core.settings import Settings
 
 SATURATED = 16  # the concurrency the throughput targets are read at
 HD_CONCURRENCY = 4  # the 1920×1080 rows' (pyserving and the plain apps)

@@ -14,7 +14,7 @@ HEADER = """# Flags
 
 Every verb's flags with their defaults, generated from the parser by
 `docs/generate_flags.py` (`make flags-doc`); `pyserving VERB --help` says the same. The
-server's defaults live in one place, `pyserving.settings.Settings`, and each `serve` flag
+server's defaults live in one place, `pyserving.core.settings.Settings`, and each `serve` flag
 takes its default from there. What the server's flags are for, with examples:
 [server-flags.md](server-flags.md).
 """

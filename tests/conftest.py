@@ -20,13 +20,13 @@ from skimage import data as skimage_data
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
 from pyserving._proto import tensorflow_serving_apis_pb2_grpc as tfs_pb_grpc
+from pyserving.core.manager import ModelManager
+from pyserving.core.service import Service
+from pyserving.core.settings import ModelConfig, Settings
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.oip import InferenceApi
 from pyserving.grpc_api.tfs import ModelServiceApi, PredictionApi
-from pyserving.manager import ModelManager
 from pyserving.rest_api.app import create_rest_app
-from pyserving.service import Service
-from pyserving.settings import ModelConfig, Settings
 from tests.onnx_models import (
     publish,
     write_features_servable,

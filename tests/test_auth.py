@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pyserving import auth
-from pyserving.auth import TOKEN_ENV, Tokens, client_token
+from pyserving.core import auth
+from pyserving.core.auth import TOKEN_ENV, Tokens, client_token
 from pyserving.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from pyserving.batcher import Batcher
+from pyserving.core.batcher import Batcher
 from pyserving.errors import DeadlineExceeded, InvalidInput, QueueFull
 
 

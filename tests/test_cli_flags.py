@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyserving.cli import build_parser
 from pyserving.client import DEFAULT_ADDRESS
-from pyserving.settings import MiB, Settings, default_compiled_model_cache
+from pyserving.core.settings import MiB, Settings, default_compiled_model_cache
 from tests.test_cli import verb_parsers
 
 # Settings a flag does not set one to one, and what sets them instead.

@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from pyserving import engines
+from pyserving.core.settings import ENGINE_CHOICES, PRECISION_CHOICES
 from pyserving.engines import EngineInfo, EngineOptions, load_engine
 from pyserving.engines import openvino as ov_engine
 from pyserving.engines.choice import LARGE_MODEL_BYTES, Wanted, choose_engine
@@ -19,7 +20,6 @@ from pyserving.errors import ServableError
 from pyserving.kinds import kind_module
 from pyserving.preprocess import decode_image
 from pyserving.reference import check_reference, load_reference, write_reference
-from pyserving.settings import ENGINE_CHOICES, PRECISION_CHOICES
 from pyserving.signature import MODEL_FILE, load_signature
 from tests.conftest import encode
 from tests.onnx_models import write_features_servable
@@ -316,8 +316,8 @@ async def test_the_manager_reports_a_failed_reference_check_in_the_status(
     import shutil
     from concurrent.futures import ThreadPoolExecutor
 
-    from pyserving.manager import ModelManager
-    from pyserving.settings import ModelConfig, Settings
+    from pyserving.core.manager import ModelManager
+    from pyserving.core.settings import ModelConfig, Settings
 
     base = tmp_path / "models"
     for name in ("strict", "lenient"):

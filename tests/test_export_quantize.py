@@ -235,10 +235,10 @@ def assert_served_as_int8_and_checked(version: Path) -> None:
     """The server loads the version as int8, and refuses it once its reference is tampered."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from pyserving.core.servable import load_servable
+    from pyserving.core.settings import ModelConfig, Settings
     from pyserving.errors import ServableError
     from pyserving.reference import load_reference, write_reference
-    from pyserving.servable import load_servable
-    from pyserving.settings import ModelConfig, Settings
 
     settings = Settings(models=(ModelConfig("imagenet", version.parent),))
     with ThreadPoolExecutor(2) as pool:
@@ -294,10 +294,10 @@ def test_eight_bit_weights_are_refused_where_the_cpu_would_saturate_them(
     """8-bit weights load on a CPU with VNNI or AMX; on one without, one line says why."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pyserving import servable as servable_module
+    from pyserving.core import servable as servable_module
+    from pyserving.core.servable import load_servable
+    from pyserving.core.settings import ModelConfig, Settings
     from pyserving.errors import ServableError
-    from pyserving.servable import load_servable
-    from pyserving.settings import ModelConfig, Settings
 
     options = QuantizeOptions(photos, limit=LIMIT, min_agreement=0, weights="8")
     eight = export_tiny(tmp_path, options, "eight")

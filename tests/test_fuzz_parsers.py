@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from pyserving.core.model_config import read_model_config
 from pyserving.errors import ConfigError, InvalidInput, ServableError
 from pyserving.kinds.audio import decode_clip
 from pyserving.kinds.text import decode_text
-from pyserving.model_config import read_model_config
 from pyserving.preprocess import decode_image, feature_rows
 from pyserving.signature import LABELS_FILE, SIGNATURE_FILE, load_signature
 from pyserving.tensors import array_of

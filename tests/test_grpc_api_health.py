@@ -7,8 +7,8 @@ import asyncio
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from pyserving.core.service import Service
 from pyserving.grpc_api.health import HealthReporter
-from pyserving.service import Service
 
 
 async def test_health_follows_the_models_then_shuts_down(service: Service) -> None:

@@ -6,9 +6,9 @@ import grpc
 import numpy as np
 import pytest
 
-from pyserving import oip
 from pyserving._proto import grpc_predict_v2_pb2 as pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from pyserving.core import oip
 from tests.onnx_models import png
 
 

@@ -14,8 +14,8 @@ from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_grpc
 from pyserving._proto import tensorflow_core_pb2 as tf
 from pyserving._proto import tensorflow_serving_apis_pb2 as pb
 from pyserving._proto import tensorflow_serving_apis_pb2_grpc as pb_grpc
+from pyserving.core.service import Service
 from pyserving.grpc_api.tfs_tensors import to_array, to_proto
-from pyserving.service import Service
 from tests.onnx_models import png
 
 

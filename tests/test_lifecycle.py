@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyserving.lifecycle import versions_to_load, versions_to_unload
+from pyserving.core.lifecycle import versions_to_load, versions_to_unload
 
 
 @pytest.mark.parametrize(

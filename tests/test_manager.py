@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from pyserving.core.manager import ModelManager
+from pyserving.core.servable import load_servable
+from pyserving.core.settings import ModelConfig, Settings
 from pyserving.errors import ModelNotFound, ModelNotReady
-from pyserving.manager import ModelManager
-from pyserving.servable import load_servable
-from pyserving.settings import ModelConfig, Settings
 from tests.onnx_models import publish, write_version_servable
 
 
@@ -48,7 +48,7 @@ async def test_a_loading_version_is_unavailable(
         gate.wait(10)
         return real_load(*args)
 
-    monkeypatch.setattr("pyserving.manager.load_servable", slow_load)
+    monkeypatch.setattr("pyserving.core.manager.load_servable", slow_load)
     publish(tmp_path / "m", 2, lambda f: write_version_servable(f, 2))
     reconciling = asyncio.create_task(manager.reconcile())
     while states(manager).get(2) != "LOADING":

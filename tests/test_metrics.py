@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pyserving import metrics
+from pyserving.core import metrics
 from pyserving.errors import QueueFull
 
 

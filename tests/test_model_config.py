@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from pyserving.core.model_config import read_model_config
+from pyserving.core.settings import BatchingSettings, VersionPolicy
 from pyserving.errors import ConfigError
-from pyserving.model_config import read_model_config
-from pyserving.settings import BatchingSettings, VersionPolicy
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -7,10 +7,10 @@ import struct
 import numpy as np
 import pytest
 
-from pyserving import oip
+from pyserving.core import oip
+from pyserving.core.service import Scores
 from pyserving.errors import InvalidInput
 from pyserving.results import ModelMetadata
-from pyserving.service import Scores
 
 IMAGE = ModelMetadata(
     "colours", 1, (1, 2), "image", "image", (), ("red", "green", "blue"), 2, "onnxruntime", "f32"

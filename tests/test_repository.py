@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pyserving.repository import aspired_versions, fingerprint, scan
-from pyserving.settings import ModelConfig, VersionPolicy
+from pyserving.core.repository import aspired_versions, fingerprint, scan
+from pyserving.core.settings import ModelConfig, VersionPolicy
 from pyserving.signature import list_versions
 
 

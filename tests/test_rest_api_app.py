@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 from starlette.routing import Route
 
-from pyserving.auth import Tokens
+from pyserving.core.auth import Tokens
+from pyserving.core.service import Service
 from pyserving.rest_api import openapi, tfs
 from pyserving.rest_api.app import create_rest_app
-from pyserving.service import Service
 
 CATCH_ALL = "/v1/models/{rest:path}"  # TF Serving's paths, dispatched by `tfs`
 

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from pyserving import oip
+from pyserving.core import oip
 from tests.onnx_models import png
 
 

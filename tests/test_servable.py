@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pyserving.core.servable import load_servable
+from pyserving.core.settings import ModelConfig, Settings
 from pyserving.errors import ServableError
-from pyserving.servable import load_servable
-from pyserving.settings import ModelConfig, Settings
 from tests.onnx_models import write_features_servable, write_image_servable
 
 SETTINGS = Settings(models=(ModelConfig("m", Path("unused")),))
@@ -94,8 +94,8 @@ def test_cuda_provider_is_selectable_and_refused_clearly_without_a_gpu(
 def test_session_options_follow_the_settings() -> None:
     import onnxruntime as ort
 
+    from pyserving.core.servable import engine_options
     from pyserving.engines.onnxruntime import session_options
-    from pyserving.servable import engine_options
 
     options = session_options(engine_options(SETTINGS))
     assert options.intra_op_num_threads >= 1
@@ -116,9 +116,9 @@ def test_session_options_follow_the_settings() -> None:
 
 def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
     from pyserving.cli import build_parser, serve_settings
+    from pyserving.core.servable import engine_options
+    from pyserving.core.settings import BatchingSettings, cores
     from pyserving.errors import ConfigError
-    from pyserving.servable import engine_options
-    from pyserving.settings import BatchingSettings, cores
 
     def settings(*flags: str) -> Settings:
         args = build_parser().parse_args(["serve", "--model_base_path", str(tmp_path), *flags])
@@ -154,7 +154,7 @@ def test_worker_threads_run_at_a_lower_priority() -> None:
     import os
     import threading
 
-    from pyserving.workers import worker_pool
+    from pyserving.core.workers import worker_pool
 
     def niceness() -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

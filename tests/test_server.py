@@ -7,8 +7,8 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from pyserving.core.settings import ModelConfig, Settings
 from pyserving.server import _rest_server
-from pyserving.settings import ModelConfig, Settings
 
 
 def test_accepted_rest_connections_send_without_waiting_for_acks() -> None:

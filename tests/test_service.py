@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pyserving import metrics
+from pyserving.core import metrics
+from pyserving.core.service import Batch, Service
 from pyserving.errors import DeadlineExceeded, InvalidInput, ModelNotFound, ShuttingDown
 from pyserving.results import ClassifyRequest, Example, ModelMetadata
-from pyserving.service import Batch, Service
 from tests.onnx_models import png
 
 

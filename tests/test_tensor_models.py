@@ -18,13 +18,16 @@ import numpy as np
 import onnx
 import pytest
 
-from pyserving import metrics
 from pyserving._proto import classification_pb2 as cls_pb
 from pyserving._proto import classification_pb2_grpc as cls_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from pyserving._proto import tensorflow_serving_apis_pb2 as tfs_pb
 from pyserving._proto import tensorflow_serving_apis_pb2_grpc as tfs_grpc
+from pyserving.core import metrics
+from pyserving.core.manager import ModelManager
+from pyserving.core.service import Batch, Service
+from pyserving.core.settings import ModelConfig, Settings
 from pyserving.engines import EngineOptions
 from pyserving.engines import openvino as ov_engine
 from pyserving.engines.choice import Wanted, choose_engine
@@ -32,12 +35,9 @@ from pyserving.errors import InvalidInput, ServableError, WrongMethod
 from pyserving.export.onnx_tensor import export_onnx_tensor
 from pyserving.grpc_api.tfs_tensors import to_array, to_proto
 from pyserving.kinds import tensor
-from pyserving.manager import ModelManager
 from pyserving.reference import load_tensor_reference, write_tensor_reference
 from pyserving.rest_api.app import create_rest_app
 from pyserving.results import ModelMetadata
-from pyserving.service import Batch, Service
-from pyserving.settings import ModelConfig, Settings
 from pyserving.signature import MODEL_FILE, load_signature
 from tests.onnx_models import (
     datatypes_model,

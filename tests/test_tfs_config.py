@@ -8,10 +8,14 @@ from pathlib import Path
 import pytest
 
 from pyserving.cli import build_parser, serve_settings
+from pyserving.core.model_config import read_model_config
+from pyserving.core.settings import BatchingSettings, VersionPolicy
+from pyserving.core.tfs_config import (
+    is_text_format,
+    read_batching_parameters,
+    read_monitoring_config,
+)
 from pyserving.errors import ConfigError
-from pyserving.model_config import read_model_config
-from pyserving.settings import BatchingSettings, VersionPolicy
-from pyserving.tfs_config import is_text_format, read_batching_parameters, read_monitoring_config
 
 CONFIG = """
 # two models, as tensorflow_model_server reads them

@@ -15,19 +15,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pyserving
-from pyserving.auth import TOKEN_ENV, client_token
 from pyserving.cli_tfs import add_tf_serving_flags, tf_serving_settings
 from pyserving.client import DEFAULT_ADDRESS, Client, ClientTLS
-from pyserving.errors import (
-    ConfigError,
-    MissingExtra,
-    PyservingError,
-    UsageError,
-    missing_module,
-)
-from pyserving.export.cli import add_export_sources
-from pyserving.model_config import read_model_config
-from pyserving.settings import (
+from pyserving.core.auth import TOKEN_ENV, client_token
+from pyserving.core.model_config import read_model_config
+from pyserving.core.settings import (
     ENGINE_CHOICES,
     PRECISION_CHOICES,
     BatchingSettings,
@@ -37,6 +29,14 @@ from pyserving.settings import (
     VersionPolicy,
     default_compiled_model_cache,
 )
+from pyserving.errors import (
+    ConfigError,
+    MissingExtra,
+    PyservingError,
+    UsageError,
+    missing_module,
+)
+from pyserving.export.cli import add_export_sources
 
 
 def main(argv: Sequence[str] | None = None) -> int:

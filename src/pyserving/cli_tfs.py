@@ -9,9 +9,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pyserving.core.settings import BatchingSettings
+from pyserving.core.tfs_config import read_batching_parameters, read_monitoring_config
 from pyserving.errors import ConfigError
-from pyserving.settings import BatchingSettings
-from pyserving.tfs_config import read_batching_parameters, read_monitoring_config
 
 log = logging.getLogger(__name__)
 

@@ -18,26 +18,26 @@ import uvicorn
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pyserving import metrics
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as v2_pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_pb_grpc
 from pyserving._proto import tensorflow_serving_apis_pb2 as tfs_pb
 from pyserving._proto import tensorflow_serving_apis_pb2_grpc as tfs_pb_grpc
-from pyserving.auth import Tokens
+from pyserving.core import metrics
+from pyserving.core.auth import Tokens
+from pyserving.core.manager import ModelManager
+from pyserving.core.service import Service
+from pyserving.core.settings import Settings
+from pyserving.core.workers import worker_pool
 from pyserving.errors import PortUnavailable
 from pyserving.grpc_api.auth import TokenInterceptor
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.health import HealthReporter
 from pyserving.grpc_api.oip import InferenceApi
 from pyserving.grpc_api.tfs import ModelServiceApi, PredictionApi
-from pyserving.manager import ModelManager
 from pyserving.preprocess import describe_decoders
 from pyserving.rest_api.app import create_rest_app
-from pyserving.service import Service
-from pyserving.settings import Settings
-from pyserving.workers import worker_pool
 
 log = logging.getLogger(__name__)
 

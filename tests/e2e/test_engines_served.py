@@ -165,7 +165,7 @@ def test_bad_engine_flags_are_refused_in_one_line(tmp_path: Path) -> None:
 @pytest.fixture
 def busy_cores() -> Iterator[None]:
     """A busy loop on every core, for at most two minutes, stopped after the test."""
-    from pyserving.settings import cores
+    from pyserving.core.settings import cores
 
     loop = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass"
     burners = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(cores())]

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from pyserving.auth import REFUSED, Tokens
+from pyserving.core.auth import REFUSED, Tokens
 
 OPEN_SERVICES = frozenset({health_pb2.DESCRIPTOR.services_by_name["Health"].full_name})
 OPEN_METHODS = frozenset(

@@ -6,9 +6,9 @@ import grpc
 
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
+from pyserving.core.service import Service
 from pyserving.grpc_api.calls import deadline_of, maps_errors
 from pyserving.results import ClassifyRequest, Example, ModelMetadata
-from pyserving.service import Service
 
 
 class ClassificationApi(pb_grpc.ClassificationServiceServicer):

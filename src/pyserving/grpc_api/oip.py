@@ -11,13 +11,13 @@ from typing import Any
 
 import grpc
 
-from pyserving import oip
 from pyserving._proto import grpc_predict_v2_pb2 as pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from pyserving.core import oip
+from pyserving.core.service import Batch, Service
 from pyserving.errors import InvalidInput, PyservingError
 from pyserving.grpc_api.calls import deadline_of, maps_errors
 from pyserving.results import ModelMetadata
-from pyserving.service import Batch, Service
 
 # The typed field of InferTensorContents that holds each datatype (FP16 has none: raw only).
 CONTENTS = {

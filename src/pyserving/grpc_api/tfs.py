@@ -22,12 +22,12 @@ import numpy as np
 from pyserving._proto import tensorflow_core_pb2 as tf
 from pyserving._proto import tensorflow_serving_apis_pb2 as pb
 from pyserving._proto import tensorflow_serving_apis_pb2_grpc as pb_grpc
+from pyserving.core.service import Batch, Service
+from pyserving.core.tfs_config import models_of
 from pyserving.errors import ConfigError, InvalidInput, PyservingError
 from pyserving.grpc_api.calls import deadline_of, maps_errors
 from pyserving.grpc_api.tfs_tensors import tensor_info, to_array, to_proto
 from pyserving.results import ClassifyRequest, Example, ModelMetadata
-from pyserving.service import Batch, Service
-from pyserving.tfs_config import models_of
 
 PREDICT = "tensorflow/serving/predict"
 CLASSIFY = "tensorflow/serving/classify"

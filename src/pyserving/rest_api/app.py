@@ -16,15 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pyserving import metrics
-from pyserving.auth import Tokens
+from pyserving.core import metrics
+from pyserving.core.auth import Tokens
+from pyserving.core.service import Service
 from pyserving.errors import PyservingError
 from pyserving.rest_api import openapi
 from pyserving.rest_api.auth import RequireToken
 from pyserving.rest_api.limits import HeaderLimits
 from pyserving.rest_api.oip import V2Routes
 from pyserving.rest_api.tfs import TfServingRoutes
-from pyserving.service import Service
 
 log = logging.getLogger(__name__)
 

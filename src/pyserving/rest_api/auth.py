@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyserving.auth import REFUSED, Tokens
+from pyserving.core.auth import REFUSED, Tokens
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 METRICS_PATH = "/metrics"

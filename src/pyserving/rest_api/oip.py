@@ -18,11 +18,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pyserving import oip
+from pyserving.core import oip
+from pyserving.core.service import Batch, Service
 from pyserving.errors import InvalidInput, PyservingError
 from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
 from pyserving.results import ModelMetadata
-from pyserving.service import Batch, Service
 
 HEADER_LENGTH = "inference-header-content-length"
 _Parsed = tuple[dict[str, Any], list[oip.RequestedOutput]]

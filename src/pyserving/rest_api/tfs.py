@@ -27,11 +27,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pyserving.core.service import Batch, Service
 from pyserving.errors import InvalidInput, ModelNotFound, RequestTooLarge
 from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
 from pyserving.rest_api.tfs_tensors import read_tensors, tensor_answer, tensor_info
 from pyserving.results import ClassifyRequest, Example, ModelMetadata, VersionStatus
-from pyserving.service import Batch, Service
 
 _PATH = re.compile(
     r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+))?"

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from pyserving.core.service import Outputs
 from pyserving.errors import InvalidInput
 from pyserving.rest_api.body import b64decode
 from pyserving.results import ModelMetadata, TensorSpec
-from pyserving.service import Outputs
 from pyserving.tensors import array_of
 
 # TensorFlow's names of the OIP v2 datatypes, for a tensor model's metadata.

@@ -12,14 +12,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pyserving import metrics
-from pyserving.batcher import Batcher
+from pyserving.core import metrics
+from pyserving.core.batcher import Batcher
+from pyserving.core.settings import BatchingSettings, ModelConfig, Settings
 from pyserving.cpu import WEIGHT_BITS_HINT, int8_dot_product
 from pyserving.engines import Engine, EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import ModelNotReady, ServableError
 from pyserving.kinds import KindModule, kind_module
-from pyserving.settings import BatchingSettings, ModelConfig, Settings
 from pyserving.signature import MODEL_FILE, Signature, load_signature
 
 log = logging.getLogger(__name__)

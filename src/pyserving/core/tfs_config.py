@@ -24,8 +24,8 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from pyserving._proto import tensorflow_serving_config_pb2 as pb
+from pyserving.core.settings import BatchingSettings, ModelConfig, VersionPolicy
 from pyserving.errors import ConfigError
-from pyserving.settings import BatchingSettings, ModelConfig, VersionPolicy
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyserving.settings import ModelConfig, VersionPolicy
+from pyserving.core.settings import ModelConfig, VersionPolicy
 from pyserving.signature import REQUIRED_FILES, list_versions
 
 

@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable, Iterator, KeysView
 from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 
+from pyserving.core.lifecycle import versions_to_load, versions_to_unload
+from pyserving.core.model_config import read_model_config
+from pyserving.core.repository import fingerprint, scan
+from pyserving.core.servable import Servable, load_servable
+from pyserving.core.settings import ModelConfig, Settings
 from pyserving.errors import ConfigError, ModelNotFound, ModelNotReady, PyservingError
-from pyserving.lifecycle import versions_to_load, versions_to_unload
-from pyserving.model_config import read_model_config
-from pyserving.repository import fingerprint, scan
 from pyserving.results import ModelStatus, State, VersionStatus
-from pyserving.servable import Servable, load_servable
-from pyserving.settings import ModelConfig, Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from pyserving import metrics
+from pyserving.core import metrics
+from pyserving.core.manager import ModelManager
+from pyserving.core.servable import Servable
+from pyserving.core.settings import BatchingSettings, ModelConfig, Settings
 from pyserving.errors import (
     DeadlineExceeded,
     InvalidInput,
@@ -27,7 +30,6 @@ from pyserving.errors import (
 )
 from pyserving.kinds import Batch as Batch  # the adapters' input type, re-exported
 from pyserving.kinds import Limits, Prepare
-from pyserving.manager import ModelManager
 from pyserving.postprocess import softmax, top_k
 from pyserving.results import (
     Classification,
@@ -37,8 +39,6 @@ from pyserving.results import (
     ModelMetadata,
     ModelStatus,
 )
-from pyserving.servable import Servable
-from pyserving.settings import BatchingSettings, ModelConfig, Settings
 
 T = TypeVar("T")
 

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 import pyserving
+from pyserving.core.service import Batch, Outputs, Scores
+from pyserving.core.settings import BatchingSettings
 from pyserving.errors import InvalidInput, WrongMethod
 from pyserving.results import ModelMetadata
-from pyserving.service import Batch, Outputs, Scores
-from pyserving.settings import BatchingSettings
 from pyserving.tensors import DATATYPES, array_of, datatype_of
 
 OUTPUT_NAME = "probabilities"

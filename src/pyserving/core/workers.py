@@ -15,7 +15,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from pyserving.settings import Settings
+from pyserving.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

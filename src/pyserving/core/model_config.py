@@ -1,6 +1,6 @@
 """The model config file (`--model_config_file models.toml`): which models to serve.
 
-TensorFlow Serving's `models.config` (text format) is read too: see `pyserving.tfs_config`.
+TensorFlow Serving's `models.config` (text format) is read too: see `pyserving.core.tfs_config`.
 
 default = "imagenet"            # optional; else the first model
 
@@ -26,15 +26,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pyserving.errors import ConfigError
-from pyserving.settings import (
+from pyserving.core.settings import (
     ENGINE_CHOICES,
     PRECISION_CHOICES,
     BatchingSettings,
     ModelConfig,
     VersionPolicy,
 )
-from pyserving.tfs_config import is_text_format, read_models_config
+from pyserving.core.tfs_config import is_text_format, read_models_config
+from pyserving.errors import ConfigError
 
 _MODEL_KEYS = {
     "name",
@@ -57,7 +57,7 @@ def read_model_config(
     A model's `[batching]` table overrides `batching` (the server's flags) key by key.
 
     A file in TensorFlow Serving's text format (`model_config_list { ... }`) is read as
-    such (`pyserving.tfs_config`), detected by its content.
+    such (`pyserving.core.tfs_config`), detected by its content.
 
     Raises ConfigError naming the file and the line or key that is wrong.
     """
