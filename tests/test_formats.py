@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyserving.formats import is_text
+from pyserving.client.formats import is_text
 from tests.onnx_models import png
 
 

@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from pyserving.client import AsyncClient, ClientTLS
-from pyserving.formats import clip_type, image_type
+from pyserving.client.formats import clip_type, image_type
 from pyserving.results import Classification, Prediction
 from pyserving.web import model_server
 from pyserving.web.app import STATIC_DIR, create_app

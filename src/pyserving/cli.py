@@ -571,7 +571,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_health(args: argparse.Namespace) -> int:
-    from pyserving.probe import check_health
+    from pyserving.client.probe import check_health
 
     tls = client_tls(args)
     credentials = tls.credentials() if tls else None

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pyserving.client import Client
-from pyserving.errors import PyservingError, UsageError
-from pyserving.formats import (
+from pyserving.client.formats import (
     CLIP_FORMATS,
     HEAD_BYTES,
     IMAGE_FORMATS,
@@ -35,6 +34,7 @@ from pyserving.formats import (
     image_type,
     is_text,
 )
+from pyserving.errors import PyservingError, UsageError
 from pyserving.results import Prediction
 
 TABLE_FILES = 10  # up to this many files named one by one print as tables

@@ -14,8 +14,8 @@ from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from pyserving.client.formats import clip_type, image_type
 from pyserving.errors import InvalidInput, PyservingError
-from pyserving.formats import clip_type, image_type
 from pyserving.web.model_server import FileResult, ModelChoice, ModelServer
 from pyserving.web.uploads import (
     CLIPS,

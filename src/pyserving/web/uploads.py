@@ -16,9 +16,9 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from pyserving.client.formats import CLIP_FORMATS, clip_type, image_type
 from pyserving.core.settings import MiB
 from pyserving.errors import InvalidInput, RequestTooLarge
-from pyserving.formats import CLIP_FORMATS, clip_type, image_type
 
 # The form's fields, and the `source` of each input.
 IMAGES = "images"
