@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pyserving.client.auth import TOKEN_ENV, client_token
 from pyserving.core import auth
-from pyserving.core.auth import TOKEN_ENV, Tokens, client_token
+from pyserving.core.auth import Tokens
 from pyserving.errors import ConfigError
 
 

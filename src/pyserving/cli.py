@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import pyserving
 from pyserving.cli_tfs import add_tf_serving_flags, tf_serving_settings
 from pyserving.client import DEFAULT_ADDRESS, Client, ClientTLS
-from pyserving.core.auth import TOKEN_ENV, client_token
+from pyserving.client.auth import TOKEN_ENV, client_token
 from pyserving.core.model_config import read_model_config
 from pyserving.core.settings import (
     ENGINE_CHOICES,

@@ -22,7 +22,7 @@ from pyserving._proto import grpc_predict_v2_pb2 as v2
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_grpc
 from pyserving.cli import main
 from pyserving.client import Client
-from pyserving.core.auth import TOKEN_ENV
+from pyserving.client.auth import TOKEN_ENV
 from pyserving.errors import RemoteError
 from tests.onnx_models import png, publish, regression_model, write_image_servable
 from tests.processes import RunningProcess, free_port, start_process, start_server, wait_for

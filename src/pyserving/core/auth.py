@@ -14,7 +14,6 @@ from pyserving.errors import ConfigError
 log = logging.getLogger(__name__)
 
 RECHECK_SECONDS = 1.0  # how often a request may look at the file for changes
-TOKEN_ENV = "PYSERVING_AUTH_TOKEN"  # where clients find their token when no file is given
 REFUSED = "missing or invalid credentials: send 'authorization: Bearer <token>'"
 
 
@@ -69,19 +68,6 @@ class Tokens:
         if self._seen is not None:
             log.info("read %d token(s) from %s", len(tokens), self._path)
         self._tokens, self._seen = tokens, seen
-
-
-def client_token(path: Path | None) -> str | None:
-    """A client's token: the first line of `path`, else $PYSERVING_AUTH_TOKEN, else None."""
-    if path is not None:
-        try:
-            tokens = _tokens(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeError) as exc:
-            raise ConfigError(f"cannot read --auth_token_file {path}: {exc}") from exc
-        if not tokens:
-            raise ConfigError(f"--auth_token_file {path} holds no token")
-        return tokens[0]
-    return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
 def _tokens(text: str) -> list[str]:
