@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pyserving.cli import build_parser
+from pyserving.cli.main import build_parser
 
 HEADER = """# Flags
 

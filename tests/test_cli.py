@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import pyserving
-from pyserving.cli import build_parser, main
+from pyserving.cli.main import build_parser, main
 from pyserving.errors import EXTRA_OF_MODULE, MissingExtra, missing_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def run_blocked(blocked: list[str], *args: str) -> subprocess.CompletedProcess[s
         import sys
         for name in {blocked!r}:
             sys.modules[name] = None  # as if it were not installed
-        from pyserving.cli import main
+        from pyserving.cli.main import main
         sys.exit(main({list(args)!r}))
         """
     )

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from pyserving.cli import build_parser
+from pyserving.cli.main import build_parser
 from pyserving.client import DEFAULT_ADDRESS
 from pyserving.core.settings import MiB, Settings, default_compiled_model_cache
 from tests.test_cli import verb_parsers

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyserving.cli_predict import _input_tensor, _nested
+from pyserving.cli.predict import _input_tensor, _nested
 from pyserving.errors import ConfigError
 from pyserving.results import Tensor, TensorSpec
 

@@ -33,7 +33,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from pyserving.cli import build_parser
+from pyserving.cli.main import build_parser
 from pyserving.client.probe import check_health
 from tests.onnx_models import publish, write_image_servable
 from tests.processes import GRPC_READY, RunningProcess, free_port, wait_for

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from pyserving.cli import build_parser
+from pyserving.cli.main import build_parser
 from tests.test_deploy import KUBERNETES_VERSIONS, kubernetes_validate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -276,7 +276,7 @@ def test_missing_tensorflow_names_the_extra(tmp_path: Path) -> None:
         """
         import sys
         sys.modules["tensorflow"] = None  # as if TensorFlow were not installed
-        from pyserving.cli import main
+        from pyserving.cli.main import main
         sys.exit(main(["export", "keras", "model.keras", "--labels", "a,b"]))
         """
     )

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from pyserving.cli import main
+from pyserving.cli.main import main
 from pyserving.errors import ExportError
 from pyserving.export.onnx_tensor import export_onnx_tensor
 from pyserving.reference import load_tensor_reference

@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from PIL import Image
 from skimage import data as skimage_data
 
-from pyserving.cli import main
+from pyserving.cli.main import main
 from pyserving.cpu import int8_weight_bits
 from pyserving.engines import openvino as openvino_engine
 from pyserving.errors import ExportError

@@ -153,7 +153,7 @@ def test_missing_sklearn_names_the_extra(tmp_path: Path) -> None:
         """
         import sys
         sys.modules["sklearn"] = None  # as if scikit-learn were not installed
-        from pyserving.cli import main
+        from pyserving.cli.main import main
         sys.exit(main(["export", "sklearn", "iris.joblib", "--features", "a,b"]))
         """
     )

@@ -290,7 +290,7 @@ def test_missing_torch_names_the_extra() -> None:
         """
         import sys
         sys.modules["torch"] = None  # as if torch were not installed
-        from pyserving.cli import main
+        from pyserving.cli.main import main
         sys.exit(main(["export", "torch", "--factory", "m:f", "--input-size", "8",
                        "--labels", "a,b"]))
         """

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyserving.cli import build_parser, serve_settings
+from pyserving.cli.main import build_parser, serve_settings
 from pyserving.engines import TensorInfo
 from pyserving.errors import ConfigError, InvalidInput, ServableError
 from pyserving.kinds import Batch, Limits, audio, kind_module

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pyserving.cli import build_parser, serve_settings
+from pyserving.cli.main import build_parser, serve_settings
 from pyserving.core.model_config import read_model_config
 from pyserving.core.settings import BatchingSettings, VersionPolicy
 from pyserving.core.tfs_config import (

@@ -2,6 +2,6 @@
 
 import sys
 
-from pyserving.cli import main
+from pyserving.cli.main import main
 
 sys.exit(main())

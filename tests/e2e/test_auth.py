@@ -20,7 +20,7 @@ from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving._proto import grpc_predict_v2_pb2 as v2
 from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_grpc
-from pyserving.cli import main
+from pyserving.cli.main import main
 from pyserving.client import Client
 from pyserving.client.auth import TOKEN_ENV
 from pyserving.errors import RemoteError

@@ -29,7 +29,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from pyserving.export import write
-    from pyserving.cli import main
+    from pyserving.cli.main import main
     at = int(sys.argv.pop(1))
     step = write.Progress.step
     def kill_after(self, message):

@@ -27,7 +27,7 @@ import pytest
 
 from examples import train_iris as iris
 from examples import train_language_id as lid
-from pyserving.cli import main
+from pyserving.cli.main import main
 from tests.audio_clips import espeak
 from tests.onnx_models import regression_model
 from tests.processes import free_port, start_serve

@@ -124,7 +124,7 @@ def imported_value(setting: str | None, module: str) -> str:
     return out.stdout.strip()
 
 
-@pytest.mark.parametrize("module", ["pyserving", "pyserving.cli", "pyserving.core.servable"])
+@pytest.mark.parametrize("module", ["pyserving", "pyserving.cli.main", "pyserving.core.servable"])
 def test_every_entry_point_turns_telemetry_off_unless_the_user_chose(module: str) -> None:
     assert imported_value(None, module) == "1"
     assert imported_value("0", module) == "0"

@@ -20,7 +20,7 @@ import pytest
 
 from pyserving._proto import grpc_predict_v2_pb2 as pb
 from pyserving._proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from pyserving.cli import main
+from pyserving.cli.main import main
 from pyserving.client import Client
 from pyserving.errors import RemoteError
 from tests.onnx_models import regression_model, sum_product_model

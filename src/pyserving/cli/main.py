@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pyserving
-from pyserving.cli_tfs import add_tf_serving_flags, tf_serving_settings
+from pyserving.cli.export import add_export_sources
+from pyserving.cli.tfs_flags import add_tf_serving_flags, tf_serving_settings
 from pyserving.client import DEFAULT_ADDRESS, Client, ClientTLS
 from pyserving.client.auth import TOKEN_ENV, client_token
 from pyserving.core.model_config import read_model_config
@@ -36,7 +37,6 @@ from pyserving.errors import (
     UsageError,
     missing_module,
 )
-from pyserving.export.cli import add_export_sources
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -610,7 +610,7 @@ def connect(args: argparse.Namespace) -> Client:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from pyserving.cli_classify import TABLE_FILES, classify_paths
+    from pyserving.cli.classify import TABLE_FILES, classify_paths
 
     if args.concurrency < 1:
         print(f"error: --concurrency must be at least 1, got {args.concurrency}", file=sys.stderr)
@@ -665,6 +665,6 @@ def _parse_feature(text: str) -> tuple[str, float]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from pyserving.cli_predict import predict
+    from pyserving.cli.predict import predict
 
     return predict(args, partial(connect, args))
