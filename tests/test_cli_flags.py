@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pyserving.cli.main import build_parser
 from pyserving.client import DEFAULT_ADDRESS
-from pyserving.core.settings import MiB, Settings, default_compiled_model_cache
+from pyserving.core.settings import Settings, default_compiled_model_cache
+from pyserving.units import MiB
 from tests.test_cli import verb_parsers
 
 # Settings a flag does not set one to one, and what sets them instead.

@@ -24,7 +24,6 @@ from pyserving.core.settings import (
     ENGINE_CHOICES,
     PRECISION_CHOICES,
     BatchingSettings,
-    MiB,
     ModelConfig,
     Settings,
     VersionPolicy,
@@ -37,6 +36,7 @@ from pyserving.errors import (
     UsageError,
     missing_module,
 )
+from pyserving.units import MiB
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-MiB = 1024 * 1024
+from pyserving.units import MiB
+
 ENGINE_CHOICES = ("auto", "onnxruntime", "openvino")  # auto: by rule (engines/choice.py)
 PRECISION_CHOICES = ("auto", "f32", "bf16")  # auto: a reduced one only once verified
 

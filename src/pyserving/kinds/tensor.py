@@ -27,6 +27,7 @@ from pyserving.kinds import Batch, Fail, Limits, Output, Prepare, Wire
 from pyserving.reference import load_tensor_reference
 from pyserving.results import TensorSpec
 from pyserving.tensors import DATATYPES, Group, Prepared, datatype_of, run, stack
+from pyserving.units import MiB
 
 if TYPE_CHECKING:
     from pyserving.engines import EngineInfo, TensorInfo
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 OFF_LOOP = True  # checking and converting megabytes of numbers is CPU work
 FREE_AXIS = 4  # elements a generated input gets on an axis of any size (not the batch)
-MiB = 1024 * 1024
+
 USE_PREDICT = (
     "it is not a classifier: it takes named tensors and answers with its outputs. "
     "Use predict: OIP v2 infer (/v2/models/{name}/infer, gRPC ModelInfer), TF Serving "

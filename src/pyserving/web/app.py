@@ -66,7 +66,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyserving.client import ClientTLS
-from pyserving.core.settings import MiB
+from pyserving.units import MiB
 from pyserving.web.endpoints import Endpoints
 from pyserving.web.model_server import ModelServer
 from pyserving.web.uploads import format_mib

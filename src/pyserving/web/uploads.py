@@ -17,8 +17,8 @@ from starlette.formparsers import FormParser, MultiPartException, MultiPartParse
 from starlette.requests import Request
 
 from pyserving.client.formats import CLIP_FORMATS, clip_type, image_type
-from pyserving.core.settings import MiB
 from pyserving.errors import InvalidInput, RequestTooLarge
+from pyserving.units import MiB
 
 # The form's fields, and the `source` of each input.
 IMAGES = "images"
