@@ -610,7 +610,7 @@ def connect(args: argparse.Namespace) -> Client:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from pyserving.cli.classify import TABLE_FILES, classify_paths
+    from pyserving.cli.classify_files import TABLE_FILES, classify_paths
 
     if args.concurrency < 1:
         print(f"error: --concurrency must be at least 1, got {args.concurrency}", file=sys.stderr)
