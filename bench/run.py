@@ -76,7 +76,8 @@ from bench.processes import (
 from bench.report import Report, Row
 from bench.stats import Measurement
 from bench.targets import evaluate, rival_checks, standard_checks
-from pyserving.cli.main import build_parser, serve_settings
+from pyserving.cli.main import build_parser
+from pyserving.cli.serve import serve_settings
 from pyserving.core.settings import Settings
 
 SATURATED = 16  # the concurrency the throughput targets are read at

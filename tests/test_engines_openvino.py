@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyserving.cli.main import build_parser, serve_settings
+from pyserving.cli.main import build_parser
+from pyserving.cli.serve import serve_settings
 from pyserving.engines import EngineOptions, compiled_cache, load_engine
 from pyserving.reference import load_reference
 from pyserving.signature import MODEL_FILE

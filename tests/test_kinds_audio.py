@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyserving.cli.main import build_parser, serve_settings
+from pyserving.cli.main import build_parser
+from pyserving.cli.serve import serve_settings
 from pyserving.engines import TensorInfo
 from pyserving.errors import ConfigError, InvalidInput, ServableError
 from pyserving.kinds import Batch, Limits, audio, kind_module

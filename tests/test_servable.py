@@ -115,7 +115,8 @@ def test_session_options_follow_the_settings() -> None:
 
 
 def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
-    from pyserving.cli.main import build_parser, serve_settings
+    from pyserving.cli.main import build_parser
+    from pyserving.cli.serve import serve_settings
     from pyserving.core.servable import engine_options
     from pyserving.core.settings import BatchingSettings, cores
     from pyserving.errors import ConfigError

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pyserving.cli.main import build_parser, serve_settings
+from pyserving.cli.main import build_parser
+from pyserving.cli.serve import serve_settings
 from pyserving.core.model_config import read_model_config
 from pyserving.core.settings import BatchingSettings, VersionPolicy
 from pyserving.core.tfs_config import (

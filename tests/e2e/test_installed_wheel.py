@@ -139,7 +139,9 @@ def test_the_wheel_carries_its_files_and_metadata(venv: Venv) -> None:
         "pyserving/web/templates/index.html",
         "pyserving/web/static/app.js",
         "pyserving/web/static/app.css",
-        "pyserving/cli_classify.py",
+        "pyserving/cli/main.py",
+        "pyserving/core/service.py",
+        "pyserving/client/client.py",
         "pyserving/_proto/classification_pb2.py",
     ):
         assert name in names, name

@@ -40,7 +40,6 @@ from pyserving.results import Prediction
 TABLE_FILES = 10  # up to this many files named one by one print as tables
 HOLD_PER_CALL = 4  # rows done ahead of a slow file that may wait, per call in flight
 OK, ERROR, SKIPPED = "ok", "error", "skipped"
-USAGE = 2
 INTERRUPTED = 130
 _PLAIN_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 _BAR_EVERY = 0.1
@@ -63,20 +62,12 @@ def classify_paths(args: argparse.Namespace, connect: Callable[[], Client]) -> i
     """Run `pyserving classify PATH... [--output FILE]` and return the exit status.
 
     `connect` gives the client (the CLI's one builder), once the flags are checked."""
-    try:
-        if args.feature or args.text:
-            raise UsageError("--feature and --text take no files; give one or the other")
-        open_rows = _writer(args.output, args.top_k)
-        inputs = list(collect(args.images))
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return USAGE
+    if args.feature or args.text:
+        raise UsageError("--feature and --text take no files; give one or the other")
+    open_rows = _writer(args.output, args.top_k)
+    inputs = list(collect(args.images))
     with connect() as client:
-        try:
-            model, version, kind = model_kind(client, args.model, args.version)
-        except UsageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return USAGE
+        model, version, kind = model_kind(client, args.model, args.version)
         with open_rows() as rows:
             run = Run(client, model, version, kind, args.top_k)
             counts = run.all(inputs, rows, args.concurrency)

@@ -18,6 +18,12 @@ _MEAN_STD_HELP = (
 )
 
 
+def add_parser(commands: Any) -> None:
+    """Add the verb to `commands` (an argparse subparsers object); each source runs itself."""
+    export = commands.add_parser("export", help="export a model into a repository")
+    add_export_sources(export.add_subparsers(required=True, metavar="SOURCE"))
+
+
 def add_export_sources(sources: Any) -> None:
     """Add one subcommand per export source to `sources` (an argparse subparsers object)."""
     zoo = sources.add_parser(

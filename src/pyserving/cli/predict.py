@@ -12,12 +12,42 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pyserving.cli.remote import add_remote_flags, connect
 from pyserving.client import Client
 from pyserving.errors import ConfigError, UsageError
 from pyserving.results import Inference, Tensor, TensorSpec
+
+
+def add_parser(commands: Any) -> None:
+    """Add the verb to `commands` (an argparse subparsers object)."""
+    predict = commands.add_parser(
+        "predict", help="run a tensor model with a running server (OIP v2 over gRPC)"
+    )
+    predict.add_argument("--model", default="", help="model name (default: the server's)")
+    predict.add_argument("--version", type=int, default=0, help="0: the newest")
+    predict.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=VALUES",
+        help="an input: comma-separated values, shaped as the model takes them, or a .npy "
+        "file (NAME=x.npy); repeat for each input (NAME= may be left out for a one-input model)",
+    )
+    predict.add_argument(
+        "--output", action="append", default=[], help="an output to return (default: all)"
+    )
+    predict.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add_remote_flags(predict, timeout=30.0)
+    predict.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `pyserving predict` with its parsed flags; the exit code."""
+    return predict(args, partial(connect, args))
 
 
 def predict(args: argparse.Namespace, connect: Callable[[], Client]) -> int:
