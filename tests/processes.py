@@ -40,6 +40,29 @@ class RunningProcess:
         return self.process.returncode
 
 
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m pyserving ARGS` to its end, no stdin, its output captured as text.
+
+    `env` replaces the environment when given; `check` raises on a non-zero exit.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "pyserving", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        check=check,
+    )
+
+
 def start_process(
     args: Sequence[str],
     ready: str,

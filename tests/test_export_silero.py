@@ -4,8 +4,6 @@ silero's own code, written as an audio servable with a reference set."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from pyserving.errors import MissingExtra
 from pyserving.export import export_silero_vad, silero
 from pyserving.reference import load_reference
 from pyserving.signature import MODEL_FILE, list_versions, load_signature
+from tests.processes import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +107,17 @@ def test_a_missing_wheel_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_the_cli_exports_it_as_the_readme_says(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "pyserving", "export", "silero-vad", "--repository", "models",
-         "--name", "speech"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+    out = run_cli(
+        "export",
+        "silero-vad",
+        "--repository",
+        "models",
+        "--name",
+        "speech",
+        cwd=tmp_path,
+        timeout=120,
+        check=True,
+    )
     version = tmp_path / out.stdout.strip()
     assert version.parent == tmp_path / "models" / "speech"
     assert load_signature(version).kind == "audio"

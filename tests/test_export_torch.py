@@ -14,6 +14,7 @@ from pyserving.errors import ExportError
 from pyserving.export import export_torch
 from pyserving.export.torch import load_checkpoint, load_factory
 from pyserving.signature import list_versions, load_signature
+from tests.processes import run_cli
 
 FACTORY_SOURCE = """
 import torch
@@ -213,14 +214,8 @@ def test_factory_is_imported_from_the_current_folder(
         load_factory("nosuchmodule:build")
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyserving", "export", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-    )
+def export(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli("export", *args, timeout=300, cwd=cwd)
 
 
 def test_cli_exports_a_factory_with_a_checkpoint(factory_dir: Path, tmp_path: Path) -> None:
@@ -233,7 +228,7 @@ def test_cli_exports_a_factory_with_a_checkpoint(factory_dir: Path, tmp_path: Pa
     trained = tinynet.build_model().eval()
     torch.save({"state_dict": trained.state_dict()}, tmp_path / "weights.pth")
     (tmp_path / "labels.txt").write_text("w\nx\ny\nz\n")
-    result = run_cli(
+    result = export(
         "torch",
         "--factory",
         "tinynet:build_model",
@@ -264,7 +259,7 @@ def test_cli_exports_a_factory_with_a_checkpoint(factory_dir: Path, tmp_path: Pa
 
 def test_cli_reports_a_mismatched_checkpoint_in_one_line(factory_dir: Path, tmp_path: Path) -> None:
     torch.save(tiny_model(0, classes=7).state_dict(), tmp_path / "wrong.pth")
-    result = run_cli(
+    result = export(
         "torch",
         "--factory",
         "tinynet:build_model",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from pyserving.client import Client
 from pyserving.errors import RemoteError
 from tests.audio_clips import espeak, sox, tool
-from tests.processes import RunningProcess, free_port, start_server
+from tests.processes import RunningProcess, free_port, run_cli, start_server
 from tests.seed_client import seed_classify
 
 SENTENCES = {
@@ -117,11 +116,17 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The README's export command, as it stands: the model's folder of versions."""
     work = tmp_path_factory.mktemp("speech")
-    subprocess.run(
-        [sys.executable, "-m", "pyserving", "export", "silero-vad", "--repository", "models",
-         "--name", "speech"],
-        cwd=work, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+    run_cli(
+        "export",
+        "silero-vad",
+        "--repository",
+        "models",
+        "--name",
+        "speech",
+        cwd=work,
+        timeout=120,
+        check=True,
+    )
     return work / "models" / "speech"
 
 
@@ -298,11 +303,16 @@ def test_the_two_hour_clip_is_small_on_the_wire(bad_clips: dict[str, bytes]) -> 
 
 def test_cli_classify_a_clip(speech_server: tuple[str, str], clips: list[Clip]) -> None:
     for clip in (clips[0], clips[-1]):
-        out = subprocess.run(
-            [sys.executable, "-m", "pyserving", "classify", str(clip.path), "--model", "speech",
-             "--server", speech_server[0]],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
+        out = run_cli(
+            "classify",
+            str(clip.path),
+            "--model",
+            "speech",
+            "--server",
+            speech_server[0],
+            timeout=60,
+            check=True,
+        ).stdout
         header, _columns, first, _second = out.splitlines()
         assert header.startswith(f"{clip.path}  (model speech, version ")
         assert first.split()[:2] == ["1", *clip.label.split()[:1]]

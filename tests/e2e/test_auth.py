@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,14 @@ from pyserving.client import Client
 from pyserving.client.auth import TOKEN_ENV
 from pyserving.errors import RemoteError
 from tests.onnx_models import png, publish, regression_model, write_image_servable
-from tests.processes import RunningProcess, free_port, start_process, start_server, wait_for
+from tests.processes import (
+    RunningProcess,
+    free_port,
+    run_cli,
+    start_process,
+    start_server,
+    wait_for,
+)
 
 RED = png((220, 10, 10))
 REFUSED = "missing or invalid credentials"
@@ -146,15 +151,14 @@ def test_the_cli_takes_a_token_file_or_the_environment(
     photo.write_bytes(RED)
     mine = tmp_path / "mine"
     mine.write_text("first-token\n")
-    command = [sys.executable, "-m", "pyserving", "classify", str(photo), "--server", guarded[0]]
+    command = ["classify", str(photo), "--server", guarded[0]]
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
-    run = {"capture_output": True, "text": True, "timeout": 60}
-    with_file = subprocess.run([*command, "--auth_token_file", str(mine)], env=env, **run)  # type: ignore[call-overload]
+    with_file = run_cli(*command, "--auth_token_file", str(mine), env=env, timeout=60)
     assert with_file.returncode == 0, with_file.stderr
     assert "red" in with_file.stdout
-    with_env = subprocess.run(command, env={**env, TOKEN_ENV: "second-token"}, **run)  # type: ignore[call-overload]
+    with_env = run_cli(*command, env={**env, TOKEN_ENV: "second-token"}, timeout=60)
     assert with_env.returncode == 0, with_env.stderr
-    without = subprocess.run(command, env=env, **run)  # type: ignore[call-overload]
+    without = run_cli(*command, env=env, timeout=60)
     assert without.returncode != 0
     assert "UNAUTHENTICATED" in without.stderr or REFUSED in without.stderr
 
@@ -203,17 +207,15 @@ def test_predict_takes_a_token_file_or_the_environment(tmp_path: Path) -> None:
     )
     try:
         address = f"127.0.0.1:{server.match.group(1)}"
-        command = [sys.executable, "-m", "pyserving", "predict", "--server", address]
-        command += ["--input", "1,1", "--json"]
+        command = ["predict", "--server", address, "--input", "1,1", "--json"]
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
-        run = {"capture_output": True, "text": True, "timeout": 60}
-        with_file = subprocess.run([*command, "--auth_token_file", str(tokens)], env=env, **run)  # type: ignore[call-overload]
+        with_file = run_cli(*command, "--auth_token_file", str(tokens), env=env, timeout=60)
         assert with_file.returncode == 0, with_file.stderr
         (output,) = json.loads(with_file.stdout)["outputs"]
         assert output["data"] == [[5.0]]
-        with_env = subprocess.run(command, env={**env, TOKEN_ENV: "the-token"}, **run)  # type: ignore[call-overload]
+        with_env = run_cli(*command, env={**env, TOKEN_ENV: "the-token"}, timeout=60)
         assert with_env.returncode == 0, with_env.stderr
-        without = subprocess.run(command, env=env, **run)  # type: ignore[call-overload]
+        without = run_cli(*command, env=env, timeout=60)
         assert without.returncode == 1
         assert without.stderr == f"error: {REFUSED}: send 'authorization: Bearer <token>'\n"
     finally:

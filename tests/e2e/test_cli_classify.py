@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.onnx_models import png, publish, write_image_servable, write_text_servable
-from tests.processes import RunningProcess, start_serve, wait_for
+from tests.processes import RunningProcess, run_cli, start_serve, wait_for
 
 RED, GREEN, BLUE = (250, 0, 0), (0, 250, 0), (0, 0, 250)
 
@@ -43,13 +43,7 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def classify(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyserving", "classify", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-    )
+    return run_cli("classify", *args, timeout=60, cwd=cwd)
 
 
 @pytest.fixture

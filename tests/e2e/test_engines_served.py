@@ -15,7 +15,7 @@ import pytest
 
 from pyserving.engines import openvino as ov_engine
 from tests.onnx_models import publish, write_features_servable
-from tests.processes import RunningProcess, free_port, start_serve, wait_for
+from tests.processes import RunningProcess, free_port, run_cli, start_serve, wait_for
 from tests.scrape import metric_sum, scrape
 
 CPU_HAS_BF16 = "bf16" in ov_engine.precisions()
@@ -61,12 +61,7 @@ precision = "bf16"
 
 def status(address: str) -> dict[str, str]:
     """`pyserving status`: each model's newest version line, and its "why:" line after it."""
-    out = subprocess.run(
-        [sys.executable, "-m", "pyserving", "status", "--server", address],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_cli("status", "--server", address, timeout=60)
     assert out.returncode == 0, out.stderr
     lines: dict[str, str] = {}
     model = ""
@@ -136,12 +131,7 @@ def test_a_failed_model_leaves_the_others_serving(
 
 
 def run_serve(*flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyserving", "serve", "--port", "0", "--rest_api_port", "0", *flags],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli("serve", "--port", "0", "--rest_api_port", "0", *flags, timeout=60)
 
 
 def test_bad_engine_flags_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from pyserving.export.labels import imagenet_labels
 from pyserving.preprocess import decode_image
 from pyserving.signature import list_versions, load_signature
 from tests.conftest import encode
-from tests.processes import RunningProcess, start_server
+from tests.processes import RunningProcess, run_cli, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -100,11 +100,18 @@ def iris(iris_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
     work = tmp_path_factory.mktemp("iris")
     joblib.dump(iris_model, work / "iris.joblib")
-    out = subprocess.run(
-        [sys.executable, "-m", "pyserving", "export", "sklearn", "iris.joblib",
-         "--features", ",".join(FEATURES), "--labels", ",".join(SPECIES)],
-        cwd=work, capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+    out = run_cli(
+        "export",
+        "sklearn",
+        "iris.joblib",
+        "--features",
+        ",".join(FEATURES),
+        "--labels",
+        ",".join(SPECIES),
+        cwd=work,
+        timeout=120,
+        check=True,
+    ).stdout
     served = serve(work / out.strip(), work / "server.log")
     yield served
     served.server.stop()
@@ -158,10 +165,7 @@ def test_iris_cli_classify_with_features(iris: Served) -> None:
     args = []
     for name, value in zip(FEATURES, (6.3, 3.3, 6.0, 2.5), strict=True):
         args += ["--feature", f"{name}={value}"]
-    out = subprocess.run(
-        [sys.executable, "-m", "pyserving", "classify", "--server", iris.address, *args],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+    out = run_cli("classify", "--server", iris.address, *args, timeout=60, check=True).stdout
     rows = [line.split() for line in out.splitlines()[2:]]
     assert [row[1] for row in rows] == ["virginica", "versicolor", "setosa"]
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,7 +34,7 @@ from tests.onnx_models import (
     write_image_servable,
     write_text_servable,
 )
-from tests.processes import RunningProcess, free_port, start_serve
+from tests.processes import RunningProcess, free_port, run_cli, start_serve
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
 MODELS = ("colours", "lin", "letters", "speech", "reg", "sp")
@@ -62,23 +60,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPr
     publish(root / "lin", 1, lambda f: write_features_servable(f, weights, ["a", "b"]))
     publish(root / "letters", 1, write_text_servable)
     export = ["export", "silero-vad", "--repository", str(root), "--name", "speech"]
-    subprocess.run(
-        [sys.executable, "-m", "pyserving", *export],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_cli(*export, check=True, timeout=120)
     onnx.save(regression_model(weights, np.zeros(2, np.float32)), root / "reg.onnx")
     onnx.save(sum_product_model(), root / "sp.onnx")
     for name in ("reg", "sp"):
         tensor = ["export", "onnx", str(root / f"{name}.onnx"), "--kind", "tensor"]
         tensor += ["--repository", str(root), "--name", name]
-        subprocess.run(
-            [sys.executable, "-m", "pyserving", *tensor],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        run_cli(*tensor, check=True, timeout=120)
     config = root / "models.toml"
     config.write_text(
         "".join(f'[[models]]\nname = "{m}"\nbase_path = "{root / m}"\n' for m in MODELS)

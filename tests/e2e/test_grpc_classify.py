@@ -18,6 +18,7 @@ from pyserving._proto import classification_pb2_grpc as pb_grpc
 from pyserving.client import Client
 from pyserving.errors import RemoteError
 from tests.conftest import encode
+from tests.processes import run_cli
 from tests.seed_client import seed_classify
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -163,13 +164,7 @@ def test_cli_classify_prints_top_5(
 ) -> None:
     photo = tmp_path / "chelsea.jpg"
     photo.write_bytes(chelsea_jpeg)
-    out = subprocess.run(
-        [sys.executable, "-m", "pyserving", "classify", str(photo), "--server", server_address],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    out = run_cli("classify", str(photo), "--server", server_address, timeout=60, check=True).stdout
     lines = out.splitlines()
     assert "model imagenet" in lines[0]
     rows = [line.split() for line in lines[2:]]
@@ -201,13 +196,7 @@ def test_cli_reports_unreachable_server(tmp_path: Path, chelsea_jpeg: bytes) -> 
 
 
 def test_cli_status_lists_versions(server_address: str) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "pyserving", "status", "--server", server_address],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    out = run_cli("status", "--server", server_address, timeout=60, check=True).stdout
     lines = out.splitlines()
     assert lines[0] == "imagenet"
     version, state, engine, precision = lines[1].split()

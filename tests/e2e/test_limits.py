@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 from tests.onnx_models import png, publish, write_image_servable
-from tests.processes import RunningProcess, free_port, start_server, wait_for
+from tests.processes import RunningProcess, free_port, run_cli, start_server, wait_for
 
 RED = png((220, 10, 10))
 MAX_CONNECTIONS = 3
@@ -207,12 +205,7 @@ def test_a_file_over_the_grpc_limit_names_the_flag(
 ) -> None:
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff\xd8" + bytes(100 * 1024))  # 100 KiB, over the 64 KiB limit
-    result = subprocess.run(
-        [sys.executable, "-m", "pyserving", "classify", str(big), "--server", limited[0]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("classify", str(big), "--server", limited[0], timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"{big}: error: the request is 0.0977 MiB, over the server's "

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.onnx_models import png, publish, write_image_servable
-from tests.processes import free_port, start_server
+from tests.processes import free_port, run_cli, start_server
 
 USAGE, FAILURE = 2, 1
 
@@ -79,6 +77,7 @@ CASES = [
     ("export", USAGE, "the following arguments are required: SOURCE"),
     ("classify {folder}/red.png --top-k -3 --server {up}", USAGE, "--top-k: must be a positive"),
     ("classify --feature bad --server {up}", USAGE, "--feature takes NAME=VALUE"),
+    ("classify {folder}/red.png --concurrency 0", USAGE, "--concurrency must be at least 1"),
     ("classify {folder}/red.png --timeout 0 --server {up}", USAGE, "--timeout: must be a pos"),
     ("predict --timeout -1 --server {up}", USAGE, "--timeout: must be a positive number"),
     ("predict --input nosuch=1 --server {up}", USAGE, "the model has no input 'nosuch'"),
@@ -127,14 +126,8 @@ def test_bad_input_is_one_line_and_the_right_exit_code(
 ) -> None:
     values = {**vars(place), "folder": str(place.folder)}
     argv = command.format(**values).split()
-    result = subprocess.run(
-        [sys.executable, "-m", "pyserving", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(place.folder)},  # no token from outside
-    )
+    # No token from outside: a bare environment.
+    result = run_cli(*argv, env={"PATH": "/usr/bin:/bin", "HOME": str(place.folder)})
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == code, result.stderr
     # Log lines (serve's INFO start-up) and progress lines (export's "[1/5] ...") aside,

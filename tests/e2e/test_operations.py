@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pyserving.client import Client
 from pyserving.errors import RemoteError
 from tests.onnx_models import publish, write_version_servable
-from tests.processes import start_server, wait_for
+from tests.processes import run_cli, start_server, wait_for
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -43,22 +41,9 @@ def test_health_for_the_server_and_each_model(server_address: str) -> None:
 
 
 def test_health_of_an_unknown_model_names_the_known_ones(server_address: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pyserving", "health", "--server", server_address],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("health", "--server", server_address, timeout=60)
     assert (result.returncode, result.stdout.strip()) == (0, "SERVING")
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "pyserving", "health", "--server", server_address),
-            *("--service", "nosuch"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("health", "--server", server_address, "--service", "nosuch", timeout=60)
     assert result.returncode == 1
     assert (
         (result.stdout + result.stderr)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pyserving.cli.main import main
 from pyserving.client import Client
 from pyserving.errors import RemoteError
 from tests.onnx_models import regression_model, sum_product_model
-from tests.processes import RunningProcess, free_port, schemathesis, start_serve
+from tests.processes import RunningProcess, free_port, run_cli, schemathesis, start_serve
 
 ROOT = Path(__file__).parent.parent.parent
 CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
@@ -282,12 +281,6 @@ def test_classify_on_a_tensor_model_says_to_use_predict(server: Server, http: ht
     ).json()
     assert_regression(np.reshape(answer["outputs"][0]["data"], (1, 2)), x)
     assert server.process.process.poll() is None
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyserving", *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def test_pyserving_predict(server: Server, tmp_path: Path) -> None:

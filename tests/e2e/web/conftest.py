@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from tests.onnx_models import publish, write_features_servable, write_image_servable
-from tests.processes import RunningProcess, start_process, start_serve, start_server, wait_for
+from tests.processes import (
+    RunningProcess,
+    run_cli,
+    start_process,
+    start_serve,
+    start_server,
+    wait_for,
+)
 
 WEB_READY = r"web app listening on http://[^\s:]+:(\d+)"
 CHROMIUM_ARGS = [
@@ -175,17 +180,12 @@ def kinds_app(start_web: StartWeb, tmp_path_factory: pytest.TempPathFactory) -> 
     ).fit(texts, labels)
     joblib.dump(language_model, work / "lang.joblib")
     models = {"colours": work / "colours", "lang": work / "models" / "lang", "lin": work / "lin"}
-    export = [sys.executable, "-m", "pyserving", "export"]
-    subprocess.run(
-        [*export, "sklearn", "lang.joblib", "--input", "text", "--name", "lang",
-         "--labels", ",".join(sorted(SENTENCES))],
-        cwd=work, capture_output=True, text=True, timeout=180, check=True,
+    run_cli(
+        "export", "sklearn", "lang.joblib", "--input", "text", "--name", "lang",
+        "--labels", ",".join(sorted(SENTENCES)), cwd=work, timeout=180, check=True,
     )  # fmt: skip
     if HAS_AUDIO:
-        subprocess.run(
-            [*export, "silero-vad", "--name", "speech"],
-            cwd=work, capture_output=True, text=True, timeout=180, check=True,
-        )  # fmt: skip
+        run_cli("export", "silero-vad", "--name", "speech", cwd=work, timeout=180, check=True)
         models["speech"] = work / "models" / "speech"
     publish(models["colours"], 1, write_image_servable)
     weights = np.eye(2, dtype=np.float32)
