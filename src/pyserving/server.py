@@ -10,7 +10,7 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, NoReturn
 
 import grpc
@@ -67,24 +67,145 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+class Server:
+    """The model server: `start`, `wait`, `drain`, `stop`, as uvicorn splits its `_serve`.
+
+    `serve` runs the four in order and handles the signals; a test or an embedding program
+    can run them itself, and `close` the gRPC port, which `serve` leaves to the process's
+    exit (see `_exit_closing_connections`).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.grpc_port = 0  # the bound ports, once started
+        self.rest_port = 0
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()  # skip the rest of the drain
+        self._executor = worker_pool(settings)
+        self._manager: ModelManager | None = None
+        self._service: Service | None = None
+        self._health: HealthReporter | None = None
+        self._following: asyncio.Task[None] | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._rest: _RestServer | None = None
+        self._rest_task: asyncio.Task[None] | None = None
+
+    def request_stop(self, hurry: bool = False) -> None:
+        """Ask the server to stop: after the drain, or at once when `hurry`."""
+        if hurry:
+            self._hurry.set()
+        self._stopping.set()
+
+    async def start(self) -> bool:
+        """Load the models and open both ports; False if a stop came first (nothing opened).
+
+        Raises PortUnavailable, ConfigError or ServableError saying what is wrong.
+        """
+        settings = self.settings
+        check_ports(settings)  # before any model loads: a taken port should stop us at once
+        _log_threads(settings)
+        # Read before any model loads: a bad token file should stop the server at once.
+        tokens = Tokens(settings.auth_token_file) if settings.auth_token_file else None
+        if tokens is not None:
+            log.info(
+                "calls need a bearer token from %s (health stays open)", settings.auth_token_file
+            )
+        self._manager = manager = ModelManager(settings, self._executor)
+        if not await _until_stopped(manager.start(), self._stopping):
+            return False
+        self._service = service = Service(manager, self._executor, settings)
+        metrics.watch(service.load)
+        self._health = health = HealthReporter(service)
+        self._following = asyncio.create_task(health.follow())
+        self._grpc = _grpc_server(settings, service, health, tokens)
+        self.grpc_port = _bind_grpc(self._grpc, settings)
+        await self._grpc.start()
+        if settings.rest_api_port:
+            app = create_rest_app(
+                service,
+                settings.max_request_bytes,
+                settings.max_header_bytes,
+                settings.max_headers,
+                tokens,
+                metrics_open=not settings.auth_metrics,
+                metrics_path=settings.metrics_path,
+            )
+            self._rest, sock = _rest_server(app, settings)
+            self._rest_task = asyncio.create_task(self._rest.serve(sockets=[sock]))
+            self.rest_port = sock.getsockname()[1]
+            scheme = "https" if settings.ssl_cert else "http"
+            log.info("REST listening on %s://%s:%d", scheme, settings.host, self.rest_port)
+        log.info(
+            "serving models %s (default %s); gRPC listening on %s:%d",
+            ", ".join(manager.model_names()),
+            manager.default_model,
+            settings.host,
+            self.grpc_port,
+        )
+        return True
+
+    async def wait(self) -> None:
+        """Serve until `request_stop`."""
+        await self._stopping.wait()
+
+    async def drain(self) -> None:
+        """Turn probes away, keep serving for the drain, then refuse new requests and wait
+        for those in flight to finish (all within the grace period)."""
+        if self._service is None or self._health is None:
+            return
+        await _drain(self._service, self._health, self.settings, self._hurry)
+
+    async def stop(self) -> None:
+        """Stop REST, unload every version and end the thread pool. The gRPC port stays
+        open (refusing calls) until `close` or the process's end."""
+        try:
+            if self._following is not None:
+                self._following.cancel()
+            if self._rest is not None and self._rest_task is not None:
+                self._rest.should_exit = True
+                await self._rest_task
+            if self._manager is not None:
+                await self._manager.stop()
+            if self._service is not None:
+                # Let the last answers reach the wire before the connections close.
+                await asyncio.sleep(LINGER_SECONDS)
+                log.info("stopped")
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def close(self) -> None:
+        """Close the gRPC port in process (`serve` ends the process instead; see
+        `_exit_closing_connections`)."""
+        if self._grpc is not None:
+            await self._grpc.stop(grace=None)
+
+
 async def serve(settings: Settings) -> None:
     """Load the models, serve until SIGINT or SIGTERM, then stop cleanly."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    hurry = asyncio.Event()  # SIGINT, or a second signal: skip the rest of the drain
+    server = Server(settings)
     signals: list[int] = []
 
     def on_signal(sig: int) -> None:
         signals.append(sig)
-        if sig == signal.SIGINT or len(signals) > 1:
-            hurry.set()
-        stop.set()
+        # SIGINT, or a second signal: skip the rest of the drain.
+        server.request_stop(hurry=sig == signal.SIGINT or len(signals) > 1)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    started = False
+    try:
+        started = await server.start()
+        if started:
+            await server.wait()
+            await server.drain()
+    finally:
+        await server.stop()
+    if started:
+        _exit_closing_connections()
 
-    check_ports(settings)  # before any model loads: a taken port should stop us at once
-    executor = worker_pool(settings)
+
+def _log_threads(settings: Settings) -> None:
     batching = settings.batching
     log.info(
         "%d worker threads (niceness +%d); per version %d batch thread(s) of up to %d "
@@ -97,78 +218,37 @@ async def serve(settings: Settings) -> None:
         batching.batch_timeout_micros,
     )
     log.info("%s", describe_decoders())
+
+
+def _grpc_server(
+    settings: Settings, service: Service, health: HealthReporter, tokens: Tokens | None
+) -> grpc.aio.Server:
+    """The gRPC server with every protocol's servicer, health and reflection."""
+    interceptors = [TokenInterceptor(tokens)] if tokens else []
+    server = grpc.aio.server(options=grpc_options(settings), interceptors=interceptors)
+    pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
+    v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service), server)
+    tfs_pb_grpc.add_PredictionServiceServicer_to_server(PredictionApi(service), server)
+    tfs_pb_grpc.add_ModelServiceServicer_to_server(ModelServiceApi(service), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(SERVICE_NAMES, server)
+    return server
+
+
+def _bind_grpc(server: grpc.aio.Server, settings: Settings) -> int:
+    """Bind the gRPC port (TLS when configured); the port bound."""
+    address = f"{settings.host}:{settings.port}"
+    port: int
     try:
-        # Read before any model loads: a bad token file should stop the server at once.
-        tokens = Tokens(settings.auth_token_file) if settings.auth_token_file else None
-        if tokens is not None:
-            log.info(
-                "calls need a bearer token from %s (health stays open)", settings.auth_token_file
-            )
-        manager = ModelManager(settings, executor)
-        if not await _until_stopped(manager.start(), stop):
-            await manager.stop()
-            return
-        service = Service(manager, executor, settings)
-        metrics.watch(service.load)
-        health = HealthReporter(service)
-        following = asyncio.create_task(health.follow())
-
-        interceptors = [TokenInterceptor(tokens)] if tokens else []
-        server = grpc.aio.server(options=grpc_options(settings), interceptors=interceptors)
-        pb_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
-        v2_pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceApi(service), server)
-        tfs_pb_grpc.add_PredictionServiceServicer_to_server(PredictionApi(service), server)
-        tfs_pb_grpc.add_ModelServiceServicer_to_server(ModelServiceApi(service), server)
-        health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-        reflection.enable_server_reflection(SERVICE_NAMES, server)
-        address = f"{settings.host}:{settings.port}"
-        try:
-            if settings.ssl_cert and settings.ssl_key:
-                port = server.add_secure_port(address, _server_credentials(settings))
-            else:
-                port = server.add_insecure_port(address)
-        except RuntimeError:  # taken since `check_ports`
-            port = 0
-        if port == 0:
-            raise PortUnavailable(_cannot_listen(settings.host, settings.port, "gRPC", "--port"))
-        await server.start()
-
-        rest: uvicorn.Server | None = None
-        rest_task: asyncio.Task[None] | None = None
-        if settings.rest_api_port:
-            app = create_rest_app(
-                service,
-                settings.max_request_bytes,
-                settings.max_header_bytes,
-                settings.max_headers,
-                tokens,
-                metrics_open=not settings.auth_metrics,
-                metrics_path=settings.metrics_path,
-            )
-            rest, sock = _rest_server(app, settings)
-            rest_task = asyncio.create_task(rest.serve(sockets=[sock]))
-            scheme = "https" if settings.ssl_cert else "http"
-            log.info("REST listening on %s://%s:%d", scheme, settings.host, sock.getsockname()[1])
-        log.info(
-            "serving models %s (default %s); gRPC listening on %s:%d",
-            ", ".join(manager.model_names()),
-            manager.default_model,
-            settings.host,
-            port,
-        )
-        await stop.wait()
-        await _drain(service, health, settings, hurry)
-        following.cancel()
-        if rest is not None and rest_task is not None:
-            rest.should_exit = True
-            await rest_task
-        await manager.stop()
-        # Let the last answers reach the wire before the connections close.
-        await asyncio.sleep(LINGER_SECONDS)
-        log.info("stopped")
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
-    _exit_closing_connections()
+        if settings.ssl_cert and settings.ssl_key:
+            port = server.add_secure_port(address, _server_credentials(settings))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # taken since `check_ports`
+        port = 0
+    if port == 0:
+        raise PortUnavailable(_cannot_listen(settings.host, settings.port, "gRPC", "--port"))
+    return port
 
 
 def _exit_closing_connections() -> NoReturn:
@@ -215,7 +295,15 @@ async def _drain(
         )
 
 
-def _rest_server(app: Any, settings: Settings) -> tuple[uvicorn.Server, socket.socket]:
+class _RestServer(uvicorn.Server):
+    """uvicorn's server, minus its signal handling: `serve` handles SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _rest_server(app: Any, settings: Settings) -> tuple[_RestServer, socket.socket]:
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -247,10 +335,7 @@ def _rest_server(app: Any, settings: Settings) -> tuple[uvicorn.Server, socket.s
         ssl_ca_certs=settings.ssl_client_ca,
         ssl_cert_reqs=ssl.CERT_REQUIRED if settings.ssl_client_ca else ssl.CERT_NONE,
     )
-    rest = uvicorn.Server(config)
-    # This process handles SIGINT/SIGTERM itself (see `serve`); uvicorn must not take them.
-    rest.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    return rest, sock
+    return _RestServer(config), sock
 
 
 def check_ports(settings: Settings) -> None:
