@@ -469,6 +469,45 @@ def _median(runs: list[Measurement]) -> Measurement:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def _add_row(
+    report: Report,
+    key: Key,
+    m: Measurement,
+    runs: list[Measurement],
+    median: dict[Key, Measurement],
+    best: dict[tuple[str, str], Key],
+    engine_rows: dict[Key, Key | None],
+) -> None:
+    """Put one median row in its table, with the ratio to what it is compared with."""
+    workload, label, c = key
+    if workload in (IN_PROCESS, FULL_SIZE):
+        name = workload + (BEST if best[(workload, label)] == key else "")
+        report.images.append(Row(name, label, c, m, runs=runs))
+    elif workload == SERVER:
+        reference = best.get((IN_PROCESS, label))
+        ratio = _ratio(m, median[reference]) if reference else None
+        report.images.append(Row(workload, label, c, m, ratio, runs))
+    elif workload == REST and label == SMALL:
+        grpc = median.get((SERVER, label, c))
+        ratio = _ratio(m, grpc) if grpc else None
+        report.http.append(Row(workload, label, c, m, ratio, runs))
+    elif workload in RIVALS:
+        app = median.get((PLAIN_OPENVINO, label, c))
+        ratio = _ratio(m, app) if app else None
+        report.rivals.append(Row(workload, label, c, m, ratio, runs))
+    elif workload == OVERLOAD:
+        report.overload.append(Row(workload, label, c, m, runs=runs))
+    elif workload == TINY:
+        ratio = _ratio(m, median[(EMPTY, NO_BYTES, c)])
+        report.overhead.append(Row(workload, label, c, m, ratio, runs))
+    elif workload == EMPTY:
+        report.overhead.append(Row(workload, label, c, m, runs=runs))
+    elif key in engine_rows:
+        reference_key = engine_rows[key]
+        ratio = _ratio(m, median[reference_key]) if reference_key else None
+        report.engines.append(Row(workload, label, c, m, ratio, runs))
+
+
 def _fill(report: Report, bench: Bench) -> None:
     """The report's rows (median rounds), ratios and targets."""
     options, measured, engines = bench.options, bench.measured, bench.engines
@@ -482,34 +521,7 @@ def _fill(report: Report, bench: Bench) -> None:
                 best[(workload, label)] = key
     engine_rows = engines.rows(bench.pool, options.saturated, median)
     for key, m in median.items():
-        workload, label, c = key
-        runs = measured[key]
-        if workload in (IN_PROCESS, FULL_SIZE):
-            name = workload + (BEST if best[(workload, label)] == key else "")
-            report.images.append(Row(name, label, c, m, runs=runs))
-        elif workload == SERVER:
-            reference = best.get((IN_PROCESS, label))
-            ratio = _ratio(m, median[reference]) if reference else None
-            report.images.append(Row(workload, label, c, m, ratio, runs))
-        elif workload == REST and label == SMALL:
-            grpc = median.get((SERVER, label, c))
-            ratio = _ratio(m, grpc) if grpc else None
-            report.http.append(Row(workload, label, c, m, ratio, runs))
-        elif workload in RIVALS:
-            app = median.get((PLAIN_OPENVINO, label, c))
-            ratio = _ratio(m, app) if app else None
-            report.rivals.append(Row(workload, label, c, m, ratio, runs))
-        elif workload == OVERLOAD:
-            report.overload.append(Row(workload, label, c, m, runs=runs))
-        elif workload == TINY:
-            ratio = _ratio(m, median[(EMPTY, NO_BYTES, c)])
-            report.overhead.append(Row(workload, label, c, m, ratio, runs))
-        elif workload == EMPTY:
-            report.overhead.append(Row(workload, label, c, m, runs=runs))
-        elif key in engine_rows:
-            reference_key = engine_rows[key]
-            ratio = _ratio(m, median[reference_key]) if reference_key else None
-            report.engines.append(Row(workload, label, c, m, ratio, runs))
+        _add_row(report, key, m, measured[key], median, best, engine_rows)
     labels = list(bench.images)
     report.rivals.sort(
         key=lambda row: (labels.index(row.input), row.concurrency, RIVALS.index(row.workload))

@@ -521,6 +521,29 @@ def test_every_pyserving_command_parses() -> None:
             pytest.fail(f"{where}: `{shlex.join(argv)}` does not parse")
 
 
+def check_web_image(
+    sandbox: Sandbox, user: str, address: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The web image's venv and CMD against the server at `address`: its health check."""
+    # The web image: its venv is the serving one plus the web extra.
+    build(sandbox, [STAGES["web-venv"]], user)
+    assert "jinja2" in installed(sandbox.venv)
+    web_argv = substituted(image_argv("web"), "server:9999", address)
+    web_argv = with_options(web_argv, {"--port": "0"}, ["--host", "127.0.0.1"])
+    web = start(web_argv, WEB_READY, tmp_path / "web.log", env)
+    try:
+        web_address = f"127.0.0.1:{web.match.group(1)}"
+        web_health = inherited("web", "HEALTHCHECK")
+        assert web_health
+        web_probe = substituted(web_health.exec_form(), "127.0.0.1:8080", web_address)
+        done = subprocess.run(web_probe, env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        with urllib.request.urlopen(f"http://{web_address}/healthz", timeout=10) as reply:
+            assert json.load(reply)["status"] == "ok", "the web app reaches the server"
+    finally:
+        assert web.stop(signal.SIGTERM) == 0, web.output()
+
+
 def test_server_and_web_images_work_outside_a_container(tmp_path: Path) -> None:
     serving = chain("server-venv")
     sandbox = make_sandbox(tmp_path, serving)
@@ -563,23 +586,7 @@ def test_server_and_web_images_work_outside_a_container(tmp_path: Path) -> None:
         assert check_health(address, "imagenet").serving
         assert check_health(address, "no-such-model").status == "NOT_FOUND"
 
-        # The web image: its venv is the serving one plus the web extra.
-        build(sandbox, [STAGES["web-venv"]], user.rest)
-        assert "jinja2" in installed(sandbox.venv)
-        web_argv = substituted(image_argv("web"), "server:9999", address)
-        web_argv = with_options(web_argv, {"--port": "0"}, ["--host", "127.0.0.1"])
-        web = start(web_argv, WEB_READY, tmp_path / "web.log", env)
-        try:
-            web_address = f"127.0.0.1:{web.match.group(1)}"
-            web_health = inherited("web", "HEALTHCHECK")
-            assert web_health
-            web_probe = substituted(web_health.exec_form(), "127.0.0.1:8080", web_address)
-            done = subprocess.run(web_probe, env=env, capture_output=True, text=True, timeout=30)
-            assert done.returncode == 0, done.stderr
-            with urllib.request.urlopen(f"http://{web_address}/healthz", timeout=10) as reply:
-                assert json.load(reply)["status"] == "ok", "the web app reaches the server"
-        finally:
-            assert web.stop(signal.SIGTERM) == 0, web.output()
+        check_web_image(sandbox, user.rest, address, env, tmp_path)
     finally:
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.output()
