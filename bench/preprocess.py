@@ -7,7 +7,9 @@ bilinear), of the one served now (`decode_image`: the JPEG fast path) and of the
 candidates that are installed, and how far each one's pixels are from Pillow's. With
 `--agreement FOLDER` (a version folder of an image model) it also runs the model on
 photos from `tests/photos.py` decoded each way and prints how often the top-1 class is
-the one Pillow's pixels give. Candidates not installed are listed as such.
+the one Pillow's pixels give, on photographs of scenes (Debian's wallpapers, fetched
+with apt on first use, and scikit-image's photographs) and on every scikit-image sample.
+Candidates not installed are listed as such.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import argparse
 import io
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,11 +179,17 @@ NOISE = Candidate("Pillow alone, ±1 level of random noise (yardstick)", None, _
 
 
 def agreement(version: Path, count: int) -> list[str]:
-    """Top-1 agreement with Pillow alone on `count` photos, per installed candidate."""
+    """Top-1 agreement with Pillow alone on `count` photos of each corpus, per candidate.
+
+    The corpora are `tests/photos.py`'s: photographs of scenes (Debian's wallpapers, which
+    are fetched with apt on first use, and scikit-image's photographs), and crops of every
+    scikit-image sample, textures included.
+    """
     import onnxruntime
 
     from pyserving.signature import MODEL_FILE, load_signature
-    from tests.photos import jpegs
+    from tests.photos import jpegs, photograph_jpegs
+    from tests.wallpapers import FetchFailed, Unavailable
 
     signature = load_signature(version)
     session = onnxruntime.InferenceSession(str(version / MODEL_FILE))
@@ -191,7 +199,23 @@ def agreement(version: Path, count: int) -> list[str]:
         exp = np.exp(logits - logits.max())
         return exp / exp.sum()
 
-    photos = [data for _, data in jpegs(count)]
+    corpora: dict[str, Callable[[], Iterable[tuple[str, bytes]]]] = {
+        "photographs of scenes (tests/photos.photograph_jpegs)": lambda: photograph_jpegs(count),
+        "every scikit-image sample, textures included (tests/photos.jpegs)": lambda: jpegs(count),
+    }
+    lines = []
+    for corpus, photos in corpora.items():
+        try:
+            data = [jpeg for _, jpeg in photos()]
+        except (Unavailable, FetchFailed) as exc:
+            lines.append(f"{corpus}: not available here ({exc})")
+            continue
+        lines.append(f"{corpus}:")
+        lines.extend(_agreement_lines(scores, data))
+    return lines
+
+
+def _agreement_lines(scores: Callable[[np.ndarray], Any], photos: list[bytes]) -> list[str]:
     before = [scores(decode_image_pillow(data, *TARGET)) for data in photos]
     lines = []
     for candidate in (*CANDIDATES[1:], NOISE):
@@ -206,8 +230,8 @@ def agreement(version: Path, count: int) -> list[str]:
         # How close the top two were where the top-1 changed: near-ties flip first.
         margins = [float(np.diff(np.sort(a)[-2:])[0]) for a, b in pairs if a.argmax() != b.argmax()]
         lines.append(
-            f"- {candidate.name}: top-1 same on {same}/{count} ({same / count:.1%}), "
-            f"largest probability difference {largest:.4f}"
+            f"- {candidate.name}: top-1 same on {same}/{len(photos)} "
+            f"({same / len(photos):.1%}), largest probability difference {largest:.4f}"
             + (f", top-2 margin where it changed ≤ {max(margins):.3f}" if margins else "")
         )
     return lines
@@ -227,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("difference from Pillow alone, the pipeline served before the JPEG fast path\n")
     print("\n".join(table(repeats)))
     if args.agreement is not None:
-        print(f"\ntop-1 agreement with Pillow alone on {args.photos} photos:")
+        print(f"\ntop-1 agreement with Pillow alone on {args.photos} photos of each corpus:")
         print("\n".join(agreement(args.agreement, args.photos)))
     return 0
 

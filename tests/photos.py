@@ -1,7 +1,10 @@
-"""A corpus of real photos, made offline: scikit-image's samples, cropped, flipped and scaled.
+"""Corpora of real photos: scikit-image's samples, cropped, flipped and scaled.
 
 Used where a change of numerics must be checked on many photos (decoders, int8): every
 variant is a deterministic function of its index, so two runs see the same JPEG bytes.
+`jpegs` is made offline from every sample scikit-image ships, textures and micrographs
+included. `photograph_jpegs` is made from photographs of scenes only: scikit-image's and
+the Debian wallpapers of `tests/wallpapers.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 from skimage import data as skimage_data
+
+from tests.wallpapers import CACHE, photographs
 
 # Colour photos scikit-image ships in its wheel (nothing is downloaded).
 COLOUR = (
@@ -30,6 +35,8 @@ COLOUR = (
 # Greyscale photos, served as RGB.
 GREY = ("camera", "coins", "moon", "page", "brick", "grass", "gravel")
 LONG_SIDES = (160, 240, 320, 451, 640, 800, 1024, 1280, 1920)
+# scikit-image's photographs of scenes, people, animals and things (`cat` is `chelsea`).
+SCENES = ("astronaut", "chelsea", "coffee", "rocket", "camera")
 
 
 @cache
@@ -41,6 +48,23 @@ def sources() -> dict[str, Image.Image]:
     return {name: Image.fromarray(a).convert("RGB") for name, a in photos.items()}
 
 
+@cache
+def scene_sources(cache: Path = CACHE) -> dict[str, Image.Image]:
+    """scikit-image's photographs of scenes and the Debian wallpapers (fetched into `cache`).
+
+    Raises `tests.wallpapers.Unavailable` or `FetchFailed` when the wallpapers cannot be had.
+    """
+    photos = {name: sources()[name] for name in SCENES}
+    photos["motorcycle"] = sources()["motorcycle_left"]
+    for path in photographs(cache):
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        # No variant is larger than this; it halves what the cache holds (2560×1600 each).
+        image.thumbnail((max(LONG_SIDES),) * 2, Image.Resampling.LANCZOS)
+        photos[path.stem] = image
+    return photos
+
+
 def variant(index: int) -> tuple[str, Image.Image, int]:
     """Photo `index` of the corpus: its name, the image and the JPEG quality to save it at.
 
@@ -48,9 +72,13 @@ def variant(index: int) -> tuple[str, Image.Image, int]:
     to one of LONG_SIDES (up as well as down), with its brightness and contrast moved
     by up to 20%.
     """
-    names = sorted(sources())
+    return _variant(sources(), index)
+
+
+def _variant(photos: dict[str, Image.Image], index: int) -> tuple[str, Image.Image, int]:
+    names = sorted(photos)
     source_name = names[index % len(names)]
-    image = sources()[source_name]
+    image = photos[source_name]
     rng = np.random.default_rng(index)
     w, h = image.size
     area = rng.uniform(0.3, 1.0) * w * h
@@ -74,6 +102,10 @@ def variant(index: int) -> tuple[str, Image.Image, int]:
 def jpeg(index: int) -> bytes:
     """Photo `index` as JPEG bytes."""
     _, image, quality = variant(index)
+    return _encode(image, quality)
+
+
+def _encode(image: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
@@ -83,6 +115,23 @@ def jpegs(count: int, start: int = 0) -> Iterator[tuple[str, bytes]]:
     """`count` photos from `start`, as (name, JPEG bytes)."""
     for index in range(start, start + count):
         yield variant(index)[0], jpeg(index)
+
+
+def photograph_jpegs(count: int, cache: Path = CACHE) -> Iterator[tuple[str, bytes]]:
+    """`count` photos of scenes as (name, JPEG bytes), the same on every run.
+
+    First the wallpaper files as Debian ships them (their own encoders' bytes), then
+    variants (as `variant` makes them) of every scene photograph.
+
+    Raises `tests.wallpapers.Unavailable` or `FetchFailed` when the wallpapers cannot be had.
+    """
+    photos = scene_sources(cache)
+    originals = photographs(cache)[:count]
+    for path in originals:
+        yield f"original_{path.stem}", path.read_bytes()
+    for index in range(count - len(originals)):
+        name, image, quality = _variant(photos, index)
+        yield name, _encode(image, quality)
 
 
 def write_folder(folder: Path, count: int, start: int = 0) -> Path:

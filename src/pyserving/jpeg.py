@@ -2,9 +2,11 @@
 
 `preprocess.decode_image` tries this first for a JPEG that Pillow has opened lazily (so
 its size is already checked). It decodes at the DCT scale Pillow's draft mode picks
-(the same pixels Pillow decodes), resizes with the same convolution filter as Pillow's
-(`cykooz-resizer`, SIMD; its 16-bit coefficients round differently from Pillow's, so a
-pixel may differ by one level), then applies the EXIF orientation to the small result.
+(the same pixels as Pillow's: identical on every photo of `tests/photos.py`), resizes
+with the same convolution filter as Pillow's (`cykooz-resizer`, SIMD), one axis at a time
+in the order Pillow takes, rounding between the passes as Pillow does, then applies the
+EXIF orientation to the small result. Its 16-bit coefficients round differently from
+Pillow's 22-bit ones, so one value in 600 to 1,000 differs by one level.
 Bilinear only, the default and EfficientNet's: see FILTERS.
 Anything it does not handle as Pillow does returns None, and the caller uses Pillow.
 """
@@ -57,8 +59,30 @@ class _Packages:
         }
         self._local = threading.local()
 
-    def resize(self, pixels: np.ndarray, width: int, height: int, resize: str) -> np.ndarray:
-        """RGB `pixels` resized to `width`×`height` with the signature's filter."""
+    def resize(
+        self, pixels: np.ndarray, width: int, height: int, resize: str, turned: bool
+    ) -> np.ndarray:
+        """RGB `pixels` resized to `width`×`height` with the signature's filter, as Pillow.
+
+        fast_image_resize runs its vertical pass first; Pillow rounds to 8 bits between
+        its passes in the order `vertical_first` says, so the passes are run one at a time.
+        One call doing both in the other order differs from Pillow on about 12% of values.
+        `turned`: Pillow resizes these pixels after turning them by 90° (EXIF orientations
+        5 to 8), so its vertical pass is their horizontal one.
+        """
+        h, w = pixels.shape[:2]
+        if w != width and h != height:
+            if turned:
+                horizontal_first = vertical_first((h, w), (height, width))
+            else:
+                horizontal_first = not vertical_first((w, h), (width, height))
+            if horizontal_first:
+                pixels = self._one_pass(pixels, width, h, resize)
+            else:
+                pixels = self._one_pass(pixels, w, height, resize)
+        return self._one_pass(pixels, width, height, resize)
+
+    def _one_pass(self, pixels: np.ndarray, width: int, height: int, resize: str) -> np.ndarray:
         r = self.resizer
         resizer = getattr(self._local, "resizer", None)
         if resizer is None:
@@ -92,6 +116,28 @@ def describe() -> str:
         "(libjpeg-turbo, scaled decoding) and resized with fast_image_resize "
         "(cykooz-resizer); other formats and filters with Pillow"
     )
+
+
+def vertical_first(size: tuple[int, int], target: tuple[int, int]) -> bool:
+    """Whether Pillow's `resize` from `size` to `target` (w, h) runs its vertical pass first.
+
+    Pillow 13 resamples rows first unless the height shrinks by more than twice what the
+    width does (found by comparing its `resize` with its two one-axis resizes on random
+    pixels; `tests/test_jpeg.py` checks it on many sizes); Pillow 11 always resamples
+    rows first. Which of the two the installed Pillow does is asked of it once.
+    """
+    (w, h), (width, height) = size, target
+    return h > height and h - height > 2 * (w - width) and _pillow_may_go_vertical_first()
+
+
+@cache
+def _pillow_may_go_vertical_first() -> bool:
+    """Whether the installed Pillow takes the vertical pass first where Pillow 13 does."""
+    # 4×12 random pixels to 6×4: each order gives other values (checked on 11 and 13).
+    probe = Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 4, 3), np.uint8))
+    bilinear = Image.Resampling.BILINEAR
+    direct = probe.resize((6, 4), bilinear)
+    return direct.tobytes() == probe.resize((4, 4), bilinear).resize((6, 4), bilinear).tobytes()
 
 
 def draft_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
@@ -134,6 +180,6 @@ def decode(
     if orientation in _SWAPS_SIDES:
         width, height = height, width  # resize as stored, turn the small result
     if (w, h) != (width, height):
-        pixels = packages.resize(pixels, width, height, resize)
+        pixels = packages.resize(pixels, width, height, resize, orientation in _SWAPS_SIDES)
     turn = _ORIENT.get(orientation)
     return np.ascontiguousarray(turn(pixels) if turn else pixels)
