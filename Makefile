@@ -18,7 +18,7 @@ LINT_STAMP := $(VENV)/.lint-installed
 # Dev tools at the versions in constraints.txt, in every environment.
 PIP_INSTALL := $(PY) -m pip install --quiet -c constraints.txt
 
-.PHONY: install run serve export test test-fast lint proto clean chromium strace audio-tools podman image bench flags-doc
+.PHONY: install run serve export test test-fast lint proto clean chromium strace audio-tools apt-lists podman image bench flags-doc
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -108,7 +108,12 @@ audio-tools:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox; }
 
-test: install chromium strace audio-tools podman $(CLIENTS) lint
+# Debian's package lists: tests fetch wallpapers (real photographs) and a newer libc with
+# `apt-get download`, which needs them; a clean machine may have none yet.
+apt-lists:
+	@ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || $(SUDO) apt-get update -qq
+
+test: install chromium strace audio-tools podman apt-lists $(CLIENTS) lint
 	$(BIN)/pytest --cov --cov-report=term
 
 # Everything but the tests that start processes, a browser or an export (under a minute).
