@@ -16,7 +16,7 @@ from pyserving.core import metrics
 from pyserving.core.batcher import Batcher
 from pyserving.core.settings import BatchingSettings, ModelConfig, Settings
 from pyserving.cpu import WEIGHT_BITS_HINT, int8_dot_product
-from pyserving.engines import Engine, EngineInfo, EngineOptions, TensorInfo
+from pyserving.engines.base import Engine, EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import ModelNotReady, ServableError
 from pyserving.kinds import KindModule, kind_module

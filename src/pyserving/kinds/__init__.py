@@ -35,7 +35,7 @@ from pyserving.reference import load_reference
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pyserving.engines import Engine, EngineInfo, TensorInfo
+    from pyserving.engines.base import Engine, EngineInfo, TensorInfo
     from pyserving.results import Example
     from pyserving.signature import Signature
 

@@ -22,7 +22,7 @@ from pyserving.errors import InvalidInput, MissingExtra, ServableError
 from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
 
 if TYPE_CHECKING:
-    from pyserving.engines import TensorInfo
+    from pyserving.engines.base import TensorInfo
     from pyserving.results import Example
     from pyserving.signature import Signature
 

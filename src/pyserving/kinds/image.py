@@ -16,7 +16,7 @@ from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
 from pyserving.preprocess import decode_image
 
 if TYPE_CHECKING:
-    from pyserving.engines import TensorInfo
+    from pyserving.engines.base import TensorInfo
     from pyserving.results import Example
     from pyserving.signature import Signature
 

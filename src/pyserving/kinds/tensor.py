@@ -30,7 +30,7 @@ from pyserving.tensors import DATATYPES, Group, Prepared, datatype_of, run, stac
 from pyserving.units import MiB
 
 if TYPE_CHECKING:
-    from pyserving.engines import EngineInfo, TensorInfo
+    from pyserving.engines.base import EngineInfo, TensorInfo
     from pyserving.results import Example
     from pyserving.signature import Signature
 

@@ -17,7 +17,7 @@ from pyserving.errors import InvalidInput
 from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
 
 if TYPE_CHECKING:
-    from pyserving.engines import TensorInfo
+    from pyserving.engines.base import TensorInfo
     from pyserving.results import Example
     from pyserving.signature import Signature
 
