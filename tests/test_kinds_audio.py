@@ -15,7 +15,8 @@ import pytest
 from pyserving.cli.main import build_parser, serve_settings
 from pyserving.engines import TensorInfo
 from pyserving.errors import ConfigError, InvalidInput, ServableError
-from pyserving.kinds import Batch, Limits, audio, kind_module
+from pyserving.kinds import audio, kind_module
+from pyserving.kinds.base import Batch, Limits
 from pyserving.results import Example
 from pyserving.signature import Signature, load_signature, write_signature
 from tests.audio_clips import encode, long_silence_flac, tone

@@ -6,7 +6,8 @@ import pytest
 
 from pyserving.engines import TensorInfo
 from pyserving.errors import InvalidInput, ServableError
-from pyserving.kinds import Batch, Limits, image
+from pyserving.kinds import image
+from pyserving.kinds.base import Batch, Limits
 from pyserving.results import Example
 from pyserving.signature import Signature
 from tests.onnx_models import png

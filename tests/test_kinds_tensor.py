@@ -12,7 +12,8 @@ import pytest
 from pyserving import tensors
 from pyserving.engines import Engine, EngineOptions, load_engine
 from pyserving.errors import InvalidInput, ServableError, WrongMethod
-from pyserving.kinds import Batch, Limits, kind_module, tensor
+from pyserving.kinds import kind_module, tensor
+from pyserving.kinds.base import Batch, Limits
 from pyserving.results import Example, TensorSpec
 from pyserving.signature import Signature
 from tests.onnx_models import regression_model

@@ -7,7 +7,8 @@ import pytest
 
 from pyserving.engines import TensorInfo
 from pyserving.errors import InvalidInput, ServableError
-from pyserving.kinds import Batch, Limits, kind_module, text
+from pyserving.kinds import kind_module, text
+from pyserving.kinds.base import Batch, Limits
 from pyserving.results import Example
 from pyserving.signature import Signature
 

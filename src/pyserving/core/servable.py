@@ -19,7 +19,8 @@ from pyserving.cpu import WEIGHT_BITS_HINT, int8_dot_product
 from pyserving.engines.base import Engine, EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import ModelNotReady, ServableError
-from pyserving.kinds import KindModule, kind_module
+from pyserving.kinds import kind_module
+from pyserving.kinds.base import KindModule
 from pyserving.signature import MODEL_FILE, Signature, load_signature
 
 log = logging.getLogger(__name__)

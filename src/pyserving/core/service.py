@@ -28,8 +28,8 @@ from pyserving.errors import (
     ShuttingDown,
     WrongMethod,
 )
-from pyserving.kinds import Batch as Batch  # the adapters' input type, re-exported
-from pyserving.kinds import Limits, Prepare
+from pyserving.kinds.base import Batch as Batch  # the adapters' input type, re-exported
+from pyserving.kinds.base import Limits, Prepare
 from pyserving.postprocess import softmax, top_k
 from pyserving.results import (
     Classification,

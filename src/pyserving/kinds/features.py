@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds.base import CLASSES, Batch, Fail, Limits, Prepare, Wire
 from pyserving.preprocess import feature_rows, features_vector
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds.base import CLASSES, Batch, Fail, Limits, Prepare, Wire
 from pyserving.preprocess import decode_image
 
 if TYPE_CHECKING:

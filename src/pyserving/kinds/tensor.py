@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput, WrongMethod
-from pyserving.kinds import Batch, Fail, Limits, Output, Prepare, Wire
+from pyserving.kinds.base import Batch, Fail, Limits, Output, Prepare, Wire
 from pyserving.reference import load_tensor_reference
 from pyserving.results import TensorSpec
 from pyserving.tensors import DATATYPES, Group, Prepared, datatype_of, run, stack
