@@ -180,7 +180,8 @@ def agreement(version: Path, count: int) -> list[str]:
     """Top-1 agreement with Pillow alone on `count` photos, per installed candidate."""
     import onnxruntime
 
-    from pyserving.signature import MODEL_FILE, load_signature
+    from pyserving.kinds import load_signature
+    from pyserving.signature import MODEL_FILE
     from tests.photos import jpegs
 
     signature = load_signature(version)

@@ -7,7 +7,7 @@ import pytest
 from pyserving.engines import TensorInfo
 from pyserving.errors import InvalidInput, ServableError
 from pyserving.kinds import image
-from pyserving.kinds.base import Batch, Limits
+from pyserving.kinds.base import Batch, Description, Limits
 from pyserving.results import Example
 from pyserving.signature import Signature
 from tests.onnx_models import png
@@ -19,8 +19,7 @@ SIG = Signature(
     output_name="logits",
     scores="logits",
     labels=("r", "g", "b"),
-    height=8,
-    width=6,
+    fields=image.ImageFields(8, 6),
 )
 
 
@@ -29,19 +28,22 @@ def fail(problem: str) -> ServableError:
 
 
 def test_the_section_round_trips_and_is_checked() -> None:
-    section = {"dtype": "uint8", **image.section(SIG)}
-    assert image.parse(section, fail) == {
+    section = {"dtype": "uint8", **SIG.fields.input_json()}
+    assert section == {
+        "dtype": "uint8",
         "height": 8,
         "width": 6,
         "layout": "NHWC",
         "resize": "bilinear",
     }
+    assert image.parse({"input": section}, fail) == SIG.fields
     with pytest.raises(ServableError, match="input.resize 'magic' is not one of bilinear"):
-        image.parse({**section, "resize": "magic"}, fail)
+        image.parse({"input": {**section, "resize": "magic"}}, fail)
     with pytest.raises(ServableError, match="input.dtype 'string' is not one of uint8"):
-        image.parse({**section, "dtype": "string"}, fail)
+        image.parse({"input": {**section, "dtype": "string"}}, fail)
     with pytest.raises(ServableError, match="positive integers, got 0×6"):
-        image.parse({**section, "height": 0}, fail)
+        image.parse({"input": {**section, "height": 0}}, fail)
+    assert image.describe(SIG) == Description()
 
 
 def test_images_decode_to_the_signatures_size() -> None:

@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from pyserving.kinds import load_signature
+from pyserving.kinds.base import fields_of
+from pyserving.kinds.image import ImageFields
 from pyserving.preprocess import decode_image, decode_image_pillow
-from pyserving.signature import MODEL_FILE, load_signature
+from pyserving.signature import MODEL_FILE
 from tests.photos import jpegs
 
 PHOTOS = 300
@@ -31,7 +34,8 @@ def test_fast_path_keeps_every_confident_top1_on_real_photos(imagenet_repository
     session = onnxruntime.InferenceSession(
         str(version / MODEL_FILE), providers=["CPUExecutionProvider"]
     )
-    size = (signature.height, signature.width)
+    image = fields_of(signature, ImageFields)
+    size = (image.height, image.width)
 
     def probabilities(pixels: np.ndarray) -> np.ndarray:
         logits = session.run(None, {signature.input_name: pixels[np.newaxis]})[0][0]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from pyserving.errors import ExportError
-from pyserving.kinds.image import RESIZE_FILTERS
+from pyserving.kinds.image import RESIZE_FILTERS, ImageFields
 from pyserving.signature import Signature
 
 INPUT_NAME = "image"
@@ -91,8 +91,6 @@ def image_signature(
         scores=scores,
         labels=labels,
         top_k=max(1, min(top_k, len(labels))),
-        height=height,
-        width=width,
-        resize=resize,
+        fields=ImageFields(height, width, resize=resize),
         source=source,
     )

@@ -28,7 +28,8 @@ from pyserving.export.quantize import (
 )
 from pyserving.export.verify import compare, load_session, sample_images
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
-from pyserving.signature import MODEL_FILE, write_signature
+from pyserving.kinds import write_signature
+from pyserving.signature import MODEL_FILE
 
 # TensorFlow's C++ start-up chatter drowns the export's progress lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -25,7 +25,9 @@ from pyserving.export.quantize import (
 )
 from pyserving.export.verify import compare, load_session, run_onnx, sample_images
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.kinds import write_signature
+from pyserving.kinds.features import FeatureFields
+from pyserving.signature import MODEL_FILE, Signature
 
 try:
     import onnx
@@ -133,7 +135,7 @@ def export_onnx(
                 scores=kind,
                 labels=matched,
                 top_k=max(1, min(top_k, len(matched))),
-                features=names,
+                fields=FeatureFields(names),
                 source=provenance("onnx", **details),
             )
         else:

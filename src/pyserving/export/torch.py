@@ -27,7 +27,8 @@ from pyserving.export.quantize import (
 )
 from pyserving.export.verify import compare, sample_images
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
-from pyserving.signature import MODEL_FILE, write_signature
+from pyserving.kinds import write_signature
+from pyserving.signature import MODEL_FILE
 
 try:
     import torch

@@ -3,42 +3,55 @@
 Each kind module (`image`, `features`, `text`, `audio`, `tensor`) provides the same plain
 functions:
 
-- `parse(section, fail)`: the kind's fields of the `Signature`, from the `input` section
-  of `servable.json` (`fail(problem)` makes the ServableError to raise);
-- `section(signature)`: those fields written back as the `input` section;
+- `parse(doc, fail)`: the kind's own `fields` of the `Signature` (a frozen dataclass of the
+  module's, which writes itself back: `signature.KindFields`), from `servable.json` (the
+  whole document; `fail(problem)` makes the ServableError to raise);
+- `describe(signature)`: what the version's metadata shows of those fields;
 - `row_shape(signature, engine_input)`: the shape of one input without the batch axis;
 - `warm_up(signature, row_shape)`: a batch of one input the model must accept;
 - `prepare(signature, example, limits, row_shape)`: one request input as the model's row;
 - `prepare_batch(signature, batch, limits, row_shape)`: the rows of a batch, as functions;
 - `wire(signature)`: the input's OIP v2 datatype and shape.
 
-`OFF_LOOP` says whether preparing an input is CPU work for the thread pool. `OUTPUT` is the
-kind's output side (an `Output`): what its models give, how `servable.json` describes that,
-and how a batch of its inputs runs. Classifiers share `CLASSES` (scores and labels); the
-tensor kind gives named tensors. This module imports no kind module.
+Only the kind's module reads its fields; everything else asks it. `OFF_LOOP` says whether
+preparing an input is CPU work for the thread pool. `OUTPUT` is the kind's output side (an
+`Output`): what its models give, how `servable.json` describes that, and how a batch of its
+inputs runs. Classifiers share `CLASSES` (scores and labels); the tensor kind gives named
+tensors. This module imports no kind module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 from pyserving.errors import ServableError
 from pyserving.preprocess import FeatureRows
 from pyserving.reference import load_reference
+from pyserving.results import TensorSpec
+from pyserving.signature import Fail, KindFields, Signature, parse_classes
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from pyserving.engines.base import Engine, EngineInfo, TensorInfo
     from pyserving.results import Example
-    from pyserving.signature import Signature
 
-Fail = Callable[[str], ServableError]
 Prepare = Callable[[], np.ndarray]
+F = TypeVar("F")
+
+
+def fields_of(signature: Signature, kind: type[F]) -> F:
+    """The signature's own fields as the kind's class `kind` (ServableError for another's)."""
+    fields = signature.fields
+    if not isinstance(fields, kind):
+        raise ServableError(
+            f"a {signature.kind} signature holds {type(fields).__name__}, not {kind.__name__}"
+        )
+    return fields
 
 
 @dataclass(frozen=True)
@@ -84,62 +97,19 @@ class Output:
     """A kind's output side: what its models give and how a batch of its inputs runs.
 
     `parse(doc, labels, fail)` reads the `Signature` fields of that side from `servable.json`
-    (the whole document) and `labels.txt`; `section(signature)` writes them back as
-    document entries. The batcher runs `run(engine, stack(inputs))`, which gives one answer
-    per input (an exception in place of an answer fails that input alone). `check(signature,
-    engine_info, answer)` says what is wrong, if anything, with the engine's outputs and the
-    answer to the warm-up input; `load_reference(folder)` reads the version's reference set.
+    (the whole document) and `labels.txt` (the kind's `fields` write them back). The
+    batcher runs `run(engine, stack(inputs))`, which gives one answer per input (an
+    exception in place of an answer fails that input alone). `check(signature, engine_info,
+    answer)` says what is wrong, if anything, with the engine's outputs and the answer to
+    the warm-up input; `load_reference(folder)` reads the version's reference set.
     """
 
     answers: str  # "classes": classify and predict; "tensors": predict gives named tensors
     parse: Callable[[dict[str, Any], list[str], Fail], dict[str, Any]]
-    section: Callable[[Signature], dict[str, Any]]
     stack: Callable[[list[Any]], Any]
     run: Callable[[Engine, Any], Any]  # a sequence: one answer per input
     check: Callable[[Signature, EngineInfo, Any], str | None]
     load_reference: Callable[[Path], Any]
-
-
-SCORE_KINDS = ("logits", "probabilities")
-
-
-def parse_classes(doc: dict[str, Any], labels: list[str], fail: Fail) -> dict[str, Any]:
-    """A classifier's output side: `output` {name, scores, classes}, the labels, `top_k`."""
-    out = doc.get("output")
-    if not isinstance(out, dict):
-        raise fail("missing the 'output' object")
-    scores = out.get("scores", "logits")
-    if scores not in SCORE_KINDS:
-        raise fail(f"output.scores is {scores!r}; expected one of {', '.join(SCORE_KINDS)}")
-    classes = out.get("classes")
-    if not isinstance(classes, int) or classes < 1:
-        raise fail(f"output.classes must be a positive integer, got {classes!r}")
-    if len(labels) != classes:
-        raise fail(f"labels.txt has {len(labels)} labels but the output has {classes} classes")
-    top_k = doc.get("top_k", 5)
-    if not isinstance(top_k, int) or top_k < 1:
-        raise fail(f"top_k must be a positive integer, got {top_k!r}")
-    name = out.get("name")
-    if not isinstance(name, str) or not name:
-        raise fail("output.name must be a non-empty string")
-    return {
-        "output_name": name,
-        "scores": scores,
-        "labels": tuple(labels),
-        "top_k": min(top_k, classes),
-    }
-
-
-def classes_section(signature: Signature) -> dict[str, Any]:
-    """A classifier's output side as `servable.json` writes it (labels go to labels.txt)."""
-    return {
-        "output": {
-            "name": signature.output_name,
-            "scores": signature.scores,
-            "classes": signature.num_classes,
-        },
-        "top_k": signature.top_k,
-    }
 
 
 def run_scores(engine: Engine, batch: np.ndarray) -> np.ndarray:
@@ -167,12 +137,20 @@ def check_classes(signature: Signature, info: EngineInfo, answer: Any) -> str | 
 CLASSES = Output(
     answers="classes",
     parse=parse_classes,
-    section=classes_section,
     stack=np.stack,
     run=run_scores,
     check=check_classes,
     load_reference=load_reference,
 )
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a version's metadata shows of its kind's own fields."""
+
+    features: tuple[str, ...] = ()  # a features model's names, in the model's order
+    inputs: tuple[TensorSpec, ...] = ()  # a tensor model's inputs and outputs
+    outputs: tuple[TensorSpec, ...] = ()
 
 
 class KindModule(Protocol):
@@ -181,9 +159,9 @@ class KindModule(Protocol):
     OFF_LOOP: bool
     OUTPUT: Output
 
-    def parse(self, section: dict[str, Any], fail: Fail) -> dict[str, Any]: ...
+    def parse(self, doc: dict[str, Any], fail: Fail) -> KindFields: ...
 
-    def section(self, signature: Signature) -> dict[str, Any]: ...
+    def describe(self, signature: Signature) -> Description: ...
 
     def row_shape(self, signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]: ...
 
