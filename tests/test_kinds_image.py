@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pyserving.engines import TensorInfo
+from pyserving.engines.base import TensorInfo
 from pyserving.errors import InvalidInput, ServableError
-from pyserving.kinds import image
-from pyserving.kinds.base import Batch, Description, Limits
+from pyserving.kinds import features, image
+from pyserving.kinds.base import Batch, Description, Limits, fields_of
 from pyserving.results import Example
 from pyserving.signature import Signature
 from tests.onnx_models import png
@@ -63,3 +63,17 @@ def test_wrong_inputs_say_what_the_model_takes() -> None:
         image.prepare_batch(SIG, Batch(features=[[1.0]]), Limits(), (8, 6, 3))
     with pytest.raises(InvalidInput, match="over the limit of 10"):
         image.prepare(SIG, Example(image=png((1, 2, 3))), Limits(max_image_pixels=10), (8, 6, 3))
+
+
+def test_a_signature_holding_another_kinds_fields_is_refused() -> None:
+    assert fields_of(SIG, image.ImageFields) == image.ImageFields(8, 6, "NHWC", "bilinear")
+    mixed = Signature(
+        kind="image",
+        input_name="image",
+        input_dtype="uint8",
+        output_name="logits",
+        labels=("r", "g", "b"),
+        fields=features.FeatureFields(("a", "b")),
+    )
+    with pytest.raises(ServableError, match="kind 'image' holds FeatureFields, not ImageFields"):
+        image.prepare(mixed, Example(image=png((1, 2, 3))), Limits(), (8, 6, 3))

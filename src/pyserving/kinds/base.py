@@ -49,7 +49,8 @@ def fields_of(signature: Signature, kind: type[F]) -> F:
     fields = signature.fields
     if not isinstance(fields, kind):
         raise ServableError(
-            f"a {signature.kind} signature holds {type(fields).__name__}, not {kind.__name__}"
+            f"the signature of kind {signature.kind!r} holds {type(fields).__name__}, "
+            f"not {kind.__name__}"
         )
     return fields
 
