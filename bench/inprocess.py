@@ -24,9 +24,12 @@ from bench.stats import Measurement, own_cpu_seconds
 from pyserving.core.servable import engine_options
 from pyserving.core.settings import Settings
 from pyserving.engines import load_engine
+from pyserving.kinds import load_signature
+from pyserving.kinds.base import fields_of
+from pyserving.kinds.image import ImageFields
 from pyserving.postprocess import top_k
 from pyserving.preprocess import decode_image
-from pyserving.signature import MODEL_FILE, Signature, load_signature
+from pyserving.signature import MODEL_FILE, Signature
 
 Decoder = Callable[[bytes, int, int, str], np.ndarray]
 _FILTERS = {
@@ -62,6 +65,7 @@ class Pipeline:
         precision: str = "f32",
     ) -> None:
         self.signature: Signature = load_signature(version_folder)
+        self.image = fields_of(self.signature, ImageFields)  # ServableError for another kind
         self.engine = load_engine(
             engine,
             version_folder / MODEL_FILE,
@@ -71,8 +75,8 @@ class Pipeline:
         )
 
     def __call__(self, jpeg: bytes, decode: Decoder = decode_image) -> None:
-        sig = self.signature
-        array = decode(jpeg, sig.height, sig.width, sig.resize)
+        sig, image = self.signature, self.image
+        array = decode(jpeg, image.height, image.width, image.resize)
         scores = self.engine.run(array[np.newaxis])
         top_k(np.asarray(scores)[0], sig.labels, sig.top_k, sig.scores == "logits")
 

@@ -23,7 +23,8 @@ from bench.processes import (
     running,
 )
 from pyserving.errors import ServableError
-from pyserving.signature import MODEL_FILE, load_signature
+from pyserving.kinds import load_signature
+from pyserving.signature import MODEL_FILE
 
 NOT_GIVEN = "no int8 version given"
 

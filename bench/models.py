@@ -8,7 +8,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.kinds import write_signature
+from pyserving.kinds.features import FeatureFields
+from pyserving.signature import MODEL_FILE, Signature
 
 TINY_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 TINY_LABELS = ("setosa", "versicolor", "virginica")
@@ -51,7 +53,7 @@ def write_tiny_servable(base: Path, version: int = 1) -> Path:
             output_name="logits",
             scores="logits",
             labels=TINY_LABELS,
-            features=TINY_FEATURES,
+            fields=FeatureFields(TINY_FEATURES),
         ),
         folder,
     )

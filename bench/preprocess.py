@@ -187,7 +187,8 @@ def agreement(version: Path, count: int) -> list[str]:
     """
     import onnxruntime
 
-    from pyserving.signature import MODEL_FILE, load_signature
+    from pyserving.kinds import load_signature
+    from pyserving.signature import MODEL_FILE
     from tests.photos import jpegs, photograph_jpegs
     from tests.wallpapers import FetchFailed, Unavailable
 

@@ -14,7 +14,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.kinds import write_signature
+from pyserving.kinds.features import FeatureFields
+from pyserving.kinds.image import ImageFields
+from pyserving.kinds.text import TextFields
+from pyserving.signature import MODEL_FILE, Signature
 
 
 def linear_model(weights: np.ndarray, input_name: str = "features") -> onnx.ModelProto:
@@ -68,8 +72,7 @@ def write_image_servable(
             scores="logits",
             labels=tuple(labels),
             top_k=2,
-            height=size,
-            width=size,
+            fields=ImageFields(size, size),
         ),
         folder,
     )
@@ -93,7 +96,7 @@ def write_features_servable(
             output_name="logits",
             scores="logits",
             labels=tuple(labels or (f"class{i}" for i in range(weights.shape[1]))),
-            features=tuple(names),
+            fields=FeatureFields(tuple(names)),
         ),
         folder,
     )
@@ -143,7 +146,7 @@ def write_text_servable(folder: Path, whitespace: str = "collapse") -> Path:
             scores="probabilities",
             labels=TEXT_LABELS,
             top_k=1,
-            whitespace=whitespace,
+            fields=TextFields(whitespace),
         ),
         folder,
     )

@@ -17,10 +17,10 @@ from pyserving.engines import EngineInfo, EngineOptions, load_engine
 from pyserving.engines import openvino as ov_engine
 from pyserving.engines.choice import LARGE_MODEL_BYTES, Wanted, choose_engine
 from pyserving.errors import ServableError
-from pyserving.kinds import kind_module
+from pyserving.kinds import kind_module, load_signature
 from pyserving.preprocess import decode_image
 from pyserving.reference import check_reference, load_reference, write_reference
-from pyserving.signature import MODEL_FILE, load_signature
+from pyserving.signature import MODEL_FILE
 from tests.conftest import encode
 from tests.onnx_models import write_features_servable
 

@@ -11,7 +11,9 @@ import torch
 from pyserving.errors import ExportError
 from pyserving.export import write_servable
 from pyserving.export.zoo import efficientnet_lite0
-from pyserving.signature import list_versions, load_signature
+from pyserving.kinds import load_signature
+from pyserving.kinds.image import ImageFields
+from pyserving.signature import list_versions
 from tests.onnx_models import write_image_servable
 
 
@@ -33,7 +35,7 @@ def test_export_writes_a_complete_version(version_dir: Path) -> None:
     assert [p.name for p in version_dir.parent.iterdir()] == [version_dir.name]  # no temp left
     assert version_dir.stat().st_mode & 0o005 == 0o005  # readable by a server of another user
     sig = load_signature(version_dir)
-    assert (sig.kind, sig.height, sig.width, sig.input_dtype) == ("image", 224, 224, "uint8")
+    assert (sig.kind, sig.fields, sig.input_dtype) == ("image", ImageFields(224, 224), "uint8")
     assert sig.labels[285] == "Egyptian cat" and sig.labels[967] == "espresso"
     assert sig.source["framework"] == "pytorch"
     assert sig.source["max_abs_difference"] < 1e-3

@@ -24,7 +24,9 @@ import onnxruntime as ort
 import pytest
 
 from pyserving.errors import ExportError
-from pyserving.signature import list_versions, load_signature
+from pyserving.kinds import load_signature
+from pyserving.kinds.image import ImageFields
+from pyserving.signature import list_versions
 
 LABELS = ("a", "b", "c", "d", "e")
 Worker = Callable[..., Any]
@@ -158,7 +160,7 @@ def test_keras_file_matches_keras(tmp_path: Path, tf_worker: Worker, keras_file:
     assert np.abs(onnx_scores(version, images) - expected).max() < 1e-5
     sig = load_signature(version)
     assert (sig.kind, sig.input_name, sig.input_dtype) == ("image", "image", "uint8")
-    assert (sig.height, sig.width, sig.scores) == (16, 16, "probabilities")
+    assert (sig.fields, sig.scores) == (ImageFields(16, 16), "probabilities")
     assert sig.source["framework"] == "tensorflow"
     assert sig.source["model"] == "cnn.keras"
 
@@ -187,7 +189,7 @@ def test_logits_model_with_free_input_size(tmp_path: Path, tf_worker: Worker) ->
         std=0.5,
     )
     sig = load_signature(version)
-    assert (sig.height, sig.width, sig.scores) == (12, 20, "logits")
+    assert (sig.fields, sig.scores) == (ImageFields(12, 20), "logits")
     images = random_images(12, 20)
     expected = tf_worker(predict, model, images)
     assert np.abs(onnx_scores(version, images) - expected).max() < 1e-4

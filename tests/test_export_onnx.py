@@ -15,7 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 from pyserving.errors import ExportError
 from pyserving.export import Progress, export_onnx
 from pyserving.export.verify import compare, unsupported_ops
-from pyserving.signature import list_versions, load_signature
+from pyserving.kinds import load_signature
+from pyserving.kinds.features import FeatureFields
+from pyserving.kinds.image import ImageFields
+from pyserving.signature import list_versions
 from tests.onnx_models import linear_model, mean_colour_model
 
 MEAN = (0.485, 0.456, 0.406)
@@ -77,7 +80,7 @@ def test_float_nchw_model_gets_a_uint8_nhwc_input(tmp_path: Path) -> None:
     model = save_torch_onnx(net, tmp_path / "net.onnx", (24, 32))
     version = export_onnx(model, tmp_path, "net", labels="a,b,c,d", mean=MEAN, std=STD)
     sig = load_signature(version)
-    assert (sig.input_name, sig.input_dtype, sig.height, sig.width) == ("image", "uint8", 24, 32)
+    assert (sig.input_name, sig.input_dtype, sig.fields) == ("image", "uint8", ImageFields(24, 32))
     assert (sig.output_name, sig.scores, sig.source["original_input"]) == ("out", "logits", "input")
     session = ort.InferenceSession(str(version / "model.onnx"))
     (inp,) = session.get_inputs()
@@ -123,9 +126,9 @@ def test_features_model_float_and_double(tmp_path: Path) -> None:
         tmp_path / "linear.onnx", tmp_path, "lin", labels="x,y,z", features="a,b,c,d"
     )
     sig = load_signature(version)
-    assert (sig.kind, sig.features, sig.input_dtype) == (
+    assert (sig.kind, sig.fields, sig.input_dtype) == (
         "features",
-        ("a", "b", "c", "d"),
+        FeatureFields(("a", "b", "c", "d")),
         "float32",
     )
     rows = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)

@@ -13,8 +13,11 @@ from onnx import TensorProto, helper
 from pyserving.cli.main import main
 from pyserving.errors import ExportError
 from pyserving.export.onnx_tensor import export_onnx_tensor
+from pyserving.kinds import load_signature
+from pyserving.kinds.base import fields_of
+from pyserving.kinds.tensor import TensorFields
 from pyserving.reference import load_tensor_reference
-from pyserving.signature import list_versions, load_signature
+from pyserving.signature import list_versions
 from tests.onnx_models import regression_model, sum_product_model
 
 RNG = np.random.default_rng(14)
@@ -57,9 +60,13 @@ def test_several_inputs_and_outputs(tmp_path: Path) -> None:
         save(sum_product_model(), tmp_path / "sp.onnx"), tmp_path, "sp", allow_nan=True
     )
     sig = load_signature(version)
-    assert [t.name for t in sig.inputs] == ["a", "b"] and sig.input_dtype == "int64"
-    assert [(t.name, t.datatype) for t in sig.outputs] == [("sum", "INT64"), ("product", "INT64")]
-    assert sig.batch_axis and sig.allow_nan
+    tensors = fields_of(sig, TensorFields)
+    assert [t.name for t in tensors.inputs] == ["a", "b"] and sig.input_dtype == "int64"
+    assert [(t.name, t.datatype) for t in tensors.outputs] == [
+        ("sum", "INT64"),
+        ("product", "INT64"),
+    ]
+    assert tensors.batch_axis and tensors.allow_nan
     reference = load_tensor_reference(version)
     assert reference is not None
     a, b = reference.inputs["a"], reference.inputs["b"]
@@ -82,7 +89,7 @@ def centring_model() -> onnx.ModelProto:
 
 def test_rows_that_depend_on_each_other_are_not_batched(tmp_path: Path) -> None:
     version = export_onnx_tensor(save(centring_model(), tmp_path / "c.onnx"), tmp_path, "c")
-    assert not load_signature(version).batch_axis
+    assert not fields_of(load_signature(version), TensorFields).batch_axis
 
 
 def test_a_fixed_batch_size_runs_alone(tmp_path: Path) -> None:
@@ -90,8 +97,8 @@ def test_a_fixed_batch_size_runs_alone(tmp_path: Path) -> None:
     for value in [*model.graph.input, *model.graph.output]:
         value.type.tensor_type.shape.dim[0].dim_value = 1
     version = export_onnx_tensor(save(model, tmp_path / "one.onnx"), tmp_path, "one")
-    sig = load_signature(version)
-    assert not sig.batch_axis and sig.inputs[0].shape == (1, 3)
+    tensors = fields_of(load_signature(version), TensorFields)
+    assert not tensors.batch_axis and tensors.inputs[0].shape == (1, 3)
 
 
 def test_outputs_that_are_not_tensors_are_refused(tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ from pyserving.export import Progress, export_onnx, export_torch
 from pyserving.export.labels import imagenet_labels
 from pyserving.export.quantize import QuantizeOptions, load_calibration, split
 from pyserving.export.zoo import export_efficientnet_lite0
+from pyserving.kinds import load_signature
 from pyserving.preprocess import decode_image
 from pyserving.reference import ReferenceSet, check_reference, load_reference
-from pyserving.signature import list_versions, load_signature
+from pyserving.signature import list_versions
 from tests.photos import write_folder
 
 PHOTOS = [

@@ -13,8 +13,10 @@ import pytest
 
 from pyserving.errors import MissingExtra
 from pyserving.export import export_silero_vad, silero
+from pyserving.kinds import load_signature
+from pyserving.kinds.audio import AudioFields
 from pyserving.reference import load_reference
-from pyserving.signature import MODEL_FILE, list_versions, load_signature
+from pyserving.signature import MODEL_FILE, list_versions
 from tests.processes import run_cli
 
 
@@ -42,11 +44,11 @@ def test_the_wheel_s_model_has_the_tensors_the_graph_was_built_for() -> None:
 
 def test_the_servable_is_an_audio_model_of_speech_and_no_speech(exported: Path) -> None:
     sig = load_signature(exported)
-    assert (sig.kind, sig.input_name, sig.input_dtype, sig.sample_rate) == (
+    assert (sig.kind, sig.input_name, sig.input_dtype, sig.fields) == (
         "audio",
         "samples",
         "float32",
-        16000,
+        AudioFields(16000),
     )
     assert sig.labels == ("speech", "no speech") and sig.scores == "probabilities"
     doc = json.loads((exported / "servable.json").read_text())

@@ -19,7 +19,9 @@ from sklearn.svm import SVC
 
 from pyserving.errors import ExportError
 from pyserving.export import export_sklearn
-from pyserving.signature import list_versions, load_signature
+from pyserving.kinds import load_signature
+from pyserving.kinds.features import FeatureFields
+from pyserving.signature import list_versions
 
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 SPECIES = ("setosa", "versicolor", "virginica")
@@ -53,7 +55,8 @@ def test_pipeline_matches_predict_proba_on_all_of_iris(
     assert np.abs(ours - pipeline.predict_proba(rows)).max() < 1e-5
     assert np.array_equal(ours.argmax(axis=1), pipeline.predict(rows))
     sig = load_signature(version)
-    assert (sig.kind, sig.input_dtype, sig.features) == ("features", "float32", FEATURES)
+    assert (sig.kind, sig.input_dtype) == ("features", "float32")
+    assert sig.fields == FeatureFields(FEATURES)
     assert (sig.output_name, sig.scores, sig.labels) == ("probabilities", "probabilities", SPECIES)
     assert sig.source["framework"] == "scikit-learn"
     assert sig.source["estimator"] == "Pipeline(StandardScaler, LogisticRegression)"

@@ -17,8 +17,10 @@ from sklearn.pipeline import make_pipeline
 
 from pyserving.errors import ExportError
 from pyserving.export import export_sklearn
+from pyserving.kinds import load_signature
+from pyserving.kinds.text import TextFields
 from pyserving.reference import load_reference
-from pyserving.signature import list_versions, load_signature
+from pyserving.signature import list_versions
 
 TEXTS = [
     "Guten Tag, wie geht es Ihnen heute?",
@@ -57,11 +59,11 @@ def test_text_pipelines_match_predict_proba(tmp_path: Path, vectorizer: Any) -> 
     model = fitted(vectorizer)
     version = export_sklearn(model, tmp_path, "lang", input="text", samples=TEXTS)
     sig = load_signature(version)
-    assert (sig.kind, sig.input_name, sig.input_dtype, sig.whitespace) == (
+    assert (sig.kind, sig.input_name, sig.input_dtype, sig.fields) == (
         "text",
         "text",
         "string",
-        "collapse",
+        TextFields("collapse"),
     )
     assert sig.labels == ("cs", "de", "fr", "ru")
     ours = onnx_probabilities(version, TEXTS)
@@ -79,7 +81,7 @@ def test_own_samples_come_from_the_vocabulary_and_whitespace_is_kept_if_asked(
     assert reference is not None and len(reference.inputs) == 64
     words = fitted(CountVectorizer(analyzer="word"))
     version = export_sklearn(words, tmp_path, "words", input="text", whitespace="keep")
-    assert load_signature(version).whitespace == "keep"
+    assert load_signature(version).fields == TextFields("keep")
     with pytest.raises(ExportError, match="scikit-learn collapses runs of whitespace"):
         export_sklearn(chars, tmp_path, "chars", input="text", whitespace="keep")
 

@@ -13,7 +13,9 @@ import torch
 from pyserving.errors import ExportError
 from pyserving.export import export_torch
 from pyserving.export.torch import load_checkpoint, load_factory
-from pyserving.signature import list_versions, load_signature
+from pyserving.kinds import load_signature
+from pyserving.kinds.image import ImageFields
+from pyserving.signature import list_versions
 from tests.processes import run_cli
 
 FACTORY_SOURCE = """
@@ -101,7 +103,7 @@ def test_any_module_exports_and_matches_pytorch(tmp_path: Path) -> None:
     assert np.abs(ours - theirs).max() < 1e-4
     sig = load_signature(version)
     assert (sig.kind, sig.input_name, sig.input_dtype) == ("image", "image", "uint8")
-    assert (sig.height, sig.width, sig.labels) == (32, 32, ("a", "b", "c", "d"))
+    assert (sig.fields, sig.labels) == (ImageFields(32, 32), ("a", "b", "c", "d"))
     assert sig.scores == "logits"
     assert sig.source["framework"] == "pytorch"
     assert 0 <= sig.source["max_abs_difference"] < 1e-3
@@ -113,7 +115,7 @@ def test_rectangular_input_and_probabilities_are_told_apart(tmp_path: Path) -> N
         model, tmp_path, "soft", labels="a,b,c,d", input_size=(24, 40), mean=MEAN, std=STD
     )
     sig = load_signature(version)
-    assert (sig.height, sig.width, sig.scores) == (24, 40, "probabilities")
+    assert (sig.fields, sig.scores) == (ImageFields(24, 40), "probabilities")
     images = random_images(24, 40)
     assert np.abs(onnx_scores(version, images) - torch_reference(model, images)).max() < 1e-5
 

@@ -22,10 +22,11 @@ from PIL import Image
 
 from pyserving.core.model_config import read_model_config
 from pyserving.errors import ConfigError, InvalidInput, ServableError
+from pyserving.kinds import load_signature
 from pyserving.kinds.audio import decode_clip
 from pyserving.kinds.text import decode_text
 from pyserving.preprocess import decode_image, feature_rows
-from pyserving.signature import LABELS_FILE, SIGNATURE_FILE, load_signature
+from pyserving.signature import LABELS_FILE, SIGNATURE_FILE
 from pyserving.tensors import array_of
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))

@@ -16,9 +16,10 @@ from pyserving.cli.main import build_parser
 from pyserving.cli.serve import serve_settings
 from pyserving.engines import TensorInfo
 from pyserving.errors import ConfigError, InvalidInput, ServableError
-from pyserving.kinds import Batch, Limits, audio, kind_module
+from pyserving.kinds import audio, kind_module, load_signature, write_signature
+from pyserving.kinds.base import Batch, Limits
 from pyserving.results import Example
-from pyserving.signature import Signature, load_signature, write_signature
+from pyserving.signature import Signature
 from tests.audio_clips import encode, long_silence_flac, tone
 
 SIG = Signature(
@@ -29,7 +30,7 @@ SIG = Signature(
     scores="probabilities",
     labels=("speech", "no speech"),
     top_k=2,
-    sample_rate=16000,
+    fields=audio.AudioFields(16000),
 )
 LIMITS = Limits(max_audio_seconds=5)
 
@@ -44,14 +45,14 @@ def peak_hz(samples: np.ndarray, rate: int) -> float:
 
 
 def test_the_section_round_trips_and_is_checked() -> None:
-    section = {"dtype": "float32", **audio.section(SIG)}
+    section = {"dtype": "float32", **SIG.fields.input_json()}
     assert section == {"dtype": "float32", "sample_rate": 16000}
-    assert audio.parse(section, fail) == {"sample_rate": 16000}
+    assert audio.parse({"input": section}, fail) == audio.AudioFields(16000)
     with pytest.raises(ServableError, match="must be 'float32' for an audio model"):
-        audio.parse({"dtype": "int16", "sample_rate": 16000}, fail)
+        audio.parse({"input": {"dtype": "int16", "sample_rate": 16000}}, fail)
     for rate in (None, 0, 999, 400_000, "16000", True, 16000.0):
         with pytest.raises(ServableError, match="sample_rate must be an integer from 1,000"):
-            audio.parse({"dtype": "float32", "sample_rate": rate}, fail)
+            audio.parse({"input": {"dtype": "float32", "sample_rate": rate}}, fail)
     assert kind_module("audio") is audio
 
 

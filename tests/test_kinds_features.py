@@ -7,7 +7,8 @@ import pytest
 
 from pyserving.engines import TensorInfo
 from pyserving.errors import InvalidInput, ServableError
-from pyserving.kinds import Batch, Limits, features
+from pyserving.kinds import features
+from pyserving.kinds.base import Batch, Description, Limits
 from pyserving.results import Example
 from pyserving.signature import Signature
 
@@ -18,7 +19,7 @@ SIG = Signature(
     output_name="p",
     scores="probabilities",
     labels=("A", "B"),
-    features=("a", "b"),
+    fields=features.FeatureFields(("a", "b")),
 )
 
 
@@ -27,11 +28,13 @@ def fail(problem: str) -> ServableError:
 
 
 def test_the_section_round_trips_and_is_checked() -> None:
-    assert features.parse(features.section(SIG), fail) == {"features": ("a", "b")}
+    assert SIG.fields.input_json() == {"features": ["a", "b"]}
+    assert features.parse({"input": SIG.fields.input_json()}, fail) == SIG.fields
     with pytest.raises(ServableError, match="names a feature twice"):
-        features.parse({"features": ["a", "a"]}, fail)
+        features.parse({"input": {"features": ["a", "a"]}}, fail)
     with pytest.raises(ServableError, match="non-empty list of feature names"):
-        features.parse({"features": []}, fail)
+        features.parse({"input": {"features": []}}, fail)
+    assert features.describe(SIG) == Description(features=("a", "b"))
 
 
 def test_rows_are_in_the_models_order() -> None:

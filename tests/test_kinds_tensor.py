@@ -12,21 +12,17 @@ import pytest
 from pyserving import tensors
 from pyserving.engines import Engine, EngineOptions, load_engine
 from pyserving.errors import InvalidInput, ServableError, WrongMethod
-from pyserving.kinds import Batch, Limits, kind_module, tensor
+from pyserving.kinds import kind_module, tensor
+from pyserving.kinds.base import Batch, Description, Limits
 from pyserving.results import Example, TensorSpec
 from pyserving.signature import Signature
 from tests.onnx_models import regression_model
 
 X = TensorSpec("x", "FP32", (-1, 3))
 Y = TensorSpec("y", "FP32", (-1, 2))
+REG_FIELDS = tensor.TensorFields((X,), (Y,), batch_axis=True)
 REG = Signature(
-    kind="tensor",
-    input_name="x",
-    input_dtype="float32",
-    output_name="y",
-    inputs=(X,),
-    outputs=(Y,),
-    batch_axis=True,
+    kind="tensor", input_name="x", input_dtype="float32", output_name="y", fields=REG_FIELDS
 )
 A, B = TensorSpec("a", "INT64", (-1,)), TensorSpec("b", "INT64", (-1,))
 SUM_PRODUCT = Signature(
@@ -34,9 +30,11 @@ SUM_PRODUCT = Signature(
     input_name="a",
     input_dtype="int64",
     output_name="sum",
-    inputs=(A, B),
-    outputs=(TensorSpec("sum", "INT64", (-1,)), TensorSpec("product", "INT64", (-1,))),
-    batch_axis=True,
+    fields=tensor.TensorFields(
+        (A, B),
+        (TensorSpec("sum", "INT64", (-1,)), TensorSpec("product", "INT64", (-1,))),
+        batch_axis=True,
+    ),
 )
 LIMITS = Limits(max_tensor_bytes=1024)
 W = np.arange(6, dtype=np.float32).reshape(3, 2) / 4
@@ -55,14 +53,15 @@ def prepared(sig: Signature, **named: np.ndarray) -> tensors.Prepared:
 
 
 def test_the_sections_round_trip() -> None:
-    section = {"name": "x", "dtype": "float32", **tensor.section(REG)}
+    section = {"name": "x", "dtype": "float32", **REG.fields.input_json()}
     assert section["tensors"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
-    assert tensor.parse(section, fail) == {"inputs": (X,), "batch_axis": True, "allow_nan": False}
-    doc = tensor.output_section(REG)
+    doc = REG.fields.output_json(REG)
     assert doc == {
         "output": {"name": "y", "tensors": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]}
     }
-    assert tensor.parse_output(doc, [], fail) == {"output_name": "y", "outputs": (Y,)}
+    assert tensor.parse({"input": section, **doc}, fail) == REG.fields
+    assert tensor.parse_output(doc, [], fail) == {"output_name": "y"}
+    assert tensor.describe(REG) == Description(inputs=(X,), outputs=(Y,))
     assert kind_module("tensor") is tensor and tensor.OUTPUT.answers == "tensors"
 
 
@@ -101,14 +100,14 @@ def test_the_sections_round_trip() -> None:
 )
 def test_bad_input_sections_are_refused(section: dict[str, object], problem: str) -> None:
     with pytest.raises(ServableError, match=problem):
-        tensor.parse(section, fail)
+        tensor.parse({"input": section, **REG.fields.output_json(REG)}, fail)
 
 
 def test_a_tensor_model_has_no_labels() -> None:
     with pytest.raises(
         ServableError, match="labels.txt has 2 labels; a tensor model has no classes"
     ):
-        tensor.parse_output(tensor.output_section(REG), ["a", "b"], fail)
+        tensor.parse_output(REG.fields.output_json(REG), ["a", "b"], fail)
     with pytest.raises(ServableError, match="output.name must be the first output"):
         tensor.parse_output(
             {"output": {"name": "z", "tensors": [{"name": "y", "datatype": "FP32", "shape": []}]}},
@@ -155,7 +154,7 @@ def test_nan_and_infinity_are_refused_unless_the_model_allows_them() -> None:
         prepared(REG, x=x)
     with pytest.raises(InvalidInput, match="NaN or infinity"):
         prepared(REG, x=np.array([[1, 2, np.inf]], np.float32))
-    allowing = replace(REG, allow_nan=True)
+    allowing = replace(REG, fields=replace(REG_FIELDS, allow_nan=True))
     assert np.isnan(prepared(allowing, x=x).feeds["x"][0, 1])
 
 
@@ -165,8 +164,9 @@ def test_bytes_become_strings_and_must_be_utf8() -> None:
         input_name="s",
         input_dtype="string",
         output_name="n",
-        inputs=(TensorSpec("s", "BYTES", (-1,)),),
-        outputs=(TensorSpec("n", "INT64", (-1,)),),
+        fields=tensor.TensorFields(
+            (TensorSpec("s", "BYTES", (-1,)),), (TensorSpec("n", "INT64", (-1,)),)
+        ),
     )
     strings = np.array([b"ko\xc4\x8dka", "cat"], dtype=object)
     assert prepared(sig, s=strings).feeds["s"].tolist() == ["kočka", "cat"]
@@ -191,10 +191,10 @@ def test_the_warm_up_input_is_one_generated_request(tmp_path: Path) -> None:
     (answer,) = tensor.OUTPUT.run(engine, tensor.warm_up(REG, ()))  # type: ignore[arg-type]
     assert answer["y"].shape == (1, 2)
     assert tensor.check(REG, engine.info, answer) is None  # type: ignore[attr-defined]
-    wrong = replace(REG, outputs=(TensorSpec("y", "FP32", (-1, 5)),))
+    wrong = replace(REG, fields=replace(REG_FIELDS, outputs=(TensorSpec("y", "FP32", (-1, 5)),)))
     problem = tensor.check(wrong, engine.info, answer)  # type: ignore[attr-defined]
     assert problem and "output 'y' has shape ['N', 2] but servable.json says [-1, 5]" in problem
-    missing = replace(REG, outputs=(TensorSpec("z", "FP32", (-1, 2)),))
+    missing = replace(REG, fields=replace(REG_FIELDS, outputs=(TensorSpec("z", "FP32", (-1, 2)),)))
     assert "the model's outputs are ['y']" in (tensor.check(missing, engine.info, answer) or "")  # type: ignore[attr-defined]
 
 

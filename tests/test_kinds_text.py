@@ -7,7 +7,8 @@ import pytest
 
 from pyserving.engines import TensorInfo
 from pyserving.errors import InvalidInput, ServableError
-from pyserving.kinds import Batch, Limits, kind_module, text
+from pyserving.kinds import kind_module, text
+from pyserving.kinds.base import Batch, Limits
 from pyserving.results import Example
 from pyserving.signature import Signature
 
@@ -18,6 +19,7 @@ SIG = Signature(
     output_name="probabilities",
     scores="probabilities",
     labels=("a", "b"),
+    fields=text.TextFields(),
 )
 LIMITS = Limits(max_text_chars=10)
 
@@ -27,12 +29,13 @@ def fail(problem: str) -> ServableError:
 
 
 def test_the_section_round_trips_and_is_checked() -> None:
-    assert text.parse({"dtype": "string", **text.section(SIG)}, fail) == {"whitespace": "collapse"}
-    assert text.parse({"dtype": "string"}, fail) == {"whitespace": "collapse"}
+    section = {"dtype": "string", **SIG.fields.input_json()}
+    assert text.parse({"input": section}, fail) == text.TextFields("collapse")
+    assert text.parse({"input": {"dtype": "string"}}, fail) == text.TextFields("collapse")
     with pytest.raises(ServableError, match="must be 'string'"):
-        text.parse({"dtype": "float32"}, fail)
+        text.parse({"input": {"dtype": "float32"}}, fail)
     with pytest.raises(ServableError, match="whitespace 'squash' is not one of collapse, keep"):
-        text.parse({"dtype": "string", "whitespace": "squash"}, fail)
+        text.parse({"input": {"dtype": "string", "whitespace": "squash"}}, fail)
     assert kind_module("text") is text
     with pytest.raises(ServableError, match="unknown input kind 'video'; expected one of image"):
         kind_module("video")

@@ -27,8 +27,11 @@ import numpy as np
 import onnxruntime
 import pytest
 
+from pyserving.kinds import load_signature
+from pyserving.kinds.base import fields_of
+from pyserving.kinds.image import ImageFields
 from pyserving.preprocess import decode_image, decode_image_pillow
-from pyserving.signature import MODEL_FILE, load_signature
+from pyserving.signature import MODEL_FILE
 from tests.photos import jpegs, photograph_jpegs
 from tests.wallpapers import FetchFailed, Unavailable, photographs
 
@@ -81,7 +84,8 @@ def probabilities(imagenet_repository: Path) -> Probabilities:
     """EfficientNet-Lite0's class probabilities for one 224×224 RGB image."""
     version = next(p for p in (imagenet_repository / "imagenet").iterdir() if p.name.isdigit())
     signature = load_signature(version)
-    assert (signature.height, signature.width) == (224, 224)
+    image = fields_of(signature, ImageFields)
+    assert (image.height, image.width) == (224, 224)
     session = onnxruntime.InferenceSession(
         str(version / MODEL_FILE), providers=["CPUExecutionProvider"]
     )

@@ -5,8 +5,13 @@ from typing import Any
 import pytest
 
 from pyserving.errors import ServableError
+from pyserving.kinds import load_signature, write_signature
+from pyserving.kinds.features import FeatureFields
+from pyserving.kinds.image import ImageFields
+from pyserving.kinds.tensor import TensorFields
+from pyserving.kinds.text import TextFields
 from pyserving.results import TensorSpec
-from pyserving.signature import Signature, list_versions, load_signature, write_signature
+from pyserving.signature import Signature, list_versions
 
 IMAGE = Signature(
     kind="image",
@@ -16,8 +21,7 @@ IMAGE = Signature(
     scores="logits",
     labels=("cat", "dog", "<b>bird</b>"),
     top_k=2,
-    height=224,
-    width=200,
+    fields=ImageFields(224, 200),
     source={"framework": "test"},
 )
 
@@ -45,10 +49,10 @@ def test_features_round_trip(tmp_path: Path) -> None:
         output_name="p",
         scores="probabilities",
         labels=("a", "b"),
-        features=("f1", "f2", "f3"),
+        fields=FeatureFields(("f1", "f2", "f3")),
     )
     write_signature(sig, tmp_path)
-    assert load_signature(tmp_path).features == ("f1", "f2", "f3")
+    assert load_signature(tmp_path).fields == FeatureFields(("f1", "f2", "f3"))
 
 
 def test_trailing_blank_lines_in_labels_are_ignored(tmp_path: Path) -> None:
@@ -109,8 +113,7 @@ def test_write_refuses_an_invalid_signature(tmp_path: Path) -> None:
         output_name="logits",
         scores="logits",
         labels=("a",),
-        height=0,
-        width=0,
+        fields=ImageFields(0, 0),
     )
     with pytest.raises(ServableError, match="height"):
         write_signature(bad, tmp_path)
@@ -126,7 +129,7 @@ def test_text_round_trip_and_old_versions_still_load(tmp_path: Path) -> None:
         scores="probabilities",
         labels=("cat", "dog", "bird"),
         top_k=3,
-        whitespace="keep",
+        fields=TextFields("keep"),
     )
     write_signature(sig, tmp_path)
     doc = json.loads((tmp_path / "servable.json").read_text())
@@ -143,7 +146,9 @@ def test_text_round_trip_and_old_versions_still_load(tmp_path: Path) -> None:
         "input": {"name": "image", "dtype": "uint8", "height": 4, "width": 4},
         "output": {"name": "logits", "classes": 3},
     }
-    assert load_signature(write(tmp_path / "old", old)).resize == "bilinear"
+    assert load_signature(write(tmp_path / "old", old)).fields == ImageFields(
+        4, 4, "NHWC", "bilinear"
+    )
     with pytest.raises(ServableError, match="unknown input kind 'video'; expected one of"):
         load_signature(write(tmp_path / "video", {**old, "kind": "video"}))
 
@@ -153,9 +158,11 @@ TENSOR = Signature(
     input_name="a",
     input_dtype="int64",
     output_name="sum",
-    inputs=(TensorSpec("a", "INT64", (-1,)), TensorSpec("b", "INT64", (-1,))),
-    outputs=(TensorSpec("sum", "INT64", (-1,)), TensorSpec("product", "INT64", (-1,))),
-    batch_axis=True,
+    fields=TensorFields(
+        (TensorSpec("a", "INT64", (-1,)), TensorSpec("b", "INT64", (-1,))),
+        (TensorSpec("sum", "INT64", (-1,)), TensorSpec("product", "INT64", (-1,))),
+        batch_axis=True,
+    ),
 )
 
 
@@ -193,8 +200,11 @@ def test_versions_written_before_tensor_models_still_load(tmp_path: Path) -> Non
         "source": {"framework": "sklearn"},
     }
     loaded = load_signature(write(tmp_path / "features", features, "A\nB\n"))
-    assert (loaded.features, loaded.labels, loaded.top_k) == (("a", "b"), ("A", "B"), 2)
-    assert (loaded.inputs, loaded.outputs, loaded.batch_axis) == ((), (), False)
+    assert (loaded.fields, loaded.labels, loaded.top_k) == (
+        FeatureFields(("a", "b")),
+        ("A", "B"),
+        2,
+    )
     text = {
         "format": 1,
         "kind": "text",

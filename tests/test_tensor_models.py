@@ -34,11 +34,11 @@ from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import InvalidInput, ServableError, WrongMethod
 from pyserving.export.onnx_tensor import export_onnx_tensor
 from pyserving.grpc_api.tfs_tensors import to_array, to_proto
-from pyserving.kinds import tensor
+from pyserving.kinds import load_signature, tensor
 from pyserving.reference import load_tensor_reference, write_tensor_reference
 from pyserving.rest_api.app import create_rest_app
 from pyserving.results import ModelMetadata
-from pyserving.signature import MODEL_FILE, load_signature
+from pyserving.signature import MODEL_FILE
 from tests.onnx_models import (
     datatypes_model,
     publish,

@@ -14,7 +14,15 @@ from pyserving import tensors
 from pyserving.engines import EngineOptions, load_engine
 from pyserving.errors import InvalidInput
 from tests.onnx_models import sum_product_model
-from tests.test_kinds_tensor import BIAS, REG, SUM_PRODUCT, W, prepared, regression_engine
+from tests.test_kinds_tensor import (
+    BIAS,
+    REG,
+    REG_FIELDS,
+    SUM_PRODUCT,
+    W,
+    prepared,
+    regression_engine,
+)
 
 
 def test_json_values_become_the_datatype_or_say_what_was_found() -> None:
@@ -48,7 +56,7 @@ def test_requests_of_one_shape_run_in_one_call_and_their_rows_come_back(tmp_path
 
 def test_without_a_batch_axis_each_request_runs_alone(tmp_path: Path) -> None:
     engine = regression_engine(tmp_path)
-    alone = replace(REG, batch_axis=False)
+    alone = replace(REG, fields=replace(REG_FIELDS, batch_axis=False))
     items = [prepared(alone, x=np.ones((n, 3), np.float32)) for n in (1, 2)]
     groups = tensors.stack(items)
     assert [g.indices for g in groups] == [(0,), (1,)]

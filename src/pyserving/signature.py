@@ -25,21 +25,23 @@ and have an empty `labels.txt`::
      "output": {"name": "y", "tensors": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]},
      "source": {...}}
 
-The kind's own fields of the `input` section are read and written by its module in
-`pyserving.kinds`, and so is the output side (`output`, `top_k` and the labels, through
-the kind's `OUTPUT`); this module reads the file and the fields every kind shares.
+Plain data that imports nothing else of pyserving but its errors: the kinds import it.
+This module reads and writes the files, the fields every kind shares and a classifier's
+output side (`output`, `top_k` and the labels); each kind's own fields are a `KindFields`
+value that its module in `pyserving.kinds` defines, parses (the `ReadKind` given to
+`load_signature` and `write_signature`) and writes back (`input_json`, `output_json`).
+`pyserving.kinds.load_signature` and `write_signature` pass the kinds' reader.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pyserving.errors import ServableError
-from pyserving.kinds import KINDS, kind_module
-from pyserving.results import TensorSpec
 
 FORMAT = 1
 SIGNATURE_FILE = "servable.json"
@@ -49,36 +51,46 @@ MODEL_FILE = "model.onnx"
 REQUIRED_FILES = (SIGNATURE_FILE, LABELS_FILE, MODEL_FILE)  # what makes a version complete
 
 MODEL_PRECISIONS = ("f32", "int8")  # int8: a quantised export; servable.json says so
+SCORE_KINDS = ("logits", "probabilities")
+
+Fail = Callable[[str], ServableError]  # makes the error for a problem in the file read
+
+
+class KindFields(Protocol):
+    """A kind's own fields of a signature, as its module in `pyserving.kinds` defines them."""
+
+    def input_json(self) -> dict[str, Any]:
+        """The kind's entries of the `input` section, after `name` and `dtype`."""
+        ...
+
+    def output_json(self, signature: Signature) -> dict[str, Any]:
+        """The output side as `servable.json` entries: `output`, and `top_k` for classifiers."""
+        ...
+
+
+# Reads a kind's part of servable.json: the `kind` as found (refused when unknown), the
+# document (its `input` is an object) and the labels; gives the Signature's other fields:
+# `fields` and the output side.
+ReadKind = Callable[[object, dict[str, Any], list[str], Fail], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Signature:
-    """What a servable takes and gives: everything `servable.json` and `labels.txt` say."""
+    """What a servable takes and gives: everything `servable.json` and `labels.txt` say.
 
-    kind: Literal["image", "features", "text", "audio", "tensor"]
+    `fields` are the kind's own (an image's size, a features model's names, a tensor
+    model's tensors); only the kind's module reads them.
+    """
+
+    kind: str  # a name in pyserving.kinds.KINDS
     input_name: str
     input_dtype: str
+    fields: KindFields
     output_name: str
+    # the classifier's output side (a tensor model has its outputs in its fields)
     scores: Literal["logits", "probabilities"] = "logits"
     labels: tuple[str, ...] = ()
     top_k: int = 5
-    # image models
-    height: int = 0
-    width: int = 0
-    layout: str = "NHWC"
-    resize: str = "bilinear"
-    # features models
-    features: tuple[str, ...] = ()
-    # tensor models: every input and output; whether axis 0 of all of them is the batch (so
-    # requests may be concatenated); whether float inputs may hold NaN or infinities
-    inputs: tuple[TensorSpec, ...] = ()
-    outputs: tuple[TensorSpec, ...] = ()
-    batch_axis: bool = False
-    allow_nan: bool = False
-    # text models: how runs of whitespace are normalised before the model sees the text
-    whitespace: str = "collapse"
-    # audio models: the samples per second the graph takes
-    sample_rate: int = 0
     precision: str = "f32"  # of the weights in model.onnx: f32, or int8 when quantised
     source: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -88,14 +100,13 @@ class Signature:
 
     def to_json(self) -> dict[str, Any]:
         """The `servable.json` document for this signature (labels go to `labels.txt`)."""
-        kind = kind_module(self.kind)
         inp: dict[str, Any] = {"name": self.input_name, "dtype": self.input_dtype}
-        inp |= kind.section(self)
+        inp |= self.fields.input_json()
         doc: dict[str, Any] = {
             "format": FORMAT,
             "kind": self.kind,
             "input": inp,
-            **kind.OUTPUT.section(self),
+            **self.fields.output_json(self),
             "source": self.source,
         }
         if self.precision != "f32":
@@ -103,16 +114,18 @@ class Signature:
         return doc
 
 
-def write_signature(signature: Signature, folder: Path) -> None:
-    """Write `servable.json` and `labels.txt` into `folder`, after validating the signature."""
+def write_signature(signature: Signature, folder: Path, read_kind: ReadKind) -> None:
+    """Write `servable.json` and `labels.txt` into `folder`, after validating the signature
+    as `load_signature` would read it back."""
     doc = signature.to_json()
-    _parse(doc, list(signature.labels), folder / SIGNATURE_FILE)
+    _parse(doc, list(signature.labels), folder / SIGNATURE_FILE, read_kind)
     (folder / SIGNATURE_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     (folder / LABELS_FILE).write_text("".join(f"{label}\n" for label in signature.labels), "utf-8")
 
 
-def load_signature(folder: Path) -> Signature:
-    """Read and validate the signature of the version in `folder`.
+def load_signature(folder: Path, read_kind: ReadKind) -> Signature:
+    """Read and validate the signature of the version in `folder`; `read_kind` reads the
+    kind's part.
 
     Raises ServableError naming the file and what is wrong with it.
     """
@@ -131,10 +144,10 @@ def load_signature(folder: Path) -> Signature:
         raise ServableError(f"{labels_path}: cannot be read as UTF-8 text: {exc}") from exc
     while labels and not labels[-1].strip():
         labels.pop()
-    return _parse(doc, labels, sig_path)
+    return _parse(doc, labels, sig_path, read_kind)
 
 
-def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
+def _parse(doc: Any, labels: list[str], path: Path, read_kind: ReadKind) -> Signature:
     def fail(problem: str) -> ServableError:
         return ServableError(f"{path}: {problem}")
 
@@ -144,32 +157,64 @@ def _parse(doc: Any, labels: list[str], path: Path) -> Signature:
     if fmt != FORMAT:
         raise fail(f"unknown format {fmt!r}; this pyserving reads format {FORMAT}")
     kind = doc.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise fail(f"unknown input kind {kind!r}; expected one of {', '.join(KINDS)}")
-    inp = _section(doc, "input", fail)
-    module = kind_module(kind)
-    outputs = module.OUTPUT.parse(doc, labels, fail)
+    inp = doc.get("input")
+    if not isinstance(inp, dict):
+        raise fail("missing the 'input' object")
     precision = doc.get("precision", "f32")
     if precision not in MODEL_PRECISIONS:
         raise fail(f"precision {precision!r} is not one of {', '.join(MODEL_PRECISIONS)}")
-    common: dict[str, Any] = {
-        "kind": kind,
-        "input_name": _string(inp, "name", "input", fail),
-        "input_dtype": _string(inp, "dtype", "input", fail),
-        "precision": precision,
-        "source": doc.get("source") or {},
+    name, dtype = _string(inp, "name", "input", fail), _string(inp, "dtype", "input", fail)
+    own = read_kind(kind, doc, labels, fail)  # refuses an unknown kind first
+    return Signature(
+        kind=str(kind),
+        input_name=name,
+        input_dtype=dtype,
+        precision=precision,
+        source=doc.get("source") or {},
+        **own,
+    )
+
+
+def parse_classes(doc: dict[str, Any], labels: list[str], fail: Fail) -> dict[str, Any]:
+    """A classifier's output side: `output` {name, scores, classes}, the labels, `top_k`."""
+    out = doc.get("output")
+    if not isinstance(out, dict):
+        raise fail("missing the 'output' object")
+    scores = out.get("scores", "logits")
+    if scores not in SCORE_KINDS:
+        raise fail(f"output.scores is {scores!r}; expected one of {', '.join(SCORE_KINDS)}")
+    classes = out.get("classes")
+    if not isinstance(classes, int) or classes < 1:
+        raise fail(f"output.classes must be a positive integer, got {classes!r}")
+    if len(labels) != classes:
+        raise fail(f"labels.txt has {len(labels)} labels but the output has {classes} classes")
+    top_k = doc.get("top_k", 5)
+    if not isinstance(top_k, int) or top_k < 1:
+        raise fail(f"top_k must be a positive integer, got {top_k!r}")
+    name = out.get("name")
+    if not isinstance(name, str) or not name:
+        raise fail("output.name must be a non-empty string")
+    return {
+        "output_name": name,
+        "scores": scores,
+        "labels": tuple(labels),
+        "top_k": min(top_k, classes),
     }
-    return Signature(**common, **outputs, **module.parse(inp, fail))
 
 
-def _section(doc: dict[str, Any], key: str, fail: Any) -> dict[str, Any]:
-    value = doc.get(key)
-    if not isinstance(value, dict):
-        raise fail(f"missing the {key!r} object")
-    return value
+def classes_json(signature: Signature) -> dict[str, Any]:
+    """A classifier's output side as `servable.json` writes it (labels go to labels.txt)."""
+    return {
+        "output": {
+            "name": signature.output_name,
+            "scores": signature.scores,
+            "classes": signature.num_classes,
+        },
+        "top_k": signature.top_k,
+    }
 
 
-def _string(section: dict[str, Any], key: str, where: str, fail: Any) -> str:
+def _string(section: dict[str, Any], key: str, where: str, fail: Fail) -> str:
     value = section.get(key)
     if not isinstance(value, str) or not value:
         raise fail(f"{where}.{key} must be a non-empty string")

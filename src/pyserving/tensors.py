@@ -18,7 +18,7 @@ import numpy as np
 from pyserving.errors import InvalidInput, PyservingError
 
 if TYPE_CHECKING:
-    from pyserving.engines import Engine
+    from pyserving.engines.base import Engine
 
 # OIP v2 datatype → the numpy dtype name engines report (`TensorInfo.dtype`).
 DATATYPES = {

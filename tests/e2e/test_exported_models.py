@@ -34,8 +34,11 @@ from pyserving.client import Client
 from pyserving.errors import RemoteError
 from pyserving.export import export_onnx, export_torch
 from pyserving.export.labels import imagenet_labels
+from pyserving.kinds import load_signature
+from pyserving.kinds.base import fields_of
+from pyserving.kinds.image import ImageFields
 from pyserving.preprocess import decode_image
-from pyserving.signature import list_versions, load_signature
+from pyserving.signature import list_versions
 from tests.conftest import encode
 from tests.processes import RunningProcess, run_cli, start_server
 
@@ -300,7 +303,8 @@ def test_image_model_answers_as_its_framework_does(
     with Client(served.address) as client:
         for photo in (chelsea_jpeg, coffee_jpeg):
             result = client.classify(photo, top_k=sig.num_classes)
-            expected = reference(decode_image(photo, sig.height, sig.width, sig.resize))
+            image = fields_of(sig, ImageFields)
+            expected = reference(decode_image(photo, image.height, image.width, image.resize))
             assert [p.index for p in result.predictions] == list(np.argsort(-expected))
             assert [p.name for p in result.predictions] == [
                 sig.labels[i] for i in np.argsort(-expected)
@@ -404,11 +408,12 @@ def test_inception_v3_serves_the_top_classes_keras_gives(
 ) -> None:
     served, weights = inception
     sig = load_signature(served.version)
-    assert (sig.height, sig.width, sig.num_classes) == (299, 299, 1001)
+    image = fields_of(sig, ImageFields)
+    assert (image.height, image.width, sig.num_classes) == (299, 299, 1001)
     assert sig.labels[0] == "background" and sig.labels[1:] == imagenet_labels()
     photos = (chelsea_jpeg, coffee_jpeg)
     # The same decoded and resized uint8 image the server makes, into Keras.
-    images = np.stack([decode_image(p, 299, 299, sig.resize) for p in photos])
+    images = np.stack([decode_image(p, 299, 299, image.resize) for p in photos])
     expected = tf_worker(inception_v3_predict, weights, 1001, images)
     with Client(served.address, timeout=60) as client:
         for photo, probabilities in zip(photos, expected, strict=True):

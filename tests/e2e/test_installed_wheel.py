@@ -29,7 +29,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import pyserving
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.kinds import write_signature
+from pyserving.kinds.audio import AudioFields
+from pyserving.signature import MODEL_FILE, Signature
 from tests.onnx_models import publish, write_image_servable
 from tests.processes import GRPC_READY, wait_for
 
@@ -241,7 +243,7 @@ def write_audio_servable(folder: Path) -> None:
             scores="logits",
             labels=("up", "down"),
             top_k=2,
-            sample_rate=16000,
+            fields=AudioFields(16000),
         ),
         folder,
     )

@@ -216,7 +216,7 @@ class ModelManager:
                 servable.engine_info.name,
                 servable.precision,
                 servable.signature.kind,
-                servable.signature.features,
+                servable.kind.describe(servable.signature).features,
                 servable.engine_reason,
             ),
         )

@@ -16,11 +16,12 @@ from pyserving.core import metrics
 from pyserving.core.batcher import Batcher
 from pyserving.core.settings import BatchingSettings, ModelConfig, Settings
 from pyserving.cpu import WEIGHT_BITS_HINT, int8_dot_product
-from pyserving.engines import Engine, EngineInfo, EngineOptions, TensorInfo
+from pyserving.engines.base import Engine, EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.choice import Wanted, choose_engine
 from pyserving.errors import ModelNotReady, ServableError
-from pyserving.kinds import KindModule, kind_module
-from pyserving.signature import MODEL_FILE, Signature, load_signature
+from pyserving.kinds import kind_module, load_signature
+from pyserving.kinds.base import KindModule
+from pyserving.signature import MODEL_FILE, Signature
 
 log = logging.getLogger(__name__)
 

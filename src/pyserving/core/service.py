@@ -28,8 +28,8 @@ from pyserving.errors import (
     ShuttingDown,
     WrongMethod,
 )
-from pyserving.kinds import Batch as Batch  # the adapters' input type, re-exported
-from pyserving.kinds import Limits, Prepare
+from pyserving.kinds.base import Batch as Batch  # the adapters' input type, re-exported
+from pyserving.kinds.base import Limits, Prepare
 from pyserving.postprocess import softmax, top_k
 from pyserving.results import (
     Classification,
@@ -278,13 +278,14 @@ class Service:
         servable = self._manager.get(model_name, model_version)
         sig = servable.signature
         wire = servable.kind.wire(sig)
+        described = servable.kind.describe(sig)
         return ModelMetadata(
             name=servable.name,
             version=servable.version,
             versions=tuple(self._manager.available_versions(servable.name)),
             kind=sig.kind,
             input_name=sig.input_name,
-            features=sig.features,
+            features=described.features,
             labels=sig.labels,
             top_k=sig.top_k,
             engine=servable.engine_info.name,
@@ -292,8 +293,8 @@ class Service:
             input_datatype=wire.datatype,
             input_shape=wire.shape,
             answers=servable.kind.OUTPUT.answers,
-            inputs=sig.inputs,
-            outputs=sig.outputs,
+            inputs=described.inputs,
+            outputs=described.outputs,
         )
 
     async def replace_models(self, models: tuple[ModelConfig, ...], default: str = "") -> None:

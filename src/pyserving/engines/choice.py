@@ -28,14 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from pyserving.engines import (
-    ENGINES,
-    Engine,
-    EngineInfo,
-    EngineOptions,
-    engine_module,
-    load_engine,
-)
+from pyserving.engines import ENGINES, engine_module, load_engine
+from pyserving.engines.base import Engine, EngineInfo, EngineOptions
 from pyserving.errors import ServableError
 from pyserving.reference import (
     ReferenceCheck,

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pyserving.engines import EngineInfo, EngineOptions, TensorInfo, pick_tensors
+from pyserving.engines import pick_tensors
+from pyserving.engines.base import EngineInfo, EngineOptions, TensorInfo
 from pyserving.errors import ModelNotReady, ServableError
 
 NAME = "onnxruntime"

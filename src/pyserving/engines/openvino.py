@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from pyserving.engines import EngineInfo, EngineOptions, TensorInfo, pick_tensors
+from pyserving.engines import pick_tensors
+from pyserving.engines.base import EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.compiled_cache import model_cache
 from pyserving.errors import MissingExtra, ModelNotReady, ServableError
 

@@ -2,15 +2,24 @@
 
 All image servables take `image`, uint8 [N, H, W, 3]; scaling and mean/std normalisation
 are put inside the ONNX graph by the exporters, so the server only decodes and resizes.
+Once the graph agrees with its framework, every image exporter closes the same way:
+`write_image_signature`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pyserving.errors import ExportError
-from pyserving.kinds.image import RESIZE_FILTERS
+from pyserving.export.labels import match_labels
+from pyserving.export.quantize import Calibration, quantize_servable
+from pyserving.export.verify import Agreement
+from pyserving.export.write import Progress
+from pyserving.kinds import write_signature
+from pyserving.kinds.image import RESIZE_FILTERS, ImageFields
 from pyserving.signature import Signature
 
 INPUT_NAME = "image"
@@ -70,29 +79,46 @@ def image_size(
     return height, width
 
 
-def image_signature(
-    height: int,
-    width: int,
+@dataclass(frozen=True)
+class ImageChoices:
+    """What an image export was told about the model's classes and how to serve it."""
+
+    class_names: tuple[str, ...]  # from --labels
+    background: bool = False  # output 0 is a background class without a name
+    scores: Literal["logits", "probabilities"] | None = None  # None: as the outputs look
+    resize: str = "bilinear"
+    top_k: int = 5
+
+
+def write_image_signature(
+    folder: Path,
+    size: tuple[int, int],
     output_name: str,
-    scores: Literal["logits", "probabilities"],
-    labels: tuple[str, ...],
+    agreement: Agreement,
     source: dict[str, Any],
-    resize: str = "bilinear",
-    top_k: int = 5,
+    choices: ImageChoices,
+    calibration: Calibration | None,
+    progress: Progress,
 ) -> Signature:
-    """The signature of an image servable whose graph takes `image`, uint8 NHWC."""
-    if resize not in RESIZE_FILTERS:
-        raise ExportError(f"resize {resize!r} is not one of {', '.join(RESIZE_FILTERS)}")
-    return Signature(
+    """Close an image export whose graph agrees with its framework: the signature of a
+    graph taking `image` uint8 NHWC of `size` (height, width), the int8 version in place
+    of the graph where `calibration` asks for it, then `servable.json` and `labels.txt`."""
+    if choices.resize not in RESIZE_FILTERS:
+        raise ExportError(f"resize {choices.resize!r} is not one of {', '.join(RESIZE_FILTERS)}")
+    labels = match_labels(choices.class_names, agreement.classes, choices.background)
+    height, width = size
+    signature = Signature(
         kind="image",
         input_name=INPUT_NAME,
         input_dtype="uint8",
         output_name=output_name,
-        scores=scores,
+        scores=choices.scores or agreement.looks_like,
         labels=labels,
-        top_k=max(1, min(top_k, len(labels))),
-        height=height,
-        width=width,
-        resize=resize,
+        top_k=max(1, min(choices.top_k, len(labels))),
+        fields=ImageFields(height, width, resize=choices.resize),
         source=source,
     )
+    if calibration is not None:
+        signature = quantize_servable(folder, signature, calibration, progress)
+    write_signature(signature, folder)
+    return signature

@@ -18,17 +18,18 @@ from typing import Any, Literal
 import numpy as np
 
 from pyserving.errors import ExportError
-from pyserving.export.image import INPUT_NAME, image_signature, image_size, pixel_normalisation
-from pyserving.export.labels import Labels, match_labels, read_labels
-from pyserving.export.quantize import (
-    QUANTIZE_STEPS,
-    QuantizeOptions,
-    load_calibration,
-    quantize_servable,
+from pyserving.export.image import (
+    INPUT_NAME,
+    ImageChoices,
+    image_size,
+    pixel_normalisation,
+    write_image_signature,
 )
+from pyserving.export.labels import Labels, read_labels
+from pyserving.export.quantize import QUANTIZE_STEPS, QuantizeOptions, load_calibration
 from pyserving.export.verify import compare, load_session, sample_images
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
-from pyserving.signature import MODEL_FILE, write_signature
+from pyserving.signature import MODEL_FILE
 
 # TensorFlow's C++ start-up chatter drowns the export's progress lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -108,7 +109,7 @@ def export_keras(
     `pyserving.export.quantize`).
     """
     progress = progress or Progress(STEPS + (QUANTIZE_STEPS if quantize else 0))
-    class_names = read_labels(labels)
+    choices = ImageChoices(read_labels(labels), background, scores, resize, top_k)
     mean_px, std_px = pixel_normalisation(mean, std)
     loaded = _load(model, weights, signature, output, progress)
     height, width = image_size(input_size, _spatial(loaded.shape))
@@ -152,19 +153,10 @@ def export_keras(
             "tf2onnx_version": tf2onnx.__version__,
             "max_abs_difference": agreement.max_abs_difference,
         }
-        sig = image_signature(
-            height,
-            width,
-            OUTPUT_NAME,
-            scores or agreement.looks_like,
-            match_labels(class_names, agreement.classes, background),
-            provenance("tensorflow", **details),
-            resize,
-            top_k,
+        origin = provenance("tensorflow", **details)
+        write_image_signature(
+            folder, (height, width), OUTPUT_NAME, agreement, origin, choices, calibration, progress
         )
-        if calibration is not None:
-            sig = quantize_servable(folder, sig, calibration, progress)
-        write_signature(sig, folder)
 
     path = write_servable(Path(repository), name, write)
     progress.step(f"wrote {path}")

@@ -14,18 +14,20 @@ from typing import Any, Literal
 import numpy as np
 
 from pyserving.errors import ExportError
-from pyserving.export.image import INPUT_NAME, image_signature, image_size, pixel_normalisation
-from pyserving.export.labels import Labels, match_labels, read_labels
-from pyserving.export.quantize import (
-    QUANTIZE_STEPS,
-    Calibration,
-    QuantizeOptions,
-    load_calibration,
-    quantize_servable,
+from pyserving.export.image import (
+    INPUT_NAME,
+    ImageChoices,
+    image_size,
+    pixel_normalisation,
+    write_image_signature,
 )
+from pyserving.export.labels import Labels, match_labels, read_labels
+from pyserving.export.quantize import QUANTIZE_STEPS, Calibration, QuantizeOptions, load_calibration
 from pyserving.export.verify import compare, load_session, run_onnx, sample_images
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.kinds import write_signature
+from pyserving.kinds.features import FeatureFields
+from pyserving.signature import MODEL_FILE, Signature
 
 try:
     import onnx
@@ -115,7 +117,6 @@ def export_onnx(
             progress,
             tolerance,
         )
-        matched = match_labels(class_names, agreement.classes, background)
         details = {
             "model": Path(model).name,
             "original_input": inp.name,
@@ -123,34 +124,27 @@ def export_onnx(
             "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
             "max_abs_difference": agreement.max_abs_difference,
         }
-        kind = scores or agreement.looks_like
-        if names:
-            signature = Signature(
-                kind="features",
-                input_name=plan.input_name,
-                input_dtype="float32",
-                output_name=out_name,
-                scores=kind,
-                labels=matched,
-                top_k=max(1, min(top_k, len(matched))),
-                features=names,
-                source=provenance("onnx", **details),
-            )
-        else:
+        origin = provenance("onnx", **details)
+        if not names:
             height, width = plan.samples.shape[1:3]
-            signature = image_signature(
-                height,
-                width,
-                out_name,
-                kind,
-                matched,
-                provenance("onnx", **details),
-                resize,
-                top_k,
+            choices = ImageChoices(class_names, background, scores, resize, top_k)
+            write_image_signature(
+                folder, (height, width), out_name, agreement, origin, choices, calibration, progress
             )
-        if calibration is not None:
-            signature = quantize_servable(folder, signature, calibration, progress)
-        write_signature(signature, folder)
+            return
+        matched = match_labels(class_names, agreement.classes, background)
+        signature = Signature(
+            kind="features",
+            input_name=plan.input_name,
+            input_dtype="float32",
+            output_name=out_name,
+            scores=scores or agreement.looks_like,
+            labels=matched,
+            top_k=max(1, min(top_k, len(matched))),
+            fields=FeatureFields(names),
+            source=origin,
+        )
+        write_signature(signature, folder)  # f32 only: --quantize was refused for features
 
     path = write_servable(Path(repository), name, write)
     progress.step(f"wrote {path}")

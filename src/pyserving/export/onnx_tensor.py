@@ -18,10 +18,11 @@ import numpy as np
 from pyserving.errors import ExportError
 from pyserving.export.verify import load_session
 from pyserving.export.write import Progress, provenance, write_servable
-from pyserving.kinds.tensor import sample_feeds
+from pyserving.kinds import write_signature
+from pyserving.kinds.tensor import TensorFields, sample_feeds
 from pyserving.reference import write_tensor_reference
 from pyserving.results import TensorSpec
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.signature import MODEL_FILE, Signature
 from pyserving.tensors import DATATYPES
 
 __all__ = ["export_onnx_tensor"]
@@ -87,10 +88,7 @@ def export_onnx_tensor(
             input_name=first.name,
             input_dtype=DATATYPES[first.datatype],
             output_name=outputs[0].name,
-            inputs=inputs,
-            outputs=outputs,
-            batch_axis=batch_axis,
-            allow_nan=allow_nan,
+            fields=TensorFields(inputs, outputs, batch_axis, allow_nan),
             source=provenance(
                 "onnx",
                 model=path.name,

@@ -27,7 +27,9 @@ import numpy as np
 from pyserving.errors import ExportError, MissingExtra
 from pyserving.export.verify import compare, load_session
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.kinds import write_signature
+from pyserving.kinds.audio import AudioFields
+from pyserving.signature import MODEL_FILE, Signature
 
 try:
     import onnx
@@ -109,7 +111,7 @@ def export_silero_vad(
             scores="probabilities",
             labels=LABELS,
             top_k=len(LABELS),
-            sample_rate=SAMPLE_RATE,
+            fields=AudioFields(SAMPLE_RATE),
             source=provenance(
                 "onnx",
                 model=f"{DISTRIBUTION} {version} {ONNX_FILE}",

@@ -20,8 +20,10 @@ from pyserving.export import sklearn_text
 from pyserving.export.labels import Labels, match_labels, read_labels
 from pyserving.export.verify import compare
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
-from pyserving.kinds.text import WHITESPACE, normalize
-from pyserving.signature import MODEL_FILE, Signature, write_signature
+from pyserving.kinds import write_signature
+from pyserving.kinds.features import FeatureFields
+from pyserving.kinds.text import WHITESPACE, TextFields, normalize
+from pyserving.signature import MODEL_FILE, Signature
 
 try:
     import joblib
@@ -147,8 +149,7 @@ def export_sklearn(
             scores="probabilities",
             labels=matched,
             top_k=max(1, min(top_k, len(matched))),
-            features=names,
-            whitespace=whitespace,
+            fields=TextFields(whitespace) if input == "text" else FeatureFields(names),
             source=provenance("scikit-learn", **details),
         )
         write_signature(signature, folder)

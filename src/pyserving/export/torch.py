@@ -14,20 +14,16 @@ from pyserving.export.image import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     INPUT_NAME,
-    image_signature,
+    ImageChoices,
     image_size,
     pixel_normalisation,
+    write_image_signature,
 )
-from pyserving.export.labels import Labels, match_labels, read_labels
-from pyserving.export.quantize import (
-    QUANTIZE_STEPS,
-    QuantizeOptions,
-    load_calibration,
-    quantize_servable,
-)
+from pyserving.export.labels import Labels, read_labels
+from pyserving.export.quantize import QUANTIZE_STEPS, QuantizeOptions, load_calibration
 from pyserving.export.verify import compare, sample_images
 from pyserving.export.write import Progress, missing_extra, provenance, write_servable
-from pyserving.signature import MODEL_FILE, write_signature
+from pyserving.signature import MODEL_FILE
 
 try:
     import torch
@@ -114,7 +110,7 @@ def export_torch(
     `pyserving.export.quantize`).
     """
     progress = progress or Progress(STEPS + (QUANTIZE_STEPS if quantize else 0))
-    class_names = read_labels(labels)
+    choices = ImageChoices(read_labels(labels), background, scores, resize, top_k)
     height, width = image_size(input_size)
     calibration = load_calibration(quantize, height, width, resize, progress) if quantize else None
     mean_px, std_px = pixel_normalisation(mean, std)
@@ -145,19 +141,10 @@ def export_torch(
             "torch_version": torch.__version__,
             "max_abs_difference": agreement.max_abs_difference,
         }
-        signature = image_signature(
-            height,
-            width,
-            OUTPUT_NAME,
-            scores or agreement.looks_like,
-            match_labels(class_names, agreement.classes, background),
-            provenance("pytorch", **details),
-            resize,
-            top_k,
+        origin = provenance("pytorch", **details)
+        write_image_signature(
+            folder, (height, width), OUTPUT_NAME, agreement, origin, choices, calibration, progress
         )
-        if calibration is not None:
-            signature = quantize_servable(folder, signature, calibration, progress)
-        write_signature(signature, folder)
 
     path = write_servable(Path(repository), name, write)
     progress.step(f"wrote {path}")

@@ -20,7 +20,8 @@ from typing import Any, TextIO
 
 import pyserving
 from pyserving.errors import ExportError, MissingExtra
-from pyserving.signature import list_versions, load_signature
+from pyserving.kinds import load_signature
+from pyserving.signature import list_versions
 
 
 class Progress:

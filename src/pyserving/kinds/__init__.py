@@ -1,43 +1,22 @@
-"""Input kinds: one module each, owning its `servable.json` input section and its inputs.
+"""Input kinds: one module each, owning its fields of the signature and its inputs.
 
-Each kind module (`image`, `features`, `text`, `audio`, `tensor`) provides the same plain
-functions:
-
-- `parse(section, fail)`: the kind's fields of the `Signature`, from the `input` section
-  of `servable.json` (`fail(problem)` makes the ServableError to raise);
-- `section(signature)`: those fields written back as the `input` section;
-- `row_shape(signature, engine_input)`: the shape of one input without the batch axis;
-- `warm_up(signature, row_shape)`: a batch of one input the model must accept;
-- `prepare(signature, example, limits, row_shape)`: one request input as the model's row;
-- `prepare_batch(signature, batch, limits, row_shape)`: the rows of a batch, as functions;
-- `wire(signature)`: the input's OIP v2 datatype and shape.
-
-`OFF_LOOP` says whether preparing an input is CPU work for the thread pool. `OUTPUT` is the
-kind's output side (an `Output`): what its models give, how `servable.json` describes that,
-and how a batch of its inputs runs. Classifiers share `CLASSES` (scores and labels); the
-tensor kind gives named tensors. The service asks the module of a version's kind; it never
+`KINDS` names the module of each kind, and `kind_module` imports the one a version needs;
+the interface every module provides is `pyserving.kinds.base`. `load_signature` and
+`write_signature` are `pyserving.signature`'s, with each kind reading its own part of
+`servable.json` (`read_kind`). The service asks the module of a version's kind; it never
 branches on the kind itself.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-
+from pyserving import signature as servable_format
 from pyserving.errors import ServableError
-from pyserving.preprocess import FeatureRows
-from pyserving.reference import load_reference
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from pyserving.engines import Engine, EngineInfo, TensorInfo
-    from pyserving.results import Example
-    from pyserving.signature import Signature
+from pyserving.kinds.base import KindModule
+from pyserving.signature import Fail, Signature
 
 KINDS = {
     "image": "pyserving.kinds.image",
@@ -46,186 +25,47 @@ KINDS = {
     "audio": "pyserving.kinds.audio",
     "tensor": "pyserving.kinds.tensor",
 }
-Fail = Callable[[str], ServableError]
-Prepare = Callable[[], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Inputs for `predict`: encoded `images` (or UTF-8 texts, or encoded audio clips),
-    feature rows (a [N, F] matrix, or rows that are each named features or numbers in
-    order), or a tensor model's named input `tensors` (BYTES as object arrays of bytes)."""
-
-    images: Sequence[bytes] | None = None
-    features: FeatureRows | None = None
-    tensors: Mapping[str, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        if self.tensors is not None:
-            return 1  # one request: its tensors run together
-        if self.images is not None:
-            return len(self.images)
-        if isinstance(self.features, np.ndarray):
-            return len(self.features) if self.features.ndim else 1
-        return len(self.features or ())
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the server accepts in one input, from the settings."""
-
-    max_image_pixels: int = 50_000_000
-    max_text_chars: int = 100_000
-    max_audio_seconds: float = 60.0
-    max_tensor_bytes: int = 20 * 1024 * 1024  # one input tensor of a tensor model
-
-
-@dataclass(frozen=True)
-class Wire:
-    """How an input looks on the wire: its OIP v2 datatype and shape (-1: any size)."""
-
-    datatype: str  # "BYTES" or "FP32"
-    shape: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Output:
-    """A kind's output side: what its models give and how a batch of its inputs runs.
-
-    `parse(doc, labels, fail)` reads the `Signature` fields of that side from `servable.json`
-    (the whole document) and `labels.txt`; `section(signature)` writes them back as
-    document entries. The batcher runs `run(engine, stack(inputs))`, which gives one answer
-    per input (an exception in place of an answer fails that input alone). `check(signature,
-    engine_info, answer)` says what is wrong, if anything, with the engine's outputs and the
-    answer to the warm-up input; `load_reference(folder)` reads the version's reference set.
-    """
-
-    answers: str  # "classes": classify and predict; "tensors": predict gives named tensors
-    parse: Callable[[dict[str, Any], list[str], Fail], dict[str, Any]]
-    section: Callable[[Signature], dict[str, Any]]
-    stack: Callable[[list[Any]], Any]
-    run: Callable[[Engine, Any], Any]  # a sequence: one answer per input
-    check: Callable[[Signature, EngineInfo, Any], str | None]
-    load_reference: Callable[[Path], Any]
-
-
-SCORE_KINDS = ("logits", "probabilities")
-
-
-def parse_classes(doc: dict[str, Any], labels: list[str], fail: Fail) -> dict[str, Any]:
-    """A classifier's output side: `output` {name, scores, classes}, the labels, `top_k`."""
-    out = doc.get("output")
-    if not isinstance(out, dict):
-        raise fail("missing the 'output' object")
-    scores = out.get("scores", "logits")
-    if scores not in SCORE_KINDS:
-        raise fail(f"output.scores is {scores!r}; expected one of {', '.join(SCORE_KINDS)}")
-    classes = out.get("classes")
-    if not isinstance(classes, int) or classes < 1:
-        raise fail(f"output.classes must be a positive integer, got {classes!r}")
-    if len(labels) != classes:
-        raise fail(f"labels.txt has {len(labels)} labels but the output has {classes} classes")
-    top_k = doc.get("top_k", 5)
-    if not isinstance(top_k, int) or top_k < 1:
-        raise fail(f"top_k must be a positive integer, got {top_k!r}")
-    name = out.get("name")
-    if not isinstance(name, str) or not name:
-        raise fail("output.name must be a non-empty string")
-    return {
-        "output_name": name,
-        "scores": scores,
-        "labels": tuple(labels),
-        "top_k": min(top_k, classes),
-    }
-
-
-def classes_section(signature: Signature) -> dict[str, Any]:
-    """A classifier's output side as `servable.json` writes it (labels go to labels.txt)."""
-    return {
-        "output": {
-            "name": signature.output_name,
-            "scores": signature.scores,
-            "classes": signature.num_classes,
-        },
-        "top_k": signature.top_k,
-    }
-
-
-def run_scores(engine: Engine, batch: np.ndarray) -> np.ndarray:
-    """The scores tensor for a stacked batch of inputs, one row per input."""
-    return np.asarray(engine.run(batch)).reshape(len(batch), -1)
-
-
-def check_classes(signature: Signature, info: EngineInfo, answer: Any) -> str | None:
-    """Whether the scores have one column per label, in the graph and for the warm-up."""
-    output = next(t for t in info.outputs if t.name == signature.output_name)
-    width = output.shape[-1] if output.shape else None
-    if isinstance(width, int) and width != signature.num_classes:
-        return (
-            f"output {signature.output_name!r} has {width} classes but labels.txt has "
-            f"{signature.num_classes} labels"
-        )
-    if np.shape(answer) != (signature.num_classes,):
-        return (
-            f"output has shape {(1, *np.shape(answer))} for one input; expected "
-            f"(1, {signature.num_classes}) to match labels.txt"
-        )
-    return None
-
-
-CLASSES = Output(
-    answers="classes",
-    parse=parse_classes,
-    section=classes_section,
-    stack=np.stack,
-    run=run_scores,
-    check=check_classes,
-    load_reference=load_reference,
-)
-
-
-class KindModule(Protocol):
-    """What each kind module provides (see the module docstring)."""
-
-    OFF_LOOP: bool
-    OUTPUT: Output
-
-    def parse(self, section: dict[str, Any], fail: Fail) -> dict[str, Any]: ...
-
-    def section(self, signature: Signature) -> dict[str, Any]: ...
-
-    def row_shape(self, signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]: ...
-
-    def warm_up(self, signature: Signature, row_shape: tuple[int, ...]) -> Any: ...
-
-    def prepare(
-        self, signature: Signature, example: Example, limits: Limits, row_shape: tuple[int, ...]
-    ) -> np.ndarray: ...
-
-    def prepare_batch(
-        self, signature: Signature, batch: Batch, limits: Limits, row_shape: tuple[int, ...]
-    ) -> list[Prepare]: ...
-
-    def wire(self, signature: Signature) -> Wire: ...
 
 
 def kind_module(kind: str) -> KindModule:
     """The module of input kind `kind`; ServableError naming the kinds there are."""
     if kind not in KINDS:
-        raise ServableError(f"unknown input kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ServableError(_unknown(kind))
     module: KindModule = importlib.import_module(KINDS[kind])  # type: ignore[assignment]
     missing = [m for m in _MEMBERS if not hasattr(module, m)]
     if missing:
         raise ServableError(
-            f"kind module {KINDS[kind]} lacks {', '.join(missing)} (see pyserving.kinds)"
+            f"kind module {KINDS[kind]} lacks {', '.join(missing)} (see pyserving.kinds.base)"
         )
     return module
+
+
+def read_kind(kind: object, doc: dict[str, Any], labels: list[str], fail: Fail) -> dict[str, Any]:
+    """The kind's part of a signature, read by its module: `fields` and the output side."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise fail(_unknown(kind))
+    module = kind_module(kind)
+    return {**module.OUTPUT.parse(doc, labels, fail), "fields": module.parse(doc, fail)}
+
+
+def load_signature(folder: Path) -> Signature:
+    """Read and validate the signature of the version in `folder` (ServableError if wrong)."""
+    return servable_format.load_signature(folder, read_kind)
+
+
+def write_signature(signature: Signature, folder: Path) -> None:
+    """Write `servable.json` and `labels.txt` into `folder`, after validating the signature."""
+    servable_format.write_signature(signature, folder, read_kind)
+
+
+def _unknown(kind: object) -> str:
+    return f"unknown input kind {kind!r}; expected one of {', '.join(KINDS)}"
 
 
 _MEMBERS = (
     *KindModule.__annotations__,
     "parse",
-    "section",
+    "describe",
     "row_shape",
     "warm_up",
     "prepare",

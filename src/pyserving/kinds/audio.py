@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pyserving.errors import InvalidInput, MissingExtra, ServableError
-from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds.base import CLASSES, Batch, Description, Limits, Prepare, Wire, fields_of
+from pyserving.signature import Fail, Signature, classes_json
 
 if TYPE_CHECKING:
-    from pyserving.engines import TensorInfo
+    from pyserving.engines.base import TensorInfo
     from pyserving.results import Example
-    from pyserving.signature import Signature
 
 OFF_LOOP = True  # decoding and resampling a clip take milliseconds
 OUTPUT = CLASSES  # scores over the classes of labels.txt
@@ -35,8 +36,24 @@ BLOCK_SAMPLES = 1 << 20  # frames × channels decoded at a time, so many channel
 EXTRA = "audio"  # the extra that installs soundfile and soxr
 
 
-def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AudioFields:
+    """An audio model's own fields: the samples per second the graph takes."""
+
+    sample_rate: int
+
+    def input_json(self) -> dict[str, Any]:
+        """The audio fields as `servable.json` writes them."""
+        return {"sample_rate": self.sample_rate}
+
+    def output_json(self, signature: Signature) -> dict[str, Any]:
+        """Scores over the classes of labels.txt."""
+        return classes_json(signature)
+
+
+def parse(doc: dict[str, Any], fail: Fail) -> AudioFields:
     """The audio fields of the signature, checked."""
+    section = doc["input"]
     if section.get("dtype") != DTYPE:
         raise fail(f"input.dtype {section.get('dtype')!r} must be {DTYPE!r} for an audio model")
     rate = section.get("sample_rate")
@@ -45,12 +62,12 @@ def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
             f"input.sample_rate must be an integer from {MIN_RATE:,} to {MAX_RATE:,} "
             f"samples per second, got {rate!r}"
         )
-    return {"sample_rate": rate}
+    return AudioFields(rate)
 
 
-def section(signature: Signature) -> dict[str, Any]:
-    """The audio fields as `servable.json` writes them."""
-    return {"sample_rate": signature.sample_rate}
+def describe(signature: Signature) -> Description:
+    """Nothing beyond the wire type: clips are resampled to the model's rate."""
+    return Description()
 
 
 def row_shape(signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]:
@@ -66,7 +83,7 @@ def row_shape(signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]
 def warm_up(signature: Signature, row_shape: tuple[int, ...]) -> np.ndarray:
     """One second of silence; MissingExtra when the decoders are not installed."""
     _codecs()
-    return np.zeros((1, signature.sample_rate), dtype=np.float32)
+    return np.zeros((1, _rate(signature)), dtype=np.float32)
 
 
 def prepare(
@@ -75,7 +92,7 @@ def prepare(
     """Decode the example's clip (in `input`). CPU work: call it in the thread pool."""
     if example.features:
         raise InvalidInput("this model takes an audio clip in `input`, not features")
-    return decode_clip(example.image, signature.sample_rate, limits.max_audio_seconds)
+    return decode_clip(example.image, _rate(signature), limits.max_audio_seconds)
 
 
 def prepare_batch(
@@ -85,8 +102,7 @@ def prepare_batch(
     if batch.images is None:
         raise InvalidInput(f"this model takes encoded audio clips (BYTES): {FORMATS}")
     return [
-        partial(decode_clip, c, signature.sample_rate, limits.max_audio_seconds)
-        for c in batch.images
+        partial(decode_clip, c, _rate(signature), limits.max_audio_seconds) for c in batch.images
     ]
 
 
@@ -180,3 +196,7 @@ def _codecs() -> tuple[Any, Any]:
         name = getattr(exc, "name", None) or "libsndfile"
         raise MissingExtra(name, EXTRA, "an audio model") from None
     return soundfile, soxr
+
+
+def _rate(signature: Signature) -> int:
+    return fields_of(signature, AudioFields).sample_rate

@@ -5,25 +5,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds.base import CLASSES, Batch, Description, Limits, Prepare, Wire, fields_of
 from pyserving.preprocess import feature_rows, features_vector
+from pyserving.signature import Fail, Signature, classes_json
 
 if TYPE_CHECKING:
-    from pyserving.engines import TensorInfo
+    from pyserving.engines.base import TensorInfo
     from pyserving.results import Example
-    from pyserving.signature import Signature
 
 OFF_LOOP = False  # ordering a few numbers costs less than a trip to the pool
 OUTPUT = CLASSES  # scores over the classes of labels.txt
 
 
-def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FeatureFields:
+    """A features model's own fields: its feature names, in the model's order."""
+
+    features: tuple[str, ...]
+
+    def input_json(self) -> dict[str, Any]:
+        """The feature names as `servable.json` writes them."""
+        return {"features": list(self.features)}
+
+    def output_json(self, signature: Signature) -> dict[str, Any]:
+        """Scores over the classes of labels.txt."""
+        return classes_json(signature)
+
+
+def parse(doc: dict[str, Any], fail: Fail) -> FeatureFields:
     """The feature names, checked."""
+    section = doc["input"]
     features = section.get("features")
     if (
         not isinstance(features, list)
@@ -33,17 +50,17 @@ def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
         raise fail("input.features must be a non-empty list of feature names")
     if len(set(features)) != len(features):
         raise fail("input.features names a feature twice")
-    return {"features": tuple(features)}
+    return FeatureFields(tuple(features))
 
 
-def section(signature: Signature) -> dict[str, Any]:
-    """The feature names as `servable.json` writes them."""
-    return {"features": list(signature.features)}
+def describe(signature: Signature) -> Description:
+    """The feature names, which a client must send."""
+    return Description(features=_names(signature))
 
 
 def row_shape(signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]:
     """One row of F numbers."""
-    return (len(signature.features),)
+    return (len(_names(signature)),)
 
 
 def warm_up(signature: Signature, row_shape: tuple[int, ...]) -> np.ndarray:
@@ -57,9 +74,9 @@ def prepare(
     """The example's named features in the model's order."""
     if example.image:
         raise InvalidInput(
-            f"this model takes named features ({', '.join(signature.features)}), not an image"
+            f"this model takes named features ({', '.join(_names(signature))}), not an image"
         )
-    return features_vector(dict(example.features), signature.features)
+    return features_vector(dict(example.features), _names(signature))
 
 
 def prepare_batch(
@@ -68,16 +85,20 @@ def prepare_batch(
     """The rows of the batch, checked at once (cheap)."""
     if batch.features is None:
         raise InvalidInput(
-            f"this model takes features [N, {len(signature.features)}] "
-            f"({', '.join(signature.features)})"
+            f"this model takes features [N, {len(_names(signature))}] "
+            f"({', '.join(_names(signature))})"
         )
-    return [_given(row) for row in feature_rows(batch.features, signature.features)]
+    return [_given(row) for row in feature_rows(batch.features, _names(signature))]
 
 
 def wire(signature: Signature) -> Wire:
     """FP32 [N, F]."""
-    return Wire("FP32", (-1, len(signature.features)))
+    return Wire("FP32", (-1, len(_names(signature))))
 
 
 def _given(row: np.ndarray) -> Prepare:
     return lambda: row
+
+
+def _names(signature: Signature) -> tuple[str, ...]:
+    return fields_of(signature, FeatureFields).features

@@ -6,19 +6,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds.base import CLASSES, Batch, Description, Limits, Prepare, Wire, fields_of
 from pyserving.preprocess import decode_image
+from pyserving.signature import Fail, Signature, classes_json
 
 if TYPE_CHECKING:
-    from pyserving.engines import TensorInfo
+    from pyserving.engines.base import TensorInfo
     from pyserving.results import Example
-    from pyserving.signature import Signature
 
 OFF_LOOP = True  # decoding is the CPU-heavy half of a request
 OUTPUT = CLASSES  # scores over the classes of labels.txt
@@ -27,8 +28,32 @@ DTYPES = ("uint8", "float32")
 LAYOUTS = ("NHWC",)
 
 
-def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ImageFields:
+    """An image model's own fields: the size it takes and how images are resized to it."""
+
+    height: int
+    width: int
+    layout: str = "NHWC"
+    resize: str = "bilinear"
+
+    def input_json(self) -> dict[str, Any]:
+        """The image fields as `servable.json` writes them."""
+        return {
+            "layout": self.layout,
+            "height": self.height,
+            "width": self.width,
+            "resize": self.resize,
+        }
+
+    def output_json(self, signature: Signature) -> dict[str, Any]:
+        """Scores over the classes of labels.txt."""
+        return classes_json(signature)
+
+
+def parse(doc: dict[str, Any], fail: Fail) -> ImageFields:
     """The image fields of the signature, checked."""
+    section = doc["input"]
     dtype = section.get("dtype")
     if dtype not in DTYPES:
         raise fail(f"input.dtype {dtype!r} is not one of {', '.join(DTYPES)}")
@@ -41,22 +66,18 @@ def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
     height, width = section.get("height"), section.get("width")
     if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
         raise fail(f"input.height and input.width must be positive integers, got {height}×{width}")
-    return {"height": height, "width": width, "layout": layout, "resize": resize}
+    return ImageFields(height, width, layout, resize)
 
 
-def section(signature: Signature) -> dict[str, Any]:
-    """The image fields as `servable.json` writes them."""
-    return {
-        "layout": signature.layout,
-        "height": signature.height,
-        "width": signature.width,
-        "resize": signature.resize,
-    }
+def describe(signature: Signature) -> Description:
+    """Nothing beyond the wire type: an image's size is the server's business."""
+    return Description()
 
 
 def row_shape(signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]:
     """One image: height × width × RGB."""
-    return (signature.height, signature.width, 3)
+    fields = fields_of(signature, ImageFields)
+    return (fields.height, fields.width, 3)
 
 
 def warm_up(signature: Signature, row_shape: tuple[int, ...]) -> np.ndarray:
@@ -71,12 +92,9 @@ def prepare(
     """Decode and resize the example's image. CPU work: call it in the thread pool."""
     if example.features:
         raise InvalidInput("this model takes an image in `input`, not features")
+    fields = fields_of(signature, ImageFields)
     return decode_image(
-        example.image,
-        signature.height,
-        signature.width,
-        signature.resize,
-        limits.max_image_pixels,
+        example.image, fields.height, fields.width, fields.resize, limits.max_image_pixels
     )
 
 
@@ -86,14 +104,10 @@ def prepare_batch(
     """One decode per encoded image."""
     if batch.images is None:
         raise InvalidInput("this model takes encoded images (BYTES)")
+    fields = fields_of(signature, ImageFields)
     return [
         partial(
-            decode_image,
-            i,
-            signature.height,
-            signature.width,
-            signature.resize,
-            limits.max_image_pixels,
+            decode_image, i, fields.height, fields.width, fields.resize, limits.max_image_pixels
         )
         for i in batch.images
     ]

@@ -17,22 +17,23 @@ request at a time (`pyserving.tensors` groups, runs and splits the batches).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pyserving.errors import InvalidInput, WrongMethod
-from pyserving.kinds import Batch, Fail, Limits, Output, Prepare, Wire
+from pyserving.kinds.base import Batch, Description, Limits, Output, Prepare, Wire, fields_of
 from pyserving.reference import load_tensor_reference
 from pyserving.results import TensorSpec
+from pyserving.signature import Fail, Signature
 from pyserving.tensors import DATATYPES, Group, Prepared, datatype_of, run, stack
 from pyserving.units import MiB
 
 if TYPE_CHECKING:
-    from pyserving.engines import EngineInfo, TensorInfo
+    from pyserving.engines.base import EngineInfo, TensorInfo
     from pyserving.results import Example
-    from pyserving.signature import Signature
 
 OFF_LOOP = True  # checking and converting megabytes of numbers is CPU work
 FREE_AXIS = 4  # elements a generated input gets on an axis of any size (not the batch)
@@ -47,8 +48,38 @@ USE_PREDICT = (
 # -- servable.json ----------------------------------------------------------------------
 
 
-def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
-    """The input fields of a tensor model's signature, checked."""
+@dataclass(frozen=True)
+class TensorFields:
+    """A tensor model's own fields: every input and output; whether axis 0 of all of them
+    is the batch (so requests may be concatenated); whether float inputs may hold NaN or
+    infinities."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batch_axis: bool = False
+    allow_nan: bool = False
+
+    def input_json(self) -> dict[str, Any]:
+        """The input fields as `servable.json` writes them."""
+        return {
+            "tensors": [_spec_json(t) for t in self.inputs],
+            "batch_axis": self.batch_axis,
+            "allow_nan": self.allow_nan,
+        }
+
+    def output_json(self, signature: Signature) -> dict[str, Any]:
+        """Every output, as `servable.json` writes them."""
+        return {
+            "output": {
+                "name": signature.output_name,
+                "tensors": [_spec_json(t) for t in self.outputs],
+            }
+        }
+
+
+def parse(doc: dict[str, Any], fail: Fail) -> TensorFields:
+    """A tensor model's fields, from the `input` and `output` sections, checked."""
+    section = doc["input"]
     inputs = _specs(section.get("tensors"), "input.tensors", fail)
     first = inputs[0]
     if section.get("name") != first.name or section.get("dtype") != DATATYPES[first.datatype]:
@@ -62,42 +93,34 @@ def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
         if not isinstance(value, bool):
             raise fail(f"input.{key} must be true or false, got {value!r}")
         flags[key] = value
-    return {"inputs": inputs, **flags}
-
-
-def section(signature: Signature) -> dict[str, Any]:
-    """The input fields as `servable.json` writes them."""
-    return {
-        "tensors": [_spec_json(t) for t in signature.inputs],
-        "batch_axis": signature.batch_axis,
-        "allow_nan": signature.allow_nan,
-    }
+    return TensorFields(inputs, _outputs(doc, fail), **flags)
 
 
 def parse_output(doc: dict[str, Any], labels: list[str], fail: Fail) -> dict[str, Any]:
-    """Every output, from the `output` section; `labels.txt` must be empty."""
+    """The first output's name (`parse` reads every output); `labels.txt` must be empty."""
+    outputs = _outputs(doc, fail)
+    if labels:
+        raise fail(
+            f"labels.txt has {len(labels)} labels; a tensor model has no classes, so it must "
+            "be empty"
+        )
+    return {"output_name": outputs[0].name}
+
+
+def _outputs(doc: dict[str, Any], fail: Fail) -> tuple[TensorSpec, ...]:
     out = doc.get("output")
     if not isinstance(out, dict):
         raise fail("missing the 'output' object")
     outputs = _specs(out.get("tensors"), "output.tensors", fail)
     if out.get("name") != outputs[0].name:
         raise fail(f"output.name must be the first output in output.tensors ({outputs[0].name!r})")
-    if labels:
-        raise fail(
-            f"labels.txt has {len(labels)} labels; a tensor model has no classes, so it must "
-            "be empty"
-        )
-    return {"output_name": outputs[0].name, "outputs": outputs}
+    return outputs
 
 
-def output_section(signature: Signature) -> dict[str, Any]:
-    """The outputs as `servable.json` writes them."""
-    return {
-        "output": {
-            "name": signature.output_name,
-            "tensors": [_spec_json(t) for t in signature.outputs],
-        }
-    }
+def describe(signature: Signature) -> Description:
+    """Every input and output: the metadata lists them."""
+    fields = fields_of(signature, TensorFields)
+    return Description(inputs=fields.inputs, outputs=fields.outputs)
 
 
 def _specs(value: Any, where: str, fail: Fail) -> tuple[TensorSpec, ...]:
@@ -159,7 +182,9 @@ def sample_feeds(
 
 def warm_up(signature: Signature, row_shape: tuple[int, ...]) -> list[Group]:
     """A batch of one generated request (one row where axes are free)."""
-    return stack([_prepared(signature, sample_feeds(signature.inputs, rows=1))])
+    return stack(
+        [_prepared(signature, sample_feeds(fields_of(signature, TensorFields).inputs, rows=1))]
+    )
 
 
 def prepare(
@@ -190,16 +215,17 @@ def check_inputs(
     signature: Signature, tensors: Mapping[str, np.ndarray], limits: Limits
 ) -> dict[str, np.ndarray]:
     """The request's tensors in the model's order; InvalidInput naming what is wrong."""
-    takes = ", ".join(f"{s.name} ({s.datatype} {list(s.shape)})" for s in signature.inputs)
-    declared = {s.name for s in signature.inputs}
+    fields = fields_of(signature, TensorFields)
+    takes = ", ".join(f"{s.name} ({s.datatype} {list(s.shape)})" for s in fields.inputs)
+    declared = {s.name for s in fields.inputs}
     unknown = [n for n in tensors if n not in declared]
     if unknown:
         raise InvalidInput(f"unknown input {unknown[0]!r}: the model takes {takes}")
-    missing = [s.name for s in signature.inputs if s.name not in tensors]
+    missing = [s.name for s in fields.inputs if s.name not in tensors]
     if missing:
         raise InvalidInput(f"missing input {missing[0]!r}: the model takes {takes}")
     feeds = {}
-    for spec in signature.inputs:
+    for spec in fields.inputs:
         array = tensors[spec.name]
         given = datatype_of(array)
         if given != spec.datatype:
@@ -220,7 +246,7 @@ def check_inputs(
                 f"{_size(limits.max_tensor_bytes)} (--max_request_mib)"
             )
         feeds[spec.name] = array
-    if signature.batch_axis:
+    if fields.batch_axis:
         rows = {name: a.shape[0] for name, a in feeds.items() if a.ndim}
         if len(set(rows.values())) > 1:
             sizes = ", ".join(f"{n} has {r}" for n, r in rows.items())
@@ -234,12 +260,13 @@ def _size(count: int) -> str:
 
 def _prepared(signature: Signature, feeds: dict[str, np.ndarray]) -> Prepared:
     """Check the values and convert BYTES to the strings ONNX Runtime takes."""
+    fields = fields_of(signature, TensorFields)
     out = {}
-    for spec in signature.inputs:
+    for spec in fields.inputs:
         array = feeds[spec.name]
         if spec.datatype == "BYTES":
             array = _strings(array, spec.name)
-        elif spec.datatype.startswith("FP") and not signature.allow_nan:
+        elif spec.datatype.startswith("FP") and not fields.allow_nan:
             finite = np.isfinite(array)
             if not finite.all():
                 where = [int(i) for i in np.argwhere(~finite)[0]]
@@ -249,7 +276,7 @@ def _prepared(signature: Signature, feeds: dict[str, np.ndarray]) -> Prepared:
                 )
         out[spec.name] = np.ascontiguousarray(array)
     rows = next((a.shape[0] for a in out.values() if a.ndim), 1)
-    key = tuple((n, a.shape[1:]) for n, a in out.items()) if signature.batch_axis else None
+    key = tuple((n, a.shape[1:]) for n, a in out.items()) if fields.batch_axis else None
     return Prepared(out, key, rows)
 
 
@@ -271,16 +298,17 @@ def _strings(array: np.ndarray, name: str) -> np.ndarray:
 
 def wire(signature: Signature) -> Wire:
     """The first input's datatype and shape (the metadata lists every input)."""
-    first = signature.inputs[0]
+    first = fields_of(signature, TensorFields).inputs[0]
     return Wire(first.datatype, first.shape)
 
 
 def check(signature: Signature, info: EngineInfo, answer: Any) -> str | None:
     """Whether the graph's inputs and outputs are the ones servable.json lists, and the
     warm-up answer has every output in its declared shape."""
+    fields = fields_of(signature, TensorFields)
     for what, specs, tensors in (
-        ("input", signature.inputs, info.inputs),
-        ("output", signature.outputs, info.outputs),
+        ("input", fields.inputs, info.inputs),
+        ("output", fields.outputs, info.outputs),
     ):
         by_name = {t.name: t for t in tensors}
         if set(by_name) != {s.name for s in specs}:
@@ -299,7 +327,7 @@ def check(signature: Signature, info: EngineInfo, answer: Any) -> str | None:
                     f"{what} {spec.name!r} has shape {list(found.shape)} but servable.json "
                     f"says {list(spec.shape)}"
                 )
-    for spec in signature.outputs:
+    for spec in fields.outputs:
         value = answer.get(spec.name) if isinstance(answer, dict) else None
         shape = None if value is None else np.shape(value)
         if shape is None or not _fits(spec.shape, shape):
@@ -320,7 +348,6 @@ def _fits(spec: Sequence[int], shape: Sequence[int | str | None]) -> bool:
 OUTPUT = Output(
     answers="tensors",
     parse=parse_output,
-    section=output_section,
     stack=stack,
     run=run,
     check=check,

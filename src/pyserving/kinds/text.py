@@ -8,18 +8,19 @@ themselves, so the server must, exactly as the training data was.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds import CLASSES, Batch, Fail, Limits, Prepare, Wire
+from pyserving.kinds.base import CLASSES, Batch, Description, Limits, Prepare, Wire, fields_of
+from pyserving.signature import Fail, Signature, classes_json
 
 if TYPE_CHECKING:
-    from pyserving.engines import TensorInfo
+    from pyserving.engines.base import TensorInfo
     from pyserving.results import Example
-    from pyserving.signature import Signature
 
 OFF_LOOP = False  # decoding and splitting up to --max_text_chars takes microseconds
 OUTPUT = CLASSES  # scores over the classes of labels.txt
@@ -28,19 +29,35 @@ WHITESPACE = ("collapse", "keep")
 UTF8_MAX_BYTES = 4  # per character
 
 
-def parse(section: dict[str, Any], fail: Fail) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TextFields:
+    """A text model's own fields: how runs of whitespace are normalised before the model."""
+
+    whitespace: str = "collapse"
+
+    def input_json(self) -> dict[str, Any]:
+        """The text fields as `servable.json` writes them."""
+        return {"whitespace": self.whitespace}
+
+    def output_json(self, signature: Signature) -> dict[str, Any]:
+        """Scores over the classes of labels.txt."""
+        return classes_json(signature)
+
+
+def parse(doc: dict[str, Any], fail: Fail) -> TextFields:
     """The text fields of the signature, checked."""
+    section = doc["input"]
     if section.get("dtype") != DTYPE:
         raise fail(f"input.dtype {section.get('dtype')!r} must be {DTYPE!r} for a text model")
     whitespace = section.get("whitespace", "collapse")
     if whitespace not in WHITESPACE:
         raise fail(f"input.whitespace {whitespace!r} is not one of {', '.join(WHITESPACE)}")
-    return {"whitespace": whitespace}
+    return TextFields(whitespace)
 
 
-def section(signature: Signature) -> dict[str, Any]:
-    """The text fields as `servable.json` writes them."""
-    return {"whitespace": signature.whitespace}
+def describe(signature: Signature) -> Description:
+    """Nothing beyond the wire type."""
+    return Description()
 
 
 def row_shape(signature: Signature, engine_input: TensorInfo) -> tuple[int, ...]:
@@ -112,5 +129,6 @@ def wire(signature: Signature) -> Wire:
 def _row(
     data: bytes, signature: Signature, limits: Limits, row_shape: tuple[int, ...]
 ) -> np.ndarray:
-    text = decode_text(data, signature.whitespace, limits.max_text_chars)
+    whitespace = fields_of(signature, TextFields).whitespace
+    text = decode_text(data, whitespace, limits.max_text_chars)
     return np.array([text], dtype=object).reshape(row_shape)
