@@ -1,7 +1,8 @@
 """Prometheus metrics: the only globals in pyserving. Named `pyserving_*`, units in names.
 
 Labels stay bounded: `model` is a configured model name (or empty), `version` a loaded
-version, `api` one of the wire adapters' names, `code` a gRPC status name.
+version, `api` one of the wire adapters' names, `code` a gRPC status name, `label` a
+version label the config file names (an unknown one is refused before it is counted).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ REQUESTS = Counter(
     "pyserving_requests",
     "Requests by model, version, API and status code.",
     ["model", "version", "api", "code"],
+    registry=REGISTRY,
+)
+LABEL_REQUESTS = Counter(
+    "pyserving_version_label_requests",
+    "Requests that named a version label, by model, label and the version it named then.",
+    ["model", "label", "version"],
     registry=REGISTRY,
 )
 REQUEST_SECONDS = Histogram(

@@ -149,6 +149,18 @@ class Service:
             tracked.version = str(outputs.model_version)
             return outputs, rest
 
+    def version_of(self, model_name: str = "", model_version: int = 0, label: str = "") -> int:
+        """The version a request naming `model_version` or the version `label` asks for (0:
+        the newest), the label counted in the metrics. Every adapter asks this first.
+
+        Raises InvalidInput when both are given, ModelNotFound for an unknown label.
+        """
+        version = self._manager.version_of(model_name, model_version, label)
+        if label:
+            name = model_name or self._manager.default_model
+            metrics.LABEL_REQUESTS.labels(name, label, str(version)).inc()
+        return version
+
     def takes_tensors(self, model_name: str = "", model_version: int = 0) -> bool:
         """Whether requests for this version go to `infer` (a tensor model) rather than
         `predict`. False when there is no such version: the request then says why."""
@@ -294,6 +306,7 @@ class Service:
             answers=servable.kind.OUTPUT.answers,
             inputs=sig.inputs,
             outputs=sig.outputs,
+            version_labels=tuple(sorted(self._manager.labels(servable.name).items())),
         )
 
     async def replace_models(self, models: tuple[ModelConfig, ...], default: str = "") -> None:

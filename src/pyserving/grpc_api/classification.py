@@ -25,10 +25,13 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
             example = Example(request.input, dict(request.features))
             return ClassifyRequest((example,), request.top_k)
 
+        version = self._service.version_of(
+            request.model_name, request.model_version, request.version_label
+        )
         (result,) = await self._service.classify(
             "grpc_classify",
             request.model_name,
-            request.model_version,
+            version,
             parse,
             deadline_of(context),
         )
@@ -60,6 +63,7 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
                             kind=v.kind,
                             features=v.features,
                             engine_reason=v.engine_reason,
+                            labels=v.labels,
                         )
                         for v in m.versions
                     ],

@@ -8,6 +8,7 @@ model takes its named inputs and answers every output. `output_filter` picks out
 `Classify` takes tf.Examples: a bytes feature under the input name (or the only bytes
 feature) for image, text and audio models, float features by name for features models.
 `signature_name` is not checked: every signature of a pyserving model is the same function.
+`model_spec.version_label` names a version by its label (`Service.version_of`).
 `Regress` and `MultiInference` answer UNIMPLEMENTED.
 """
 
@@ -36,17 +37,14 @@ MAX_EXAMPLES = 256
 _ENCODED = ("image", "text", "audio")  # kinds whose input is bytes
 
 
-def model_of(spec: pb.ModelSpec) -> tuple[str, int]:
-    """The model name and version (0: the newest) a `ModelSpec` asks for."""
-    if spec.WhichOneof("version_choice") == "version_label":
-        raise InvalidInput(
-            f"version labels are not supported (asked for {spec.version_label!r}): ask for a "
-            "version number, or none for the newest"
-        )
+def model_of(spec: pb.ModelSpec, service: Service) -> tuple[str, int]:
+    """The model name and version (0: the newest) a `ModelSpec` asks for, by number or by
+    `version_label`."""
+    label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else ""
     version = spec.version.value if spec.HasField("version") else 0
     if version < 0:
         raise InvalidInput(f"model_spec.version must be positive, got {version}")
-    return spec.name, version
+    return spec.name, service.version_of(spec.name, version, label)
 
 
 def _spec(name: str, version: int, signature: str) -> pb.ModelSpec:
@@ -65,7 +63,7 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
     async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
-        name, version = model_of(request.model_spec)
+        name, version = model_of(request.model_spec, self._service)
         signature = request.model_spec.signature_name or "serving_default"
         if self._service.takes_tensors(name, version):
             return await self._predict_tensors(request, name, version, signature, context)
@@ -137,7 +135,7 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
     async def Classify(
         self, request: pb.ClassificationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassificationResponse:
-        name, version = model_of(request.model_spec)
+        name, version = model_of(request.model_spec, self._service)
 
         async def parse(model: ModelMetadata) -> ClassifyRequest:
             examples, context_features = _examples(request.input)
@@ -186,7 +184,7 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
     async def GetModelMetadata(
         self, request: pb.GetModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelMetadataResponse:
-        name, version = model_of(request.model_spec)
+        name, version = model_of(request.model_spec, self._service)
         if "signature_def" not in request.metadata_field:
             raise InvalidInput(
                 'metadata_field must include "signature_def" (the one metadata there is)'
@@ -241,7 +239,7 @@ class ModelServiceApi(pb_grpc.ModelServiceServicer):
     async def GetModelStatus(
         self, request: pb.GetModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelStatusResponse:
-        name, version = model_of(request.model_spec)
+        name, version = model_of(request.model_spec, self._service)
         if not name:
             raise InvalidInput("model_spec.name is required")
         (model,) = self._service.model_status(name)

@@ -5,6 +5,8 @@
     POST /v1/models/{name}[/versions/{v}]:classify   {"examples": [...]} → {"results": ...}
     POST /v1/models/{name}[/versions/{v}]:predict    {"instances": [...]} → {"predictions": ...}
 
+`/labels/{label}` in place of `/versions/{v}` names a version by its label, on every route.
+
 `:classify` also takes a raw image body (`Content-Type: image/*`), a raw audio clip
 (`audio/*`), a multipart upload, or for a text model a raw `text/plain` body, so `curl
 --data-binary @cat.jpg -H 'Content-Type: image/jpeg'` works. Text models take
@@ -34,7 +36,7 @@ from pyserving.rest_api.tfs_tensors import read_tensors, tensor_answer, tensor_i
 from pyserving.results import ClassifyRequest, Example, ModelMetadata, VersionStatus
 
 _PATH = re.compile(
-    r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+))?"
+    r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>classify|predict))?$"
 )
 MAX_EXAMPLES = 256
@@ -44,7 +46,7 @@ _VERBS = (("", "GET"), ("/metadata", "GET"), (":classify", "POST"), (":predict",
 # Every path `dispatch` serves, as OpenAPI templates, and the method each takes.
 PATHS = {
     f"/v1/models/{{name}}{version}{suffix}": method
-    for version in ("", "/versions/{version}")
+    for version in ("", "/versions/{version}", "/labels/{label}")
     for suffix, method in _VERBS
 }
 
@@ -61,20 +63,20 @@ class TfServingRoutes:
         if match is None:
             raise ModelNotFound(
                 f"no such route /v1/models/{request.path_params['rest']}; expected "
-                "{name}[/versions/{v}][/metadata|:classify|:predict]"
+                "{name}[/versions/{v}|/labels/{label}][/metadata|:classify|:predict]"
             )
         name, verb = match["name"], match["verb"]
-        version = int(match["version"] or 0)
-        if request.method == "GET" and verb is None:
+        allowed = "GET" if verb is None else "POST"
+        if request.method != allowed:
+            raise HTTPException(405, f"use {allowed} for this route", headers={"Allow": allowed})
+        version = self._service.version_of(name, int(match["version"] or 0), match["label"] or "")
+        if verb is None:
             if match["metadata"]:
                 return self._metadata(name, version)
             return self._status(name, version)
-        if request.method == "POST" and verb == "classify":
+        if verb == "classify":
             return await self._classify(request, name, version)
-        if request.method == "POST" and verb == "predict":
-            return await self._predict(request, name, version)
-        allowed = "GET" if verb is None else "POST"
-        raise HTTPException(405, f"use {allowed} for this route", headers={"Allow": allowed})
+        return await self._predict(request, name, version)
 
     def _status(self, name: str, version: int) -> Response:
         (model,) = self._service.model_status(name)
