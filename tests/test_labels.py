@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 
 from pyserving._proto import classification_pb2 as cls_pb
@@ -23,12 +24,13 @@ from pyserving._proto import tensorflow_serving_config_pb2 as config_pb
 from pyserving.core import labels, metrics
 from pyserving.core.manager import ModelManager
 from pyserving.core.model_config import read_model_config
-from pyserving.core.service import Service
+from pyserving.core.service import Batch, Service
 from pyserving.core.settings import ModelConfig, Settings, VersionPolicy
 from pyserving.errors import ConfigError, InvalidInput, ModelNotFound, ModelNotReady
 from pyserving.grpc_api.classification import ClassificationApi
 from pyserving.grpc_api.tfs import ModelServiceApi, PredictionApi
 from pyserving.rest_api.app import create_rest_app
+from pyserving.results import ModelMetadata
 from tests.onnx_models import publish, write_version_servable
 
 LABELS = {"stable": 1, "canary": 2}
@@ -162,14 +164,15 @@ async def test_labels_resolve_and_show_in_status_and_metadata(service: Service) 
         service.version_of("x", 0, "stable")
 
 
-async def test_a_labelled_request_is_counted_by_label(service: Service) -> None:
-    counter = metrics.LABEL_REQUESTS.labels("m", "canary", "2")
+async def test_a_labelled_request_is_counted_by_label(channel: grpc.aio.Channel) -> None:
+    counter = metrics.LABEL_REQUESTS.labels("m", "canary", "OK")
     before = counter._value.get()
-    service.version_of("m", 0, "canary")
+    stub = cls_grpc.ClassificationServiceStub(channel)
+    await stub.classify(cls_pb.ClassificationRequest(features={"x": 1.0}, version_label="canary"))
     assert counter._value.get() == before + 1
-    with pytest.raises(ModelNotFound):
-        service.version_of("m", 0, "nope")
-    assert b'label="nope"' not in metrics.exposition()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.classify(cls_pb.ClassificationRequest(features={"x": 1.0}, version_label="no"))
+    assert b'label="no"' not in metrics.exposition()  # only the config's labels are counted
 
 
 async def test_a_label_naming_an_unavailable_version_stops_the_start(
@@ -232,7 +235,7 @@ async def test_a_label_moves_to_a_new_version_before_the_old_one_unloads(
     async def ask() -> None:
         while not done.is_set():
             try:
-                seen.add(service.metadata("m", service.version_of("m", 0, "stable")).version)
+                seen.add(service.metadata("m", 0, "stable").version)
             except (ModelNotFound, ModelNotReady) as exc:
                 failures.append(exc)
             await asyncio.sleep(0)
@@ -247,6 +250,34 @@ async def test_a_label_moves_to_a_new_version_before_the_old_one_unloads(
         2,
         3,
     ]
+
+
+async def test_a_request_follows_its_label_to_where_it_is_when_it_runs(
+    service: Service, repository: Path
+) -> None:
+    """The label is read at each look-up: a request still reading its body while `stable`
+    moves and the version it named unloads is answered by the version `stable` names now."""
+    reading = asyncio.Event()
+    moved = asyncio.Event()
+
+    async def parse(model: ModelMetadata) -> tuple[Batch, None]:
+        assert model.version == 1
+        reading.set()
+        await moved.wait()
+        return Batch(features=np.ones((1, 1), np.float32)), None
+
+    request = asyncio.create_task(service.predict("test", "m", 0, parse, label="stable"))
+    await reading.wait()
+    await service.replace_models((model(repository, (2, 3), stable=3),))
+    assert 1 not in [
+        v.version for v in service.model_status("m")[0].versions if v.state == "AVAILABLE"
+    ]
+    moved.set()
+    scores, _ = await request
+    assert (scores.model_version, scores.labels[int(np.argmax(scores.probabilities[0]))]) == (
+        3,
+        "v3",
+    )
 
 
 async def test_a_config_file_edit_moves_labels(

@@ -308,13 +308,14 @@ class ModelManager:
     # -- requests --------------------------------------------------------------------
 
     @contextmanager
-    def use(self, name: str, version: int = 0) -> Iterator[Servable]:
-        """The servable for `name` (empty: default) at `version` (0: newest), held in use.
+    def use(self, name: str, version: int = 0, label: str = "") -> Iterator[Servable]:
+        """The servable for `name` (empty: default) at `version` (0: newest), or the version
+        `label` names, held in use.
 
-        Raises ModelNotFound for an unknown model or version, ModelNotReady for a version
-        that is loading or failed, or a model with no available version yet.
+        Raises ModelNotFound for an unknown model, version or label, ModelNotReady for a
+        version that is loading or failed, or a model with no available version yet.
         """
-        servable = self.get(name, version)
+        servable = self.get(name, version, label)
         with servable.in_use():
             yield servable
 
@@ -330,8 +331,9 @@ class ModelManager:
         """The version labels of `name` now, label to version."""
         return dict(self._labels.get(name, {}))
 
-    def get(self, name: str, version: int = 0) -> Servable:
+    def get(self, name: str, version: int = 0, label: str = "") -> Servable:
         """Look up a servable without holding it (see `use`)."""
+        version = self.version_of(name, version, label)
         name = name or self._default
         if name not in self._models:
             known = ", ".join(self.model_names()) or "none"

@@ -29,8 +29,8 @@ REQUESTS = Counter(
 )
 LABEL_REQUESTS = Counter(
     "pyserving_version_label_requests",
-    "Requests that named a version label, by model, label and the version it named then.",
-    ["model", "label", "version"],
+    "Requests that named a version label the model has, by model, label and status code.",
+    ["model", "label", "code"],
     registry=REGISTRY,
 )
 REQUEST_SECONDS = Histogram(
@@ -132,6 +132,7 @@ class Request:
     model: str = ""
     version: str = ""
     code: str = "OK"
+    label: str = ""  # a version label of the model that the request named
 
 
 @contextmanager
@@ -158,4 +159,6 @@ def track(api: str, known_models: Container[str] = ()) -> Iterator[Request]:
         if request.model not in known_models:
             request.model, request.version = "", ""
         REQUESTS.labels(request.model, request.version, api, request.code).inc()
+        if request.label and request.model:
+            LABEL_REQUESTS.labels(request.model, request.label, request.code).inc()
         REQUEST_SECONDS.labels(request.model, api).observe(time.perf_counter() - started)

@@ -25,15 +25,13 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
             example = Example(request.input, dict(request.features))
             return ClassifyRequest((example,), request.top_k)
 
-        version = self._service.version_of(
-            request.model_name, request.model_version, request.version_label
-        )
         (result,) = await self._service.classify(
             "grpc_classify",
             request.model_name,
-            version,
+            request.model_version,
             parse,
             deadline_of(context),
+            request.version_label,
         )
         return pb.ClassificationResponse(
             classes=[

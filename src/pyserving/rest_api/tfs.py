@@ -69,14 +69,14 @@ class TfServingRoutes:
         allowed = "GET" if verb is None else "POST"
         if request.method != allowed:
             raise HTTPException(405, f"use {allowed} for this route", headers={"Allow": allowed})
-        version = self._service.version_of(name, int(match["version"] or 0), match["label"] or "")
+        version, label = int(match["version"] or 0), match["label"] or ""
         if verb is None:
             if match["metadata"]:
-                return self._metadata(name, version)
-            return self._status(name, version)
+                return self._metadata(name, version, label)
+            return self._status(name, self._service.version_of(name, version, label))
         if verb == "classify":
-            return await self._classify(request, name, version)
-        return await self._predict(request, name, version)
+            return await self._classify(request, name, version, label)
+        return await self._predict(request, name, version, label)
 
     def _status(self, name: str, version: int) -> Response:
         (model,) = self._service.model_status(name)
@@ -85,8 +85,8 @@ class TfServingRoutes:
             raise ModelNotFound(f"model {name!r} has no version {version}")
         return JSONResponse({"model_version_status": [_tf_status(v) for v in reversed(versions)]})
 
-    def _metadata(self, name: str, version: int) -> Response:
-        model = self._service.metadata(name, version)
+    def _metadata(self, name: str, version: int, label: str) -> Response:
+        model = self._service.metadata(name, version, label)
         if model.answers == "tensors":
             predict = {
                 "inputs": {t.name: tensor_info(t) for t in model.inputs},
@@ -126,7 +126,7 @@ class TfServingRoutes:
         }
         return _metadata_response(model, {"serving_default": signature, "classify": signature})
 
-    async def _classify(self, request: Request, name: str, version: int) -> Response:
+    async def _classify(self, request: Request, name: str, version: int, label: str) -> Response:
         async def parse(model: ModelMetadata) -> ClassifyRequest:
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             top_k = _top_k(request.query_params.get("top_k"))
@@ -152,7 +152,7 @@ class TfServingRoutes:
                 _top_k(doc.get("top_k", top_k)),
             )
 
-        results = await self._service.classify("tfs_rest", name, version, parse)
+        results = await self._service.classify("tfs_rest", name, version, parse, label=label)
         return JSONResponse(
             {
                 "results": [[[p.name, p.score] for p in r.predictions] for r in results],
@@ -161,9 +161,9 @@ class TfServingRoutes:
             }
         )
 
-    async def _predict(self, request: Request, name: str, version: int) -> Response:
-        if self._service.takes_tensors(name, version):
-            return await self._predict_tensors(request, name, version)
+    async def _predict(self, request: Request, name: str, version: int, label: str) -> Response:
+        if self._service.takes_tensors(name, version, label):
+            return await self._predict_tensors(request, name, version, label)
 
         async def parse(model: ModelMetadata) -> tuple[Batch, None]:
             doc = await parse_body(await read_body(request, self._limit), json_object)
@@ -189,16 +189,18 @@ class TfServingRoutes:
             rows = [_feature_row(x, f"instances[{i}]") for i, x in enumerate(instances)]
             return Batch(features=rows), None
 
-        scores, _ = await self._service.predict("tfs_rest", name, version, parse)
+        scores, _ = await self._service.predict("tfs_rest", name, version, parse, label=label)
         return JSONResponse({"predictions": scores.probabilities.tolist()})
 
-    async def _predict_tensors(self, request: Request, name: str, version: int) -> Response:
+    async def _predict_tensors(
+        self, request: Request, name: str, version: int, label: str
+    ) -> Response:
         async def parse(model: ModelMetadata) -> tuple[Batch, int | None]:
             body = await read_body(request, self._limit)
             tensors, rows = await parse_body(body, lambda b: read_tensors(model, json_object(b)))
             return Batch(tensors=tensors), rows
 
-        answer, rows = await self._service.infer("tfs_rest", name, version, parse)
+        answer, rows = await self._service.infer("tfs_rest", name, version, parse, label=label)
         body = json.dumps(tensor_answer(answer, rows), ensure_ascii=False, separators=(",", ":"))
         return Response(body, media_type="application/json")
 
