@@ -4,6 +4,7 @@ edit moves a label under load from plain clients with no failed call."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from pyserving.client import Client
 from pyserving.errors import RemoteError
+from pyserving.web.app import create_app
 from tests.onnx_models import publish, write_version_servable
 from tests.processes import RunningProcess, free_port, run_cli, start_serve, wait_for
 
@@ -205,3 +208,30 @@ def test_a_label_naming_an_unavailable_version_is_refused_at_start(tmp_path: Pat
             assert "has no version 2" in str(caught.value)
     finally:
         allowed.stop()
+
+
+def test_the_web_app_offers_labels_beside_models(labelled: Labelled) -> None:
+    with TestClient(create_app(labelled.grpc, models=["m"])) as web:
+        html = web.get("/").text
+        options = re.findall(r'<option value="([^"]+)" data-kind="(\w*)"[^>]*>([^<]+)<', html)
+        assert options == [
+            ("m", "features", "m"),
+            ("m/canary", "features", "m · canary (version 2)"),
+            ("m/stable", "features", "m · stable (version 1)"),
+        ]
+        models = web.get("/api/models").json()["models"]
+        assert models[1] == {
+            "name": "m",
+            "kind": "features",
+            "features": ["x"],
+            "label": "canary",
+            "version": 2,
+        }
+        answer = web.post("/api/classify", data={"model": "m/canary", "feature.x": "1"})
+        assert answer.status_code == 200, answer.text
+        (result,) = answer.json()["results"]
+        assert result["model_version"] == 2
+        page = web.post("/", data={"model": "m/stable", "feature.x": "1"}).text
+        assert re.search(r'<option value="m/stable"[^>]* selected', page)
+        unknown = web.post("/api/classify", data={"model": "m/beta", "feature.x": "1"}).json()
+        assert "no version label 'beta' (labels: canary, stable)" in unknown["results"][0]["error"]
