@@ -400,8 +400,9 @@ async def test_rest_label_routes(rest: httpx.AsyncClient) -> None:
     status = await rest.get("/v1/models/m/labels/canary")
     assert status.status_code == 200
     assert [s["version"] for s in status.json()["model_version_status"]] == ["2"]
-    metadata = await rest.get("/v1/models/m/labels/stable/metadata")
-    assert metadata.json()["model_spec"]["version"] == "1"
+    metadata = (await rest.get("/v1/models/m/labels/stable/metadata")).json()
+    assert metadata["model_spec"]["version"] == "1"
+    assert metadata["metadata"]["version_labels"] == {"canary": "2", "stable": "1"}
     predicted = await rest.post("/v1/models/m/labels/canary:predict", json={"instances": [[1.0]]})
     assert predicted.status_code == 200, predicted.text
     (probabilities,) = predicted.json()["predictions"]

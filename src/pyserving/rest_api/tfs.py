@@ -230,6 +230,8 @@ def _metadata_response(model: ModelMetadata, signatures: dict[str, Any]) -> Resp
             "metadata": {
                 "signature_def": {"signature_def": signatures},
                 "engine": {"name": model.engine, "precision": model.precision},
+                # the model's labels, label to version (int64 as a string, as TF's JSON)
+                "version_labels": {label: str(v) for label, v in model.version_labels},
             },
         }
     )
