@@ -1,4 +1,4 @@
-"""`pyserving status`: each model version's state, engine and precision."""
+"""`pyserving status`: each model version's state, engine, precision and version labels."""
 
 from __future__ import annotations
 
