@@ -26,7 +26,15 @@ def test_method_path_keeps_the_original_contract() -> None:
     assert service.full_name == "ClassificationService"  # no proto package
     assert service.methods_by_name["classify"].input_type.full_name == "ClassificationRequest"
     fields = {f.name: f.number for f in pb.ClassificationRequest.DESCRIPTOR.fields}
-    assert fields == {"input": 1, "model_name": 2, "model_version": 3, "top_k": 4, "features": 5}
+    # The seed's numbers, then fields added later, each with a new number.
+    assert fields == {
+        "input": 1,
+        "model_name": 2,
+        "model_version": 3,
+        "top_k": 4,
+        "features": 5,
+        "version_label": 6,
+    }
     assert sys.modules["pyserving._proto.classification_pb2"] is pb
 
 

@@ -54,7 +54,8 @@ def test_a_models_config_is_read_beside_toml(
         ("text", tmp_path / "text", VersionPolicy("latest", num_versions=2)),
     ]
     assert "tensorflow.serving.ModelConfig.some_future_field is not used" in caplog.text
-    assert "version_labels is not used" in caplog.text
+    assert models[0].version_labels == (("stable", 1),)
+    assert "version_labels" not in caplog.text
     assert not is_text_format('default = "x"\n[[models]]\nname = "model_config_list"\n')
 
 

@@ -83,6 +83,7 @@ class VersionStatus:
     kind: str = ""  # what an AVAILABLE version takes: image, features, text, audio or tensor
     features: tuple[str, ...] = ()  # features models: the names, in the model's order
     engine_reason: str = ""  # why it got its engine and precision ("rule: ...", "as asked")
+    labels: tuple[str, ...] = ()  # the version labels that name it now (TF Serving's)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ class ModelMetadata:
     answers: str = "classes"
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
+    # the model's version labels now, (label, version) sorted by label
+    version_labels: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ClassificationRequest(_message.Message):
-    __slots__ = ("input", "model_name", "model_version", "top_k", "features")
+    __slots__ = ("input", "model_name", "model_version", "top_k", "features", "version_label")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -21,12 +21,14 @@ class ClassificationRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
     input: bytes
     model_name: str
     model_version: int
     top_k: int
     features: _containers.ScalarMap[str, float]
-    def __init__(self, input: _Optional[bytes] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., top_k: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    version_label: str
+    def __init__(self, input: _Optional[bytes] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., top_k: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., version_label: _Optional[str] = ...) -> None: ...
 
 class ClassificationResponse(_message.Message):
     __slots__ = ("classes", "model_name", "model_version")
@@ -71,7 +73,7 @@ class ModelStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionStatus, _Mapping]]] = ...) -> None: ...
 
 class VersionStatus(_message.Message):
-    __slots__ = ("version", "state", "error", "engine", "precision", "kind", "features", "engine_reason")
+    __slots__ = ("version", "state", "error", "engine", "precision", "kind", "features", "engine_reason", "labels")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         UNKNOWN: _ClassVar[VersionStatus.State]
@@ -94,6 +96,7 @@ class VersionStatus(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_REASON_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     version: int
     state: VersionStatus.State
     error: str
@@ -102,4 +105,5 @@ class VersionStatus(_message.Message):
     kind: str
     features: _containers.RepeatedScalarFieldContainer[str]
     engine_reason: str
-    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[VersionStatus.State, str]] = ..., error: _Optional[str] = ..., engine: _Optional[str] = ..., precision: _Optional[str] = ..., kind: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., engine_reason: _Optional[str] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[VersionStatus.State, str]] = ..., error: _Optional[str] = ..., engine: _Optional[str] = ..., precision: _Optional[str] = ..., kind: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., engine_reason: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -27,6 +27,9 @@ def add_parser(commands: Any) -> None:
     classify.add_argument("--model", default="", help="model name (default: the server's)")
     classify.add_argument("--version", type=int, default=0, help="0: the newest")
     classify.add_argument(
+        "--label", default="", help="the version a version label names (instead of --version)"
+    )
+    classify.add_argument(
         "--top-k", type=top_k, default=5, help="classes per input, best first (1 or more)"
     )
     classify.add_argument(
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     """Run `pyserving classify` with its parsed flags; the exit code."""
     from pyserving.cli.classify_files import TABLE_FILES, classify_paths
 
+    if args.label and args.version:
+        raise UsageError("give --version or --label, not both")
     if args.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
     if args.output or len(args.images) > TABLE_FILES or any(p.is_dir() for p in args.images):
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 image = Path(label).read_bytes() if data is None else data
                 started = time.perf_counter()
                 result = client.classify(
-                    image, args.model, args.version, args.top_k, features=features
+                    image, args.model, args.version, args.top_k, features=features, label=args.label
                 )
                 elapsed_ms = (time.perf_counter() - started) * 1000
             except (OSError, PyservingError) as exc:

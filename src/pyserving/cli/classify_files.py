@@ -67,9 +67,9 @@ def classify_paths(args: argparse.Namespace, connect: Callable[[], Client]) -> i
     open_rows = _writer(args.output, args.top_k)
     inputs = list(collect(args.images))
     with connect() as client:
-        model, version, kind = model_kind(client, args.model, args.version)
+        model, version, kind = model_kind(client, args.model, args.version, args.label)
         with open_rows() as rows:
-            run = Run(client, model, version, kind, args.top_k)
+            run = Run(client, model, version, kind, args.top_k, args.label)
             counts = run.all(inputs, rows, args.concurrency)
     _summary(counts, args.output)
     if counts.interrupted:
@@ -91,14 +91,17 @@ def collect(paths: Sequence[Path]) -> Iterator[tuple[Path, bool]]:
                 yield file, not path.is_dir()
 
 
-def model_kind(client: Client, model: str, version: int) -> tuple[str, int, str]:
-    """The model's name, the version asked for (0: newest) and the kind it takes."""
+def model_kind(client: Client, model: str, version: int, label: str = "") -> tuple[str, int, str]:
+    """The model's name, the version asked for (0: newest) and the kind it takes (that of
+    the version `label` names, when it is given)."""
     statuses = client.model_status(model)
     if not statuses:
         return model, version, ""
     status = next((m for m in statuses if m.default), statuses[0]) if not model else statuses[0]
     ready = [v for v in status.versions if v.state == "AVAILABLE"]
     chosen = [v for v in ready if v.version == version] if version else ready[-1:]
+    if label:
+        chosen = [v for v in ready if label in v.labels]
     kind = chosen[0].kind if chosen else ""
     if kind == "features":
         raise UsageError(f"model {status.name} takes named features: give --feature NAME=VALUE")
@@ -142,10 +145,13 @@ class Run:
     channel (which cancels the calls in flight) and keeps the rows already written.
     """
 
-    def __init__(self, client: Client, model: str, version: int, kind: str, top_k: int) -> None:
+    def __init__(
+        self, client: Client, model: str, version: int, kind: str, top_k: int, label: str = ""
+    ) -> None:
         self._client = client
         self._model = model
         self._version = version
+        self._label = label
         self._accept = accepts(kind)
         self._top_k = top_k
         self._text = kind == "text"  # the whole file is read to check it
@@ -207,7 +213,9 @@ class Run:
                     return Row(str(path), SKIPPED, self._model, self._version, error=why_not)
                 if not self._text:
                     data += file.read()
-            result = self._client.classify(data, self._model, self._version, self._top_k)
+            result = self._client.classify(
+                data, self._model, self._version, self._top_k, label=self._label
+            )
         except (OSError, PyservingError) as exc:
             return Row(str(path), ERROR, self._model, self._version, error=str(exc))
         except Exception as exc:  # a call cut short by Ctrl-C closing the channel

@@ -30,6 +30,9 @@ def add_parser(commands: Any) -> None:
     predict.add_argument("--model", default="", help="model name (default: the server's)")
     predict.add_argument("--version", type=int, default=0, help="0: the newest")
     predict.add_argument(
+        "--label", default="", help="the version a version label names (instead of --version)"
+    )
+    predict.add_argument(
         "--input",
         action="append",
         default=[],
@@ -54,14 +57,19 @@ def predict(args: argparse.Namespace, connect: Callable[[], Client]) -> int:
     """Run `pyserving predict`: read the --input values, call the server, print the answer.
 
     `connect` gives the client (the CLI's one builder)."""
+    if args.label and args.version:
+        raise UsageError("give --version or --label, not both")
     with connect() as client:
-        specs, _ = client.model_tensors(args.model, args.version)
+        model, version = args.model, args.version
+        if args.label:
+            model, version = client.labelled_version(args.model, args.label)
+        specs, _ = client.model_tensors(model, version)
         takes = ", ".join(f"{s.name} ({s.datatype} {list(s.shape)})" for s in specs)
         if not args.input:
             raise UsageError(f"give --input NAME=VALUES for each input; the model takes {takes}")
         tensors = [_input_tensor(text, specs, takes) for text in args.input]
         started = time.perf_counter()
-        result = client.predict(tensors, args.model, args.version, args.output)
+        result = client.predict(tensors, model, version, args.output)
         elapsed_ms = (time.perf_counter() - started) * 1000
     if args.json:
         print(json.dumps(_inference_json(result)))

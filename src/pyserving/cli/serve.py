@@ -283,6 +283,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         model_config_file=args.model_config_file,
         model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
         file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
         host=args.host,
         port=args.port,
         rest_api_port=args.rest_api_port,

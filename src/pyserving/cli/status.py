@@ -1,4 +1,4 @@
-"""`pyserving status`: each model version's state, engine and precision."""
+"""`pyserving status`: each model version's state, engine, precision and version labels."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
             print("  (no versions yet)")
         for v in model.versions:
             runs = f"{v.engine} {v.precision}" if v.engine else ""
-            print(f"  {v.version:>12}  {v.state:<10}  {runs:<16}  {v.error}".rstrip())
+            labels = f"  labels: {', '.join(v.labels)}" if v.labels else ""
+            print(f"  {v.version:>12}  {v.state:<10}  {runs:<16}  {v.error}".rstrip() + labels)
             if v.engine_reason:
                 print(f"  {'':>12}  why: {v.engine_reason}")
     return 0

@@ -34,7 +34,6 @@ IGNORED = {
     "--xla_cpu_compilation_enabled": "no XLA in ONNX Runtime",
     "--per_process_gpu_memory_fraction": "no TensorFlow GPU allocator",
     "--remove_unused_fields_from_bundle_metagraph": "no MetaGraph",
-    "--allow_version_labels_for_unavailable_models": "version labels are not supported",
     "--enable_grpc_healthcheck_service": "grpc.health.v1 is always served",
     "--skip_initialize_tpu": "no TPU",
     "--num_tflite_pools": "no TensorFlow Lite",
@@ -88,6 +87,14 @@ def add_tf_serving_flags(serve: argparse.ArgumentParser) -> None:
         "--monitoring_config_file",
         type=Path,
         help="TF Serving's monitoring config: Prometheus metrics at its path too",
+    )
+    group.add_argument(
+        "--allow_version_labels_for_unavailable_models",
+        type=flag_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="a new version label may name a version that is not available yet",
     )
     for flag in ("--tensorflow_session_parallelism", "--tensorflow_intra_op_parallelism"):
         group.add_argument(

@@ -191,7 +191,12 @@ class _AioBearer(
 
 
 def _request(
-    image: bytes, model_name: str, model_version: int, top_k: int, features: Mapping[str, float]
+    image: bytes,
+    model_name: str,
+    model_version: int,
+    top_k: int,
+    features: Mapping[str, float],
+    label: str = "",
 ) -> pb.ClassificationRequest:
     return pb.ClassificationRequest(
         input=image,
@@ -199,6 +204,7 @@ def _request(
         model_version=model_version,
         top_k=top_k,
         features=dict(features),
+        version_label=label,
     )
 
 
@@ -224,6 +230,7 @@ def _statuses(response: pb.ModelStatusResponse) -> list[ModelStatus]:
                     v.kind,
                     tuple(v.features),
                     v.engine_reason,
+                    tuple(v.labels),
                 )
                 for v in m.versions
             ),
@@ -365,9 +372,13 @@ class Client:
         top_k: int = 0,
         features: Mapping[str, float] | None = None,
         timeout: float | None = None,
+        label: str = "",
     ) -> Classification:
-        """Classify an encoded image (or named features); classes come back best first."""
-        request = _request(image, model_name, model_version, top_k, features or {})
+        """Classify an encoded image (or named features); classes come back best first.
+
+        `label` asks for the version a version label names, instead of `model_version`.
+        """
+        request = _request(image, model_name, model_version, top_k, features or {}, label)
         try:
             response = self._stub.classify(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
@@ -382,6 +393,24 @@ class Client:
         except grpc.RpcError as exc:
             raise _remote_error(exc, self.address) from None
         return _statuses(response)
+
+    def labelled_version(
+        self, model_name: str, label: str, timeout: float | None = None
+    ) -> tuple[str, int]:
+        """The model (empty: the server's default) and the version `label` names now, from
+        the status: for `predict`, whose protocol (OIP v2) has no labels."""
+        statuses = self.model_status(model_name, timeout)
+        model = next((m for m in statuses if m.default or model_name), None)
+        if model is None:
+            raise RemoteError("NOT_FOUND", f"model {model_name!r} is not served here")
+        labels = sorted({name for v in model.versions for name in v.labels})
+        for v in model.versions:
+            if label in v.labels:
+                return model.name, v.version
+        known = ", ".join(labels) or "none"
+        raise RemoteError(
+            "NOT_FOUND", f"model {model.name!r} has no version label {label!r} (labels: {known})"
+        )
 
     def predict(
         self,
@@ -453,9 +482,13 @@ class AsyncClient:
         top_k: int = 0,
         features: Mapping[str, float] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - sent to the server as the gRPC deadline
+        label: str = "",
     ) -> Classification:
-        """Classify an encoded image (or named features); classes come back best first."""
-        request = _request(image, model_name, model_version, top_k, features or {})
+        """Classify an encoded image (or named features); classes come back best first.
+
+        `label` asks for the version a version label names, instead of `model_version`.
+        """
+        request = _request(image, model_name, model_version, top_k, features or {}, label)
         try:
             response = await self._stub.classify(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:

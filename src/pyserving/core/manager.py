@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, KeysView
 from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 
+from pyserving.core.labels import by_version, check, resolve
 from pyserving.core.lifecycle import versions_to_load, versions_to_unload
 from pyserving.core.model_config import read_model_config
 from pyserving.core.repository import fingerprint, scan
@@ -52,6 +54,12 @@ class ModelManager:
         # What the config file said when last read: a poll applies only an edit of it.
         self._file_config: tuple[tuple[ModelConfig, ...], str] | None = None
         self.changed = asyncio.Event()  # set after every change of state, for watchers
+        # Version labels per model, replaced whole when a config's labels are applied.
+        self._labels: dict[str, dict[str, int]] = {}
+        # Each config applied is a generation; its labels apply in the first full scan of it.
+        self._config_generation = 1
+        self._labels_generation = 0
+        self._label_error: ConfigError | None = None  # why the last config's labels were not
 
     @property
     def default_model(self) -> str:
@@ -86,6 +94,8 @@ class ModelManager:
             await asyncio.sleep(poll or 2.0)
             await self.reconcile(only=self._default)
         await self.reconcile()
+        if self._label_error is not None:
+            raise self._label_error
         if poll > 0:
             self._tasks.append(asyncio.create_task(self._every(poll, self.reconcile)))
         config_poll = self._settings.model_config_file_poll_wait_seconds
@@ -125,6 +135,8 @@ class ModelManager:
             if {m.name: m for m in models} != self._models or default != self._default:
                 self._apply_config(models, default)
                 await self.reconcile()
+                if self._label_error is not None:
+                    log.error("%s; keeping the last good version labels", self._label_error)
 
     async def replace_config(self, models: tuple[ModelConfig, ...], default: str) -> None:
         """Serve `models` from now on (TF Serving's HandleReloadConfigRequest): load the new
@@ -133,6 +145,8 @@ class ModelManager:
             raise ConfigError("the new config lists no model")
         self._apply_config(models, default or models[0].name)
         await self.reconcile()
+        if self._label_error is not None:
+            raise self._label_error
 
     def _apply_config(self, models: tuple[ModelConfig, ...], default: str) -> None:
         added = {m.name for m in models} - set(self._models)
@@ -143,6 +157,7 @@ class ModelManager:
             log.info("config: model %s removed", name)
         self._models = {m.name: m for m in models}
         self._default = default
+        self._config_generation += 1
 
     async def reconcile(self, only: str | None = None) -> None:
         """One scan: load what should be served and is not, unload what should not be.
@@ -152,6 +167,7 @@ class ModelManager:
         """
         async with self._lock:
             models = tuple(m for m in self._models.values() if only in (None, m.name))
+            generation = self._config_generation
             loop = asyncio.get_running_loop()
             aspired = await loop.run_in_executor(self._executor, scan, models)
             for config in models:
@@ -161,6 +177,7 @@ class ModelManager:
                 for version in versions_to_load(wanted, loaded, failed):
                     await self._load(config, version)
             if only is None:
+                self._move_labels(models, generation)  # before unloads: labels leave first
                 for name in list(self._available):
                     served = self._models.get(name)  # None: the model left the config
                     loaded = set(self._available[name])
@@ -168,6 +185,35 @@ class ModelManager:
                     wanted = set(aspired.get(name, [])) if served else set()
                     for version in versions_to_unload(wanted, loaded, on_disk):
                         await self._unload(self._available[name][version])
+
+    def _move_labels(self, models: tuple[ModelConfig, ...], generation: int) -> None:
+        """Apply the labels of `models` (the config of `generation`), all or none, once per
+        config applied.
+
+        Runs between a scan's loads and its unloads, so a label moves to a new version once
+        that has loaded and before the one it left is drained. Leaves the reason in
+        `_label_error` when a label names a version that is not available.
+        """
+        if generation == self._labels_generation:
+            return
+        self._labels_generation = generation
+        self._label_error = None
+        wanted = {m.name: dict(m.version_labels) for m in models if m.version_labels}
+        allow = self._settings.allow_version_labels_for_unavailable_models
+        try:
+            for name, labels in wanted.items():
+                current = self._labels.get(name, {})
+                check(name, labels, current, self._available.get(name, {}).keys(), allow)
+        except ConfigError as exc:
+            self._label_error = exc
+            return
+        if wanted != self._labels:
+            for name, labels in sorted(wanted.items()):
+                if labels != self._labels.get(name):
+                    log.info("model %s version labels: %s", name, _describe(labels))
+            self._labels = wanted  # one assignment: a request sees the old labels or the new
+            self.changed.set()
+            self.changed = asyncio.Event()
 
     def _failed_unchanged(self, config: ModelConfig, versions: set[int]) -> set[int]:
         """Those of `versions` that failed and whose files are as they were then: a failed
@@ -262,18 +308,32 @@ class ModelManager:
     # -- requests --------------------------------------------------------------------
 
     @contextmanager
-    def use(self, name: str, version: int = 0) -> Iterator[Servable]:
-        """The servable for `name` (empty: default) at `version` (0: newest), held in use.
+    def use(self, name: str, version: int = 0, label: str = "") -> Iterator[Servable]:
+        """The servable for `name` (empty: default) at `version` (0: newest), or the version
+        `label` names, held in use.
 
-        Raises ModelNotFound for an unknown model or version, ModelNotReady for a version
-        that is loading or failed, or a model with no available version yet.
+        Raises ModelNotFound for an unknown model, version or label, ModelNotReady for a
+        version that is loading or failed, or a model with no available version yet.
         """
-        servable = self.get(name, version)
+        servable = self.get(name, version, label)
         with servable.in_use():
             yield servable
 
-    def get(self, name: str, version: int = 0) -> Servable:
+    def version_of(self, name: str, version: int = 0, label: str = "") -> int:
+        """The version a request for `version` or `label` of `name` (empty: the default
+        model) asks for; 0 is the newest. See `labels.resolve` for what it raises."""
+        name = name or self._default
+        if label and name not in self._models:
+            self.get(name)  # raises ModelNotFound, naming the models there are
+        return resolve(name, self._labels.get(name, {}), version, label)
+
+    def labels(self, name: str) -> dict[str, int]:
+        """The version labels of `name` now, label to version."""
+        return dict(self._labels.get(name, {}))
+
+    def get(self, name: str, version: int = 0, label: str = "") -> Servable:
         """Look up a servable without holding it (see `use`)."""
+        version = self.version_of(name, version, label)
         name = name or self._default
         if name not in self._models:
             known = ", ".join(self.model_names()) or "none"
@@ -310,9 +370,21 @@ class ModelManager:
             raise ModelNotFound(f"model {name!r} is not served here")
         names = [name] if name else sorted(set(self._models) | set(self._available))
         return [
-            ModelStatus(n, tuple(s for _, s in sorted(self._status.get(n, {}).items())))
+            ModelStatus(
+                n,
+                self._with_labels(n, tuple(s for _, s in sorted(self._status.get(n, {}).items()))),
+            )
             for n in names
         ]
+
+    def _with_labels(
+        self, name: str, versions: tuple[VersionStatus, ...]
+    ) -> tuple[VersionStatus, ...]:
+        labelled = by_version(self._labels.get(name, {}))
+        return tuple(
+            dataclasses.replace(s, labels=labelled[s.version]) if s.version in labelled else s
+            for s in versions
+        )
 
     def available(self) -> dict[str, list[Servable]]:
         """Every available servable, per model."""
@@ -325,6 +397,10 @@ class ModelManager:
     def is_available(self, name: str = "") -> bool:
         """Whether `name` (empty: the default model) has an available version."""
         return bool(self._available.get(name or self._default))
+
+
+def _describe(labels: dict[str, int]) -> str:
+    return ", ".join(f"{label} = {version}" for label, version in sorted(labels.items()))
 
 
 def _release_memory() -> None:

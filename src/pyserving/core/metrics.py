@@ -1,7 +1,8 @@
 """Prometheus metrics: the only globals in pyserving. Named `pyserving_*`, units in names.
 
 Labels stay bounded: `model` is a configured model name (or empty), `version` a loaded
-version, `api` one of the wire adapters' names, `code` a gRPC status name.
+version, `api` one of the wire adapters' names, `code` a gRPC status name, `label` a
+version label the config file names (an unknown one is refused before it is counted).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ REQUESTS = Counter(
     "pyserving_requests",
     "Requests by model, version, API and status code.",
     ["model", "version", "api", "code"],
+    registry=REGISTRY,
+)
+LABEL_REQUESTS = Counter(
+    "pyserving_version_label_requests",
+    "Requests that named a version label the model has, by model, label and status code.",
+    ["model", "label", "code"],
     registry=REGISTRY,
 )
 REQUEST_SECONDS = Histogram(
@@ -125,6 +132,7 @@ class Request:
     model: str = ""
     version: str = ""
     code: str = "OK"
+    label: str = ""  # a version label of the model that the request named
 
 
 @contextmanager
@@ -151,4 +159,6 @@ def track(api: str, known_models: Container[str] = ()) -> Iterator[Request]:
         if request.model not in known_models:
             request.model, request.version = "", ""
         REQUESTS.labels(request.model, request.version, api, request.code).inc()
+        if request.label and request.model:
+            LABEL_REQUESTS.labels(request.model, request.label, request.code).inc()
         REQUEST_SECONDS.labels(request.model, api).observe(time.perf_counter() - started)

@@ -13,6 +13,7 @@ num_versions = 1                # for latest
 
 engine = "auto"                 # optional: onnxruntime, openvino or auto (the server's flag)
 precision = "auto"              # optional: f32, bf16 or auto (the server's flag)
+version_labels = { stable = 1732460000, canary = 1732470000 }  # optional, as TF Serving's
 
 [models.batching]               # optional; keys left out take the server's flags
 max_batch_size = 8
@@ -26,6 +27,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from pyserving.core.labels import parse_labels
 from pyserving.core.settings import (
     ENGINE_CHOICES,
     PRECISION_CHOICES,
@@ -45,6 +47,7 @@ _MODEL_KEYS = {
     "batching",
     "engine",
     "precision",
+    "version_labels",
 }
 _BATCHING_KEYS = set(BatchingSettings.__dataclass_fields__)
 
@@ -114,7 +117,15 @@ def _model(entry: Any, index: int, path: Path, batching: BatchingSettings) -> Mo
         _batching(entry, where, batching),
         engine=_choice(entry, "engine", ENGINE_CHOICES, where),
         precision=_choice(entry, "precision", PRECISION_CHOICES, where),
+        version_labels=_version_labels(entry, where),
     )
+
+
+def _version_labels(entry: dict[str, Any], where: str) -> tuple[tuple[str, int], ...]:
+    table = entry.get("version_labels", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: version_labels must be a table of label = version")
+    return parse_labels(table.items(), where)
 
 
 def _choice(entry: dict[str, Any], key: str, choices: tuple[str, ...], where: str) -> str | None:

@@ -95,16 +95,18 @@ class Service:
         model_version: int,
         parse: Callable[[ModelMetadata], Awaitable[ClassifyRequest]],
         deadline: float | None = None,
+        label: str = "",
     ) -> list[Classification]:
         """Classify each example of the request that `parse` reads, against the model.
 
-        `deadline` is in event-loop time.
+        `deadline` is in event-loop time; `label` names the version instead of its number.
         """
         with self._request(api, model_name) as tracked:
-            model = self.metadata(model_name, model_version)
+            model = self.metadata(model_name, model_version, label)
+            tracked.label = label
             _expect(model, "classes")
             request = await parse(model)
-            results = await self._classify(model_name, model_version, request, deadline)
+            results = await self._classify(model_name, model_version, request, deadline, label)
             tracked.version = str(results[0].model_version)
             return results
 
@@ -115,16 +117,18 @@ class Service:
         model_version: int,
         parse: Callable[[ModelMetadata], Awaitable[tuple[Batch, T]]],
         deadline: float | None = None,
+        label: str = "",
     ) -> tuple[Scores, T]:
         """Class probabilities for the batch that `parse` reads, with what else it returned.
 
-        `deadline` is in event-loop time.
+        `deadline` is in event-loop time; `label` names the version instead of its number.
         """
         with self._request(api, model_name) as tracked:
-            model = self.metadata(model_name, model_version)
+            model = self.metadata(model_name, model_version, label)
+            tracked.label = label
             _expect(model, "classes")
             batch, rest = await parse(model)
-            scores = await self._predict(model_name, model_version, batch, deadline)
+            scores = await self._predict(model_name, model_version, batch, deadline, label)
             tracked.version = str(scores.model_version)
             return scores, rest
 
@@ -135,25 +139,36 @@ class Service:
         model_version: int,
         parse: Callable[[ModelMetadata], Awaitable[tuple[Batch, T]]],
         deadline: float | None = None,
+        label: str = "",
     ) -> tuple[Outputs, T]:
         """A tensor model's outputs for the named input tensors that `parse` reads, with what
         else it returned. WrongMethod for a classifier (use `predict`).
 
-        `deadline` is in event-loop time.
+        `deadline` is in event-loop time; `label` names the version instead of its number.
         """
         with self._request(api, model_name) as tracked:
-            model = self.metadata(model_name, model_version)
+            model = self.metadata(model_name, model_version, label)
+            tracked.label = label
             _expect(model, "tensors")
             batch, rest = await parse(model)
-            outputs = await self._infer(model_name, model_version, batch, deadline)
+            outputs = await self._infer(model_name, model_version, batch, deadline, label)
             tracked.version = str(outputs.model_version)
             return outputs, rest
 
-    def takes_tensors(self, model_name: str = "", model_version: int = 0) -> bool:
+    def version_of(self, model_name: str = "", model_version: int = 0, label: str = "") -> int:
+        """The version number a request naming `model_version` or the version `label` asks
+        for (0: the newest), for a status. Requests pass the label on instead: it is read
+        again at each look-up, so a label that moves never leaves a request without a version.
+
+        Raises InvalidInput when both are given, ModelNotFound for an unknown label.
+        """
+        return self._manager.version_of(model_name, model_version, label)
+
+    def takes_tensors(self, model_name: str = "", model_version: int = 0, label: str = "") -> bool:
         """Whether requests for this version go to `infer` (a tensor model) rather than
         `predict`. False when there is no such version: the request then says why."""
         try:
-            return self.metadata(model_name, model_version).answers == "tensors"
+            return self.metadata(model_name, model_version, label).answers == "tensors"
         except PyservingError:
             return False
 
@@ -177,14 +192,19 @@ class Service:
                     self._none_in_flight.set()
 
     async def _classify(
-        self, name: str, version: int, request: ClassifyRequest, deadline: float | None
+        self,
+        name: str,
+        version: int,
+        request: ClassifyRequest,
+        deadline: float | None,
+        label: str = "",
     ) -> list[Classification]:
         if request.top_k < 0:
             raise InvalidInput(f"top_k must be 0 (the default) or positive, got {request.top_k}")
         if not request.examples:
             raise InvalidInput("the request holds no inputs")
         with (
-            self._manager.use(name, version) as servable,
+            self._manager.use(name, version, label) as servable,
             servable.batcher.admit(len(request.examples)),
         ):
             _check_deadline(deadline)
@@ -207,10 +227,10 @@ class Service:
         return Classification(predictions, servable.name, servable.version)
 
     async def _predict(
-        self, name: str, version: int, batch: Batch, deadline: float | None
+        self, name: str, version: int, batch: Batch, deadline: float | None, label: str = ""
     ) -> Scores:
         with (
-            self._manager.use(name, version) as servable,
+            self._manager.use(name, version, label) as servable,
             servable.batcher.admit(max(1, len(batch))),
         ):
             _check_deadline(deadline)
@@ -228,9 +248,9 @@ class Service:
             return Scores(probs.astype(np.float32), sig.labels, servable.name, servable.version)
 
     async def _infer(
-        self, name: str, version: int, batch: Batch, deadline: float | None
+        self, name: str, version: int, batch: Batch, deadline: float | None, label: str = ""
     ) -> Outputs:
-        with self._manager.use(name, version) as servable, servable.batcher.admit(1):
+        with self._manager.use(name, version, label) as servable, servable.batcher.admit(1):
             _check_deadline(deadline)
             sig = servable.signature
             # A kind that answers with tensors prepares the whole request as one input.
@@ -270,12 +290,14 @@ class Service:
         """The configured model names, sorted."""
         return self._manager.model_names()
 
-    def metadata(self, model_name: str = "", model_version: int = 0) -> ModelMetadata:
+    def metadata(
+        self, model_name: str = "", model_version: int = 0, label: str = ""
+    ) -> ModelMetadata:
         """The version a request for this name and version would get, as plain values.
 
         Raises ModelNotFound or ModelNotReady as a request would.
         """
-        servable = self._manager.get(model_name, model_version)
+        servable = self._manager.get(model_name, model_version, label)
         sig = servable.signature
         wire = servable.kind.wire(sig)
         described = servable.kind.describe(sig)
@@ -295,6 +317,7 @@ class Service:
             answers=servable.kind.OUTPUT.answers,
             inputs=described.inputs,
             outputs=described.outputs,
+            version_labels=tuple(sorted(self._manager.labels(servable.name).items())),
         )
 
     async def replace_models(self, models: tuple[ModelConfig, ...], default: str = "") -> None:

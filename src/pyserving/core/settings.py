@@ -47,6 +47,8 @@ class ModelConfig:
     batching: BatchingSettings | None = None  # None: the server's
     engine: str | None = None  # None: the server's
     precision: str | None = None  # None: the server's
+    # TF Serving's version_labels: (label, version) pairs, sorted by label
+    version_labels: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class Settings:
     model_config_file: Path | None = None
     model_config_file_poll_wait_seconds: float = 0.0  # 0: read once
     file_system_poll_wait_seconds: float = 2.0  # 0: scan once
+    # A new version label may name a version not (yet) available, as in TF Serving.
+    allow_version_labels_for_unavailable_models: bool = False
     host: str = "0.0.0.0"
     port: int = 9999
     rest_api_port: int = 8501  # 0: no REST port

@@ -1,13 +1,13 @@
 """TensorFlow Serving's configuration files, read as they are (protobuf text format).
 
 - `--model_config_file models.config`: `model_config_list { config { name, base_path,
-  model_platform, model_version_policy { latest | all | specific } } }`;
+  model_platform, model_version_policy { latest | all | specific }, version_labels } } }`;
 - `--batching_parameters_file`: `max_batch_size { value: 32 }`, `batch_timeout_micros`,
   `max_enqueued_batches`, `num_batch_threads`;
 - `--monitoring_config_file`: `prometheus_config { enable: true, path: "..." }`.
 
-Fields pyserving has no use for (`version_labels`, `logging_config`, `allowed_batch_sizes`,
-...) are warned about and skipped, not fatal, so a file written for TF Serving loads as it is.
+Fields pyserving has no use for (`logging_config`, `allowed_batch_sizes`, ...) are warned
+about and skipped, not fatal, so a file written for TF Serving loads as it is.
 A `model_platform` other than `tensorflow` or `onnx` is refused: the versions must be
 pyserving servables (ONNX) whatever the file says.
 """
@@ -24,6 +24,7 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from pyserving._proto import tensorflow_serving_config_pb2 as pb
+from pyserving.core.labels import parse_labels
 from pyserving.core.settings import BatchingSettings, ModelConfig, VersionPolicy
 from pyserving.errors import ConfigError
 
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 PLATFORMS = ("tensorflow", "onnx", "")  # "": TF Serving's default, tensorflow
 _TEXT_FORMAT = re.compile(r"^\s*(model_config_list|custom_model_config)\s*[:{]")
 _COMMENT = re.compile(r"#[^\n]*")
-# Set in a config entry, these change nothing here; say so once per file.
-_IGNORED_MODEL_FIELDS = ("version_labels",)
 
 
 def is_text_format(text: str) -> bool:
@@ -112,13 +111,11 @@ def _model(entry: pb.ModelConfig, index: int, base: Path, where: str) -> ModelCo
         )
     if not entry.base_path:
         raise ConfigError(f"{where}: base_path must be a folder path")
-    for field in _IGNORED_MODEL_FIELDS:
-        if getattr(entry, field):
-            log.warning("%s: %s is not used by pyserving; ignored", where, field)
     base_path = Path(entry.base_path)
     if not base_path.is_absolute():
         base_path = base / base_path
-    return ModelConfig(entry.name, base_path, _policy(entry, where))
+    labels = parse_labels(entry.version_labels.items(), where)
+    return ModelConfig(entry.name, base_path, _policy(entry, where), version_labels=labels)
 
 
 def _policy(entry: pb.ModelConfig, where: str) -> VersionPolicy:

@@ -31,6 +31,7 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
             request.model_version,
             parse,
             deadline_of(context),
+            request.version_label,
         )
         return pb.ClassificationResponse(
             classes=[
@@ -60,6 +61,7 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
                             kind=v.kind,
                             features=v.features,
                             engine_reason=v.engine_reason,
+                            labels=v.labels,
                         )
                         for v in m.versions
                     ],

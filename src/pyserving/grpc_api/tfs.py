@@ -8,6 +8,7 @@ model takes its named inputs and answers every output. `output_filter` picks out
 `Classify` takes tf.Examples: a bytes feature under the input name (or the only bytes
 feature) for image, text and audio models, float features by name for features models.
 `signature_name` is not checked: every signature of a pyserving model is the same function.
+`model_spec.version_label` names a version by its label, passed on to the service.
 `Regress` and `MultiInference` answer UNIMPLEMENTED.
 """
 
@@ -36,17 +37,13 @@ MAX_EXAMPLES = 256
 _ENCODED = ("image", "text", "audio")  # kinds whose input is bytes
 
 
-def model_of(spec: pb.ModelSpec) -> tuple[str, int]:
-    """The model name and version (0: the newest) a `ModelSpec` asks for."""
-    if spec.WhichOneof("version_choice") == "version_label":
-        raise InvalidInput(
-            f"version labels are not supported (asked for {spec.version_label!r}): ask for a "
-            "version number, or none for the newest"
-        )
+def model_of(spec: pb.ModelSpec) -> tuple[str, int, str]:
+    """The model name, version (0: the newest) and version label a `ModelSpec` asks for."""
+    label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else ""
     version = spec.version.value if spec.HasField("version") else 0
     if version < 0:
         raise InvalidInput(f"model_spec.version must be positive, got {version}")
-    return spec.name, version
+    return spec.name, version, label
 
 
 def _spec(name: str, version: int, signature: str) -> pb.ModelSpec:
@@ -65,10 +62,10 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
     async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
-        name, version = model_of(request.model_spec)
+        name, version, label = model_of(request.model_spec)
         signature = request.model_spec.signature_name or "serving_default"
-        if self._service.takes_tensors(name, version):
-            return await self._predict_tensors(request, name, version, signature, context)
+        if self._service.takes_tensors(name, version, label):
+            return await self._predict_tensors(request, name, version, label, signature, context)
 
         async def parse(model: ModelMetadata) -> tuple[Batch, int]:
             _check_filter(request.output_filter, OUTPUTS)
@@ -89,7 +86,7 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
             return Batch(features=array.astype(np.float32)), model.top_k
 
         scores, k = await self._service.predict(
-            "tfs_grpc", name, version, parse, deadline_of(context)
+            "tfs_grpc", name, version, parse, deadline_of(context), label
         )
         order = np.argsort(-scores.probabilities, axis=1, kind="stable")[:, :k]
         top = np.take_along_axis(scores.probabilities, order, axis=1)
@@ -106,6 +103,7 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
         request: pb.PredictRequest,
         name: str,
         version: int,
+        label: str,
         signature: str,
         context: grpc.aio.ServicerContext,
     ) -> pb.PredictResponse:
@@ -121,7 +119,7 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
             return Batch(tensors=tensors), outputs
 
         answer, datatypes = await self._service.infer(
-            "tfs_grpc", name, version, parse, deadline_of(context)
+            "tfs_grpc", name, version, parse, deadline_of(context), label
         )
         wanted = request.output_filter or list(answer.tensors)
         return pb.PredictResponse(
@@ -137,7 +135,7 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
     async def Classify(
         self, request: pb.ClassificationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClassificationResponse:
-        name, version = model_of(request.model_spec)
+        name, version, label = model_of(request.model_spec)
 
         async def parse(model: ModelMetadata) -> ClassifyRequest:
             examples, context_features = _examples(request.input)
@@ -149,7 +147,7 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
             )
 
         results = await self._service.classify(
-            "tfs_grpc", name, version, parse, deadline_of(context)
+            "tfs_grpc", name, version, parse, deadline_of(context), label
         )
         response = pb.ClassificationResponse(
             model_spec=_spec(
@@ -186,12 +184,12 @@ class PredictionApi(pb_grpc.PredictionServiceServicer):
     async def GetModelMetadata(
         self, request: pb.GetModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelMetadataResponse:
-        name, version = model_of(request.model_spec)
+        name, version, label = model_of(request.model_spec)
         if "signature_def" not in request.metadata_field:
             raise InvalidInput(
                 'metadata_field must include "signature_def" (the one metadata there is)'
             )
-        model = self._service.metadata(name, version)
+        model = self._service.metadata(name, version, label)
         response = pb.GetModelMetadataResponse(model_spec=_spec(model.name, model.version, ""))
         response.metadata["signature_def"].Pack(signature_defs(model))
         return response
@@ -241,9 +239,10 @@ class ModelServiceApi(pb_grpc.ModelServiceServicer):
     async def GetModelStatus(
         self, request: pb.GetModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelStatusResponse:
-        name, version = model_of(request.model_spec)
+        name, version, label = model_of(request.model_spec)
         if not name:
             raise InvalidInput("model_spec.name is required")
+        version = self._service.version_of(name, version, label)
         (model,) = self._service.model_status(name)
         versions = [v for v in model.versions if not version or v.version == version]
         if not versions:

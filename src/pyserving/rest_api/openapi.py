@@ -25,6 +25,13 @@ _VERSION = {
     "required": True,
     "schema": {"type": "integer", "minimum": 1},
 }
+_LABEL = {
+    "name": "label",
+    "in": "path",
+    "required": True,
+    "description": "a version label of the model's config (TF Serving's version_labels)",
+    "schema": {"type": "string"},
+}
 _TENSOR = {
     "type": "object",
     "required": ["name", "shape", "datatype", "data"],
@@ -178,6 +185,16 @@ def document(models: list[str]) -> dict[str, Any]:
             "/v1/models/{name}:predict": _post("TF Serving predict", _PREDICT_REQUEST, name),
             "/v1/models/{name}/versions/{version}:predict": _post(
                 "TF Serving predict on one version", _PREDICT_REQUEST, name, _VERSION
+            ),
+            "/v1/models/{name}/labels/{label}": _get(
+                "Labelled version status (TF Serving)", name, _LABEL
+            ),
+            "/v1/models/{name}/labels/{label}/metadata": _get(
+                "Labelled version metadata (TF Serving)", name, _LABEL
+            ),
+            "/v1/models/{name}/labels/{label}:classify": _classify(name, _LABEL),
+            "/v1/models/{name}/labels/{label}:predict": _post(
+                "TF Serving predict on a labelled version", _PREDICT_REQUEST, name, _LABEL
             ),
             "/metrics": {
                 "get": {

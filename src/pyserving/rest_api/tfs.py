@@ -5,6 +5,8 @@
     POST /v1/models/{name}[/versions/{v}]:classify   {"examples": [...]} → {"results": ...}
     POST /v1/models/{name}[/versions/{v}]:predict    {"instances": [...]} → {"predictions": ...}
 
+`/labels/{label}` in place of `/versions/{v}` names a version by its label, on every route.
+
 `:classify` also takes a raw image body (`Content-Type: image/*`), a raw audio clip
 (`audio/*`), a multipart upload, or for a text model a raw `text/plain` body, so `curl
 --data-binary @cat.jpg -H 'Content-Type: image/jpeg'` works. Text models take
@@ -34,7 +36,7 @@ from pyserving.rest_api.tfs_tensors import read_tensors, tensor_answer, tensor_i
 from pyserving.results import ClassifyRequest, Example, ModelMetadata, VersionStatus
 
 _PATH = re.compile(
-    r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+))?"
+    r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
     r"(?:(?P<metadata>/metadata)|:(?P<verb>classify|predict))?$"
 )
 MAX_EXAMPLES = 256
@@ -44,7 +46,7 @@ _VERBS = (("", "GET"), ("/metadata", "GET"), (":classify", "POST"), (":predict",
 # Every path `dispatch` serves, as OpenAPI templates, and the method each takes.
 PATHS = {
     f"/v1/models/{{name}}{version}{suffix}": method
-    for version in ("", "/versions/{version}")
+    for version in ("", "/versions/{version}", "/labels/{label}")
     for suffix, method in _VERBS
 }
 
@@ -61,20 +63,20 @@ class TfServingRoutes:
         if match is None:
             raise ModelNotFound(
                 f"no such route /v1/models/{request.path_params['rest']}; expected "
-                "{name}[/versions/{v}][/metadata|:classify|:predict]"
+                "{name}[/versions/{v}|/labels/{label}][/metadata|:classify|:predict]"
             )
         name, verb = match["name"], match["verb"]
-        version = int(match["version"] or 0)
-        if request.method == "GET" and verb is None:
-            if match["metadata"]:
-                return self._metadata(name, version)
-            return self._status(name, version)
-        if request.method == "POST" and verb == "classify":
-            return await self._classify(request, name, version)
-        if request.method == "POST" and verb == "predict":
-            return await self._predict(request, name, version)
         allowed = "GET" if verb is None else "POST"
-        raise HTTPException(405, f"use {allowed} for this route", headers={"Allow": allowed})
+        if request.method != allowed:
+            raise HTTPException(405, f"use {allowed} for this route", headers={"Allow": allowed})
+        version, label = int(match["version"] or 0), match["label"] or ""
+        if verb is None:
+            if match["metadata"]:
+                return self._metadata(name, version, label)
+            return self._status(name, self._service.version_of(name, version, label))
+        if verb == "classify":
+            return await self._classify(request, name, version, label)
+        return await self._predict(request, name, version, label)
 
     def _status(self, name: str, version: int) -> Response:
         (model,) = self._service.model_status(name)
@@ -83,8 +85,8 @@ class TfServingRoutes:
             raise ModelNotFound(f"model {name!r} has no version {version}")
         return JSONResponse({"model_version_status": [_tf_status(v) for v in reversed(versions)]})
 
-    def _metadata(self, name: str, version: int) -> Response:
-        model = self._service.metadata(name, version)
+    def _metadata(self, name: str, version: int, label: str) -> Response:
+        model = self._service.metadata(name, version, label)
         if model.answers == "tensors":
             predict = {
                 "inputs": {t.name: tensor_info(t) for t in model.inputs},
@@ -124,7 +126,7 @@ class TfServingRoutes:
         }
         return _metadata_response(model, {"serving_default": signature, "classify": signature})
 
-    async def _classify(self, request: Request, name: str, version: int) -> Response:
+    async def _classify(self, request: Request, name: str, version: int, label: str) -> Response:
         async def parse(model: ModelMetadata) -> ClassifyRequest:
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             top_k = _top_k(request.query_params.get("top_k"))
@@ -150,7 +152,7 @@ class TfServingRoutes:
                 _top_k(doc.get("top_k", top_k)),
             )
 
-        results = await self._service.classify("tfs_rest", name, version, parse)
+        results = await self._service.classify("tfs_rest", name, version, parse, label=label)
         return JSONResponse(
             {
                 "results": [[[p.name, p.score] for p in r.predictions] for r in results],
@@ -159,9 +161,9 @@ class TfServingRoutes:
             }
         )
 
-    async def _predict(self, request: Request, name: str, version: int) -> Response:
-        if self._service.takes_tensors(name, version):
-            return await self._predict_tensors(request, name, version)
+    async def _predict(self, request: Request, name: str, version: int, label: str) -> Response:
+        if self._service.takes_tensors(name, version, label):
+            return await self._predict_tensors(request, name, version, label)
 
         async def parse(model: ModelMetadata) -> tuple[Batch, None]:
             doc = await parse_body(await read_body(request, self._limit), json_object)
@@ -187,16 +189,18 @@ class TfServingRoutes:
             rows = [_feature_row(x, f"instances[{i}]") for i, x in enumerate(instances)]
             return Batch(features=rows), None
 
-        scores, _ = await self._service.predict("tfs_rest", name, version, parse)
+        scores, _ = await self._service.predict("tfs_rest", name, version, parse, label=label)
         return JSONResponse({"predictions": scores.probabilities.tolist()})
 
-    async def _predict_tensors(self, request: Request, name: str, version: int) -> Response:
+    async def _predict_tensors(
+        self, request: Request, name: str, version: int, label: str
+    ) -> Response:
         async def parse(model: ModelMetadata) -> tuple[Batch, int | None]:
             body = await read_body(request, self._limit)
             tensors, rows = await parse_body(body, lambda b: read_tensors(model, json_object(b)))
             return Batch(tensors=tensors), rows
 
-        answer, rows = await self._service.infer("tfs_rest", name, version, parse)
+        answer, rows = await self._service.infer("tfs_rest", name, version, parse, label=label)
         body = json.dumps(tensor_answer(answer, rows), ensure_ascii=False, separators=(",", ":"))
         return Response(body, media_type="application/json")
 
@@ -226,6 +230,8 @@ def _metadata_response(model: ModelMetadata, signatures: dict[str, Any]) -> Resp
             "metadata": {
                 "signature_def": {"signature_def": signatures},
                 "engine": {"name": model.engine, "precision": model.precision},
+                # the model's labels, label to version (int64 as a string, as TF's JSON)
+                "version_labels": {label: str(v) for label, v in model.version_labels},
             },
         }
     )

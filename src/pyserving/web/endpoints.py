@@ -74,17 +74,17 @@ class Endpoints:
             return await self._render(selected_model=asked, check=True)
         try:
             form = await read_form(request, self._max_upload_bytes)
-            model = self._model_of(form.model)
+            model, label = self._model_of(form.model)
         except PyservingError as exc:
             return await self._render(form_error=str(exc), status=exc.http_status)
-        results = await self.model_server.classify_all(form.uploads, model)
+        results = await self.model_server.classify_all(form.uploads, model, label)
         media = await asyncio.gather(
             *(_media(u, r) for u, r in zip(form.uploads, results, strict=True))
         )
         return await self._render(
             results=list(zip(results, media, strict=True)),
             banner=_banner(results, self.model_server),
-            selected_model=model,
+            selected_model=f"{model}/{label}" if label else model,
             status=overall_status(results),
         )
 
@@ -92,10 +92,10 @@ class Endpoints:
         """POST /api/classify: multipart in, one JSON result per input out."""
         try:
             form = await read_form(request, self._max_upload_bytes)
-            model = self._model_of(form.model)
+            model, label = self._model_of(form.model)
         except PyservingError as exc:
             return JSONResponse({"error": str(exc)}, exc.http_status, _NO_STORE)
-        results = await self.model_server.classify_all(form.uploads, model)
+        results = await self.model_server.classify_all(form.uploads, model, label)
         return JSONResponse(
             {"results": [result_json(r) for r in results]}, overall_status(results), _NO_STORE
         )
@@ -103,7 +103,11 @@ class Endpoints:
     async def models(self, request: Request) -> Response:
         """GET /api/models: the models offered and what each takes (kind "" when unknown)."""
         choices = await self.model_server.choices(self._models, seconds=2.0)
-        body = [{"name": c.name, "kind": c.kind, "features": list(c.features)} for c in choices]
+        body = [
+            {"name": c.name, "kind": c.kind, "features": list(c.features)}
+            | ({"label": c.label, "version": c.version} if c.label else {})
+            for c in choices
+        ]
         return JSONResponse({"models": body}, 200, _NO_STORE)
 
     async def healthz(self, request: Request) -> Response:
@@ -114,14 +118,16 @@ class Endpoints:
             return JSONResponse({"status": "ok", **body}, 200, _NO_STORE)
         return JSONResponse({"status": "unavailable", "reason": reason, **body}, 503, _NO_STORE)
 
-    def _model_of(self, name: str) -> str:
+    def _model_of(self, value: str) -> tuple[str, str]:
+        """The model and version label a picker's value names: `name` or `name/label`."""
         if not self._models:
-            return name
-        if not name:
-            return self._models[0]
+            return value, ""
+        if not value:
+            return self._models[0], ""
+        name, _, label = (value, "", "") if value in self._models else value.partition("/")
         if name not in self._models:
-            raise InvalidInput(f"unknown model {name!r}: choose one of {', '.join(self._models)}")
-        return name
+            raise InvalidInput(f"unknown model {value!r}: choose one of {', '.join(self._models)}")
+        return name, label
 
     async def _render(
         self,
@@ -160,7 +166,7 @@ class Endpoints:
 
 def _selected(choices: Sequence[ModelChoice], name: str) -> ModelChoice:
     # A name the page asked for, else the first model it can classify with.
-    chosen = [c for c in choices if c.name == name] or [c for c in choices if c.classifies]
+    chosen = [c for c in choices if c.value == name] or [c for c in choices if c.classifies]
     return (chosen or list(choices))[0]
 
 

@@ -53,6 +53,19 @@ class ModelChoice:
     name: str
     kind: str = ""
     features: tuple[str, ...] = ()
+    label: str = ""  # a version label: this choice asks for the version it names
+    version: int = 0  # the version the label names
+
+    @property
+    def value(self) -> str:
+        """What the picker sends: the model's name, then `/label` for a label's choice
+        (neither a model name nor a label holds a `/`)."""
+        return f"{self.name}/{self.label}" if self.label else self.name
+
+    @property
+    def title(self) -> str:
+        """What the picker shows."""
+        return f"{self.name} · {self.label} (version {self.version})" if self.label else self.name
 
     @property
     def classifies(self) -> bool:
@@ -93,12 +106,15 @@ class ModelServer:
         """What the page and the API say while no connection to the server can be made."""
         return f"the classification server at {self.address} is not reachable"
 
-    async def classify_all(self, uploads: Sequence[Upload], model_name: str) -> list[FileResult]:
+    async def classify_all(
+        self, uploads: Sequence[Upload], model_name: str, label: str = ""
+    ) -> list[FileResult]:
         """Classify every upload concurrently; results come back in upload order."""
-        return list(await asyncio.gather(*(self.classify(u, model_name) for u in uploads)))
+        return list(await asyncio.gather(*(self.classify(u, model_name, label) for u in uploads)))
 
-    async def classify(self, upload: Upload, model_name: str) -> FileResult:
-        """Classify one input; never raises for a failed call, the result carries the error."""
+    async def classify(self, upload: Upload, model_name: str, label: str = "") -> FileResult:
+        """Classify one input with the model (the version `label` names, when given); never
+        raises for a failed call, the result carries the error."""
         if upload.source == CLIPS and (refusal := clip_refusal(upload)) is not None:
             error, detail = refusal
             return FileResult(
@@ -118,6 +134,7 @@ class ModelServer:
                     top_k=TOP_K,
                     features=upload.features if upload.source == FEATURES else None,
                     timeout=self.timeout,
+                    label=label,
                 )
             )
         except RemoteError as exc:
@@ -128,8 +145,9 @@ class ModelServer:
     async def choices(self, names: Sequence[str], seconds: float = 2.0) -> tuple[ModelChoice, ...]:
         """What each of `names` takes (the server's default model when there are none).
 
-        The kind is that of the newest available version, the one a request gets. When the
-        server cannot be asked, the choices carry no kind.
+        The kind is that of the newest available version, the one a request gets. Each
+        version label of an available version follows its model as a choice of its own.
+        When the server cannot be asked, the choices carry no kind.
         """
         try:
             models = await self._use(lambda client: client.model_status(timeout=seconds))
@@ -138,7 +156,11 @@ class ModelServer:
         by_name = {m.name: m for m in models}
         if not names:
             return tuple(_choice(m) for m in models if m.default) or (ModelChoice(""),)
-        return tuple(_choice(by_name[n]) if n in by_name else ModelChoice(n) for n in names)
+        choices: list[ModelChoice] = []
+        for n in names:
+            model = by_name.get(n)
+            choices += [_choice(model), *_labels(model)] if model else [ModelChoice(n)]
+        return tuple(choices)
 
     async def check(self, seconds: float = 2.0) -> str | None:
         """None when the model server answers; otherwise why it cannot be used, for people.
@@ -222,6 +244,15 @@ def _choice(model: ModelStatus) -> ModelChoice:
         return ModelChoice(model.name)
     newest = max(available, key=lambda v: v.version)
     return ModelChoice(model.name, newest.kind, newest.features)
+
+
+def _labels(model: ModelStatus) -> tuple[ModelChoice, ...]:
+    """A choice for each version label of an available version, by label."""
+    labelled = [(label, v) for v in model.versions if v.state == "AVAILABLE" for label in v.labels]
+    return tuple(
+        ModelChoice(model.name, v.kind, v.features, label, v.version)
+        for label, v in sorted(labelled, key=lambda pair: pair[0])
+    )
 
 
 def _unreadable_image(name: str, detail: str) -> str:

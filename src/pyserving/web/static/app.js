@@ -446,11 +446,14 @@ document.addEventListener("DOMContentLoaded", () => {
       if (model) Object.assign(form.dataset, modelData(model));
     } else {
       for (const model of models) {
-        const option = Array.from(modelSelect.options).find((o) => o.value === model.name);
+        // A version label's choice is "name/label", shown with the version it names.
+        const value = model.label ? `${model.name}/${model.label}` : model.name;
+        const option = Array.from(modelSelect.options).find((o) => o.value === value);
         if (!option) continue;
         Object.assign(option.dataset, modelData(model));
         option.disabled = model.kind === "tensor";
-        option.textContent = model.name + (option.disabled ? " (not a classifier: use predict)" : "");
+        const title = model.label ? `${value.replace("/", " · ")} (version ${model.version})` : value;
+        option.textContent = title + (option.disabled ? " (not a classifier: use predict)" : "");
       }
     }
     showPanel();
