@@ -18,8 +18,9 @@ from concurrent.futures import Executor
 from contextlib import contextmanager, suppress
 
 from pyserving.core.lifecycle import versions_to_load, versions_to_unload
+from pyserving.core.mirror import Mirrors, in_cache
 from pyserving.core.model_config import read_model_config
-from pyserving.core.repository import fingerprint, scan
+from pyserving.core.repository import fingerprint
 from pyserving.core.servable import Servable, load_servable
 from pyserving.core.settings import ModelConfig, Settings
 from pyserving.errors import ConfigError, ModelNotFound, ModelNotReady, PyservingError
@@ -52,6 +53,7 @@ class ModelManager:
         # What the config file said when last read: a poll applies only an edit of it.
         self._file_config: tuple[tuple[ModelConfig, ...], str] | None = None
         self.changed = asyncio.Event()  # set after every change of state, for watchers
+        self._mirrors = Mirrors(settings.s3_endpoint)  # copies s3:// models into the cache
 
     @property
     def default_model(self) -> str:
@@ -77,10 +79,12 @@ class ModelManager:
             self._file_config = read_model_config(
                 self._settings.model_config_file, self._settings.batching
             )
+            self._file_config = self._in_cache(*self._file_config)
             self._apply_config(*self._file_config)
         await self.reconcile(only=self._default)
         poll = self._settings.file_system_poll_wait_seconds
         while not self._available.get(self._default):
+            self._mirrors.check(self._models[self._default])  # wrong credentials: stop here
             base = self._models[self._default].base_path
             log.warning("waiting for a version of model %s under %s", self._default, base)
             await asyncio.sleep(poll or 2.0)
@@ -119,6 +123,7 @@ class ModelManager:
         except ConfigError as exc:
             log.error("%s; keeping the last good config", exc)
             return
+        models, default = self._in_cache(models, default)
         # Only an edit of the file applies: a list set by `replace_config` stays until then.
         if (models, default) != self._file_config:
             self._file_config = (models, default)
@@ -131,8 +136,15 @@ class ModelManager:
         ones, unload those left out. Returns once the scan that applies it is done."""
         if not models:
             raise ConfigError("the new config lists no model")
+        models, default = self._in_cache(models, default)
         self._apply_config(models, default or models[0].name)
         await self.reconcile()
+
+    def _in_cache(
+        self, models: tuple[ModelConfig, ...], default: str
+    ) -> tuple[tuple[ModelConfig, ...], str]:
+        """`models` with each remote (s3://) one's copies under --model_cache_dir."""
+        return in_cache(models, self._settings.model_cache_dir), default
 
     def _apply_config(self, models: tuple[ModelConfig, ...], default: str) -> None:
         added = {m.name for m in models} - set(self._models)
@@ -153,7 +165,7 @@ class ModelManager:
         async with self._lock:
             models = tuple(m for m in self._models.values() if only in (None, m.name))
             loop = asyncio.get_running_loop()
-            aspired = await loop.run_in_executor(self._executor, scan, models)
+            aspired = await loop.run_in_executor(self._executor, self._mirrors.scan, models)
             for config in models:
                 wanted = set(aspired[config.name])
                 loaded = set(self._available.get(config.name, {}))

@@ -6,7 +6,7 @@ default = "imagenet"            # optional; else the first model
 
 [[models]]
 name = "imagenet"
-base_path = "models/imagenet"   # relative paths are relative to this file
+base_path = "models/imagenet"   # relative paths are relative to this file; or s3://BUCKET/PREFIX
 version_policy = "latest"       # "latest", "all" or "specific"
 num_versions = 1                # for latest
 # versions = [1732460000]       # for specific
@@ -26,6 +26,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from pyserving.core.mirror import model_base
 from pyserving.core.settings import (
     ENGINE_CHOICES,
     PRECISION_CHOICES,
@@ -106,7 +107,7 @@ def _model(entry: Any, index: int, path: Path, batching: BatchingSettings) -> Mo
     base = entry.get("base_path")
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{where}: base_path must be a folder path")
-    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    base_path, source = model_base(base, path.parent)
     return ModelConfig(
         name,
         base_path,
@@ -114,6 +115,7 @@ def _model(entry: Any, index: int, path: Path, batching: BatchingSettings) -> Mo
         _batching(entry, where, batching),
         engine=_choice(entry, "engine", ENGINE_CHOICES, where),
         precision=_choice(entry, "precision", PRECISION_CHOICES, where),
+        source=source,
     )
 
 

@@ -47,6 +47,9 @@ class ModelConfig:
     batching: BatchingSettings | None = None  # None: the server's
     engine: str | None = None  # None: the server's
     precision: str | None = None  # None: the server's
+    # An s3:// URI the versions are copied from into base_path (core/mirror.py); empty:
+    # base_path is the repository itself.
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class Settings:
     compiled_model_cache: Path | None = field(
         default_factory=lambda: default_compiled_model_cache()
     )
+    # Remote (s3://) models' versions are copied here before they load (core/mirror.py).
+    model_cache_dir: Path = field(default_factory=lambda: default_model_cache())
+    s3_endpoint: str = ""  # empty: $AWS_ENDPOINT_URL, $S3_ENDPOINT or AWS itself
     engine: str = "auto"  # "onnxruntime", "openvino", or "auto": by rule (engines/choice.py)
     precision: str = "auto"  # "f32", "bf16", or "auto": reduced only once verified
     precision_tolerance: float = 0.02  # largest probability change a reduced precision may make
@@ -111,6 +117,12 @@ def default_compiled_model_cache() -> Path:
     """Where compiled models are kept unless told otherwise: under $XDG_CACHE_HOME or ~/.cache."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "pyserving" / "openvino"
+
+
+def default_model_cache() -> Path:
+    """Where remote models' versions are copied unless told otherwise: under the XDG cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pyserving" / "models"
 
 
 def cores() -> int:

@@ -24,6 +24,7 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from pyserving._proto import tensorflow_serving_config_pb2 as pb
+from pyserving.core.mirror import model_base
 from pyserving.core.settings import BatchingSettings, ModelConfig, VersionPolicy
 from pyserving.errors import ConfigError
 
@@ -115,10 +116,8 @@ def _model(entry: pb.ModelConfig, index: int, base: Path, where: str) -> ModelCo
     for field in _IGNORED_MODEL_FIELDS:
         if getattr(entry, field):
             log.warning("%s: %s is not used by pyserving; ignored", where, field)
-    base_path = Path(entry.base_path)
-    if not base_path.is_absolute():
-        base_path = base / base_path
-    return ModelConfig(entry.name, base_path, _policy(entry, where))
+    base_path, source = model_base(entry.base_path, base)
+    return ModelConfig(entry.name, base_path, _policy(entry, where), source=source)
 
 
 def _policy(entry: pb.ModelConfig, where: str) -> VersionPolicy:
