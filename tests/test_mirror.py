@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from pyserving.core.mirror import Mirrors, in_cache, model_base
 from pyserving.core.settings import ModelConfig, VersionPolicy
-from pyserving.errors import ConfigError, StorageError
+from pyserving.errors import ConfigError, MissingExtra, StorageError
 from pyserving.signature import list_versions
 from tests.onnx_models import write_version_servable
 from tests.s3_server import S3Server
@@ -155,3 +156,13 @@ def test_wrong_credentials_stop_a_server_with_nothing_to_serve(
     with pytest.raises(StorageError, match="access denied") as caught:
         mirrors.check(remote)
     assert "wrong" not in str(caught.value)
+
+
+def test_without_boto3_a_remote_model_fails_the_start_naming_the_extra(
+    remote: ModelConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` raises ImportError
+    mirrors = Mirrors()
+    assert mirrors.scan((remote,)) == {"m": []}
+    with pytest.raises(MissingExtra, match=r"pip install 'pyserving\[s3\]'"):
+        mirrors.check(remote)

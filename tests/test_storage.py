@@ -4,12 +4,13 @@ S3-compatible server (moto's, tests/s3_server.py) that checks credentials."""
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pyserving.errors import ConfigError, StorageError
+from pyserving.errors import ConfigError, MissingExtra, StorageError
 from pyserving.storage import ObjectUri, is_uri, parse_uri, safe_relative
 from pyserving.storage.s3 import S3Store, endpoint_url
 from tests.onnx_models import write_version_servable
@@ -138,3 +139,13 @@ def _closed_port() -> int:
     from tests.processes import free_port
 
     return free_port()
+
+
+def test_without_boto3_an_s3_path_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` raises ImportError
+    with pytest.raises(MissingExtra) as caught:
+        S3Store("http://127.0.0.1:9").versions(parse_uri("s3://storage-x/m"))
+    assert str(caught.value) == (
+        "an s3:// repository needs boto3, which is not installed; install it with: "
+        "pip install 'pyserving[s3]'"
+    )

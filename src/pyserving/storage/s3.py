@@ -2,7 +2,8 @@
 
 Credentials come from where every AWS tool finds them (environment, ~/.aws files, an
 instance or pod role); the endpoint from `--s3_endpoint`, `AWS_ENDPOINT_URL_S3` /
-`AWS_ENDPOINT_URL`, or TF Serving's `S3_ENDPOINT` (with `S3_USE_HTTPS`, `S3_VERIFY_SSL`).
+`AWS_ENDPOINT_URL`, or TF Serving's `S3_ENDPOINT` (with `S3_USE_HTTPS`, `S3_VERIFY_SSL`);
+the region from `AWS_DEFAULT_REGION`, TF Serving's `AWS_REGION`, or ~/.aws/config.
 Nothing here logs a credential: errors name the URI, the S3 error code and the endpoint.
 """
 
@@ -167,12 +168,18 @@ class S3Store:
         )
         verify = os.environ.get("S3_VERIFY_SSL", "1") not in ("0", "false", "False")
         return boto3.session.Session().client(
-            "s3", endpoint_url=self._endpoint, config=config, verify=None if verify else False
+            "s3",
+            # TF Serving reads AWS_REGION; boto3 reads AWS_DEFAULT_REGION and ~/.aws/config.
+            region_name=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+            endpoint_url=self._endpoint,
+            config=config,
+            verify=None if verify else False,
         )
 
     @contextmanager
     def _errors(self, uri: ObjectUri, doing: str) -> Iterator[None]:
         """Turn botocore's exceptions into one-line StorageErrors."""
+        self._s3()  # MissingExtra without boto3, before botocore is imported here
         from botocore import exceptions as bx
 
         try:
