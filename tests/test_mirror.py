@@ -7,12 +7,15 @@ import itertools
 import logging
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from pyserving.core.manager import ModelManager
 from pyserving.core.mirror import Mirrors, in_cache, model_base
-from pyserving.core.settings import ModelConfig, VersionPolicy
+from pyserving.core.model_config import read_model_config
+from pyserving.core.settings import ModelConfig, Settings, VersionPolicy, default_model_cache
 from pyserving.errors import ConfigError, MissingExtra, StorageError
 from pyserving.signature import list_versions
 from tests.onnx_models import write_version_servable
@@ -166,3 +169,43 @@ def test_without_boto3_a_remote_model_fails_the_start_naming_the_extra(
     assert mirrors.scan((remote,)) == {"m": []}
     with pytest.raises(MissingExtra, match=r"pip install 'pyserving\[s3\]'"):
         mirrors.check(remote)
+
+
+def test_config_files_take_s3_base_paths(tmp_path: Path) -> None:
+    toml = tmp_path / "models.toml"
+    toml.write_text('[[models]]\nname = "m"\nbase_path = "s3://bucket-1/models/m"\n')
+    text = tmp_path / "models.config"
+    text.write_text(
+        'model_config_list { config { name: "m" base_path: "s3://bucket-1/models/m" '
+        'model_platform: "tensorflow" } }'
+    )
+    for path in (toml, text):
+        (model,), _ = read_model_config(path)
+        assert model.source == "s3://bucket-1/models/m"
+        assert model.base_path == default_model_cache() / "s3" / "bucket-1" / "models" / "m"
+    text.write_text('model_config_list { config { name: "m" base_path: "gs://bucket-1/m" } }')
+    with pytest.raises(ConfigError, match="gs:// repositories are not supported"):
+        read_model_config(text)
+
+
+async def test_the_manager_serves_a_remote_model_from_its_cache_dir(
+    s3: S3Server, remote: ModelConfig, tmp_path: Path
+) -> None:
+    upload(s3, remote, 1, tmp_path)
+    base, source = model_base(remote.source, Path())  # as the flag gives it: default cache
+    settings = Settings(
+        models=(ModelConfig("m", base, source=source),),
+        file_system_poll_wait_seconds=0,
+        model_cache_dir=tmp_path / "flag",
+    )
+    with ThreadPoolExecutor(2) as executor:
+        manager = ModelManager(settings, executor)
+        await manager.start()
+        try:
+            assert manager.get("m").version == 1
+            assert list_versions(in_cache(settings.models, tmp_path / "flag")[0].base_path) == [1]
+            upload(s3, remote, 2, tmp_path)
+            await manager.reconcile()
+            assert manager.get("m").version == 2
+        finally:
+            await manager.stop()

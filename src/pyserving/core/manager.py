@@ -41,7 +41,7 @@ class ModelManager:
     def __init__(self, settings: Settings, executor: Executor) -> None:
         self._settings = settings
         self._executor = executor
-        self._models = {m.name: m for m in settings.models}
+        self._models = {m.name: m for m in in_cache(settings.models, settings.model_cache_dir)}
         self._default = settings.default_model or (
             settings.models[0].name if settings.models else ""
         )
@@ -84,8 +84,9 @@ class ModelManager:
         await self.reconcile(only=self._default)
         poll = self._settings.file_system_poll_wait_seconds
         while not self._available.get(self._default):
-            self._mirrors.check(self._models[self._default])  # wrong credentials: stop here
-            base = self._models[self._default].base_path
+            config = self._models[self._default]
+            self._mirrors.check(config)  # wrong credentials: stop here, in one line
+            base = config.source or config.base_path
             log.warning("waiting for a version of model %s under %s", self._default, base)
             await asyncio.sleep(poll or 2.0)
             await self.reconcile(only=self._default)
@@ -314,7 +315,8 @@ class ModelManager:
         failed = [s for s in states.values() if s.state == State.FAILED]
         if failed:
             return f" (version {failed[-1].version} failed: {failed[-1].error})"
-        return f" (no version found under {self._models[name].base_path})"
+        config = self._models[name]
+        return f" (no version found under {config.source or config.base_path})"
 
     def status(self, name: str = "") -> list[ModelStatus]:
         """Every version's state, per model (all models when `name` is empty)."""
