@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
         # Asked for by name, it is a usage error; a model config's engine fails that model.
         # Each optional engine is installed by the extra of its own name.
         raise MissingExtra(args.engine, args.engine, f"--engine {args.engine}")
+    if any(m.source for m in settings.models) and importlib.util.find_spec("boto3") is None:
+        raise MissingExtra("boto3", "s3", "an s3:// repository")
     asyncio.run(serve(settings))
     return 0
 
