@@ -18,10 +18,7 @@ from urllib.parse import parse_qs
 
 REGION = "us-east-1"
 _users = itertools.count()  # moto's accounts are the process's: one user per server
-_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-}
+_ALLOW_S3: list[dict[str, Any]] = [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
 
 
 class S3Server:
@@ -63,20 +60,34 @@ class S3Server:
     def require_credentials(self) -> tuple[str, str]:
         """Make an IAM user allowed s3:*, then refuse every request not signed with its key.
 
-        Returns (access key id, secret key).
+        Returns (access key id, secret key), also kept as `key`.
         """
         from moto import settings
         from moto.core.authorization import ActionAuthenticatorMixin
 
-        iam = self.client("iam", ("test", "test"))
-        user = f"pyserving-{next(_users)}"
-        iam.create_user(UserName=user)
-        iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(_POLICY))
-        made = iam.create_access_key(UserName=user)["AccessKey"]
-        self.key = (made["AccessKeyId"], made["SecretAccessKey"])
+        self.key = self.add_user(_ALLOW_S3)
         settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
         ActionAuthenticatorMixin.request_count = 0
         return self.key
+
+    def add_user(self, statements: list[dict[str, Any]]) -> tuple[str, str]:
+        """Another IAM user, allowed what `statements` say; its (key id, secret key)."""
+        from moto import settings
+        from moto.core.authorization import ActionAuthenticatorMixin
+
+        checking = settings.INITIAL_NO_AUTH_ACTION_COUNT
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")  # IAM's own calls, unsigned
+        try:
+            iam = self.client("iam", ("test", "test"))
+            user = f"pyserving-{next(_users)}"
+            iam.create_user(UserName=user)
+            policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+            iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=policy)
+            made = iam.create_access_key(UserName=user)["AccessKey"]
+        finally:
+            settings.INITIAL_NO_AUTH_ACTION_COUNT = checking
+            ActionAuthenticatorMixin.request_count = 0
+        return made["AccessKeyId"], made["SecretAccessKey"]
 
     def client(self, service: str = "s3", key: tuple[str, str] | None = None) -> Any:
         """A boto3 client of this server, with `key` (default: the user's)."""

@@ -149,3 +149,26 @@ def test_without_boto3_an_s3_path_names_the_extra(monkeypatch: pytest.MonkeyPatc
         "an s3:// repository needs boto3, which is not installed; install it with: "
         "pip install 'pyserving[s3]'"
     )
+
+
+def test_a_failed_publish_leaves_nothing_behind(
+    s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user who may write anything but a servable.json: the upload fails at its last file.
+    key = s3.add_user(
+        [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            {
+                "Effect": "Deny",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*/servable.json",
+            },
+        ]
+    )
+    for name, value in s3.env(key).items():
+        monkeypatch.setenv(name, value)
+    local = write_version_servable(tmp_path / "1", 1)
+    model = parse_uri(f"s3://{bucket}/m")
+    with pytest.raises(StorageError, match="uploading servable.json: access denied"):
+        S3Store().publish(local, model)
+    assert "Contents" not in s3.client().list_objects_v2(Bucket=bucket)

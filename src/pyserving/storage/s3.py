@@ -193,9 +193,10 @@ class S3Store:
         except (bx.ClientError, bx.BotoCoreError) as exc:
             raise self._error(uri, doing, exc) from exc
         except Exception as exc:
-            # boto3's transfers wrap a ClientError in their own exception.
-            if isinstance(exc.__cause__, bx.ClientError):
-                raise self._error(uri, doing, exc.__cause__) from exc
+            # boto3's transfers raise their own exception while handling a ClientError.
+            inner = exc.__cause__ or exc.__context__
+            if isinstance(inner, bx.ClientError):
+                raise self._error(uri, doing, inner) from exc
             raise
 
     def _error(self, uri: ObjectUri, doing: str, exc: Exception) -> StorageError:
