@@ -63,11 +63,15 @@ def servers() -> Iterator[list[RunningProcess]]:
 
 
 def serve(
-    servers: list[RunningProcess], s3: S3Server, uri: str, tmp_path: Path
+    servers: list[RunningProcess],
+    s3: S3Server,
+    uri: str,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
 ) -> tuple[Client, RunningProcess]:
     log = tmp_path / f"server-{len(servers)}.log"
     args = ("--model_name", "m", "--model_base_path", uri, "--file_system_poll_wait_seconds", POLL)
-    server = start_serve(log, *args, env=s3.env())
+    server = start_serve(log, *args, env=s3.env() if env is None else env)
     servers.append(server)
     return Client(f"127.0.0.1:{server.match.group(1)}", timeout=10), server
 
@@ -157,11 +161,18 @@ async def test_export_to_s3_serve_from_it_and_swap_under_load(
 
 
 def test_a_version_uploaded_object_by_object_is_loaded_only_once_whole(
-    s3: S3Server, bucket: str, servers: list[RunningProcess], tmp_path: Path
+    s3: S3Server,
+    bucket: str,
+    servers: list[RunningProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     uri = f"s3://{bucket}/models/m"
     first = publish(s3, uri, 1, tmp_path)
-    client, _ = serve(servers, s3, uri, tmp_path)
+    # The endpoint as TF Serving users give it: S3_ENDPOINT, a host, with S3_USE_HTTPS=0.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    tf_serving = {"S3_ENDPOINT": f"127.0.0.1:{s3.port}", "S3_USE_HTTPS": "0"}
+    client, _ = serve(servers, s3, uri, tmp_path, env=tf_serving)
     assert served(client) == {first: "AVAILABLE"}
 
     local = write_version_servable(tmp_path / "local" / "2", 2)
