@@ -209,3 +209,17 @@ async def test_the_manager_serves_a_remote_model_from_its_cache_dir(
             assert manager.get("m").version == 2
         finally:
             await manager.stop()
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(
+    s3: S3Server, remote: ModelConfig, tmp_path: Path
+) -> None:
+    upload(s3, remote, 1, tmp_path)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    (config,) = in_cache((remote,), blocked)
+    mirrors = Mirrors()
+    assert mirrors.scan((config,)) == {"m": []}
+    with pytest.raises(StorageError, match="cannot keep copies of s3://") as caught:
+        mirrors.check(config)
+    assert "--model_cache_dir" in str(caught.value) and "\n" not in str(caught.value)

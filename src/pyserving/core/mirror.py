@@ -13,6 +13,7 @@ so once per change of state.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # between tries while the storage fails
 _DOWNLOAD = ".download-"
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST)
 
 
 def model_base(text: str, relative_to: Path) -> tuple[Path, str]:
@@ -117,6 +119,14 @@ class Mirrors:
                 self._fetch(config, uri, remote[version])
         except (StorageError, MissingExtra) as exc:
             self._failed(config, health, exc)
+            return self._fallback(config, health)
+        except OSError as exc:  # the cache: full (may clear), or not writable (will not)
+            error = StorageError(
+                f"{config.base_path}: cannot keep copies of {uri} here: {exc.strerror or exc} "
+                "(--model_cache_dir)",
+                transient=exc.errno not in _UNWRITABLE,
+            )
+            self._failed(config, health, error)
             return self._fallback(config, health)
         if health.error is not None:
             log.info("%s: readable again; versions %s", uri, wanted or "none")
