@@ -51,6 +51,8 @@ def _verbs(
 def _default(action: argparse.Action) -> str:
     if action.dest == "compiled_model_cache":
         return "`~/.cache/pyserving/openvino` (under `$XDG_CACHE_HOME` where it is set)"
+    if action.dest == "model_cache_dir":
+        return "`~/.cache/pyserving/models` (under `$XDG_CACHE_HOME` where it is set)"
     value = action.default
     if value is None or value is False or value in ("", [], argparse.SUPPRESS):
         return ""

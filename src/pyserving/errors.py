@@ -80,6 +80,20 @@ class ExportError(PyservingError):
     """An export failed; nothing was written to the repository."""
 
 
+class StorageError(PyservingError):
+    """Object storage (s3://) could not be read or written: the network, credentials, bucket.
+
+    `transient`: whether trying again later may help (the network) or not (credentials).
+    """
+
+    grpc_code = "UNAVAILABLE"
+    http_status = 503
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
 class RemoteError(PyservingError):
     """A call to a pyserving server failed; `grpc_code` is the status it ended with."""
 
@@ -147,6 +161,8 @@ EXTRA_OF_MODULE = {
     "soundfile": "audio",
     "soxr": "audio",
     "openvino": "openvino",
+    "boto3": "s3",
+    "botocore": "s3",
 }
 
 

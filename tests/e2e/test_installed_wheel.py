@@ -37,7 +37,17 @@ from tests.processes import GRPC_READY, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SECONDS = 240  # a budget for pip: generous, so a slow mirror fails loudly, not hangs
-EXTRAS = ("torch", "onnx", "jinja2", "soundfile", "soxr", "openvino", "sklearn", "tensorflow")
+EXTRAS = (
+    "torch",
+    "onnx",
+    "jinja2",
+    "soundfile",
+    "soxr",
+    "openvino",
+    "sklearn",
+    "tensorflow",
+    "boto3",
+)
 AUDIO_LINE = (
     "an audio model needs soundfile, which is not installed; install it with: "
     "pip install 'pyserving[audio]'"
@@ -203,6 +213,8 @@ def test_version(venv: Venv) -> None:
         (["export", "silero-vad", "--repository", "m"], "onnx"),
         (["web"], "web"),
         (["serve", "--model_base_path", "m", "--engine", "openvino"], "openvino"),
+        (["serve", "--model_base_path", "s3://bucket-1/m"], "s3"),
+        (["export", "onnx", "model.onnx", "--labels", "a,b", "--repository", "s3://b-1/m"], "s3"),
     ],
     ids=lambda v: v if isinstance(v, str) else "-".join(v[:2]),
 )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +24,40 @@ _MEAN_STD_HELP = (
 def add_parser(commands: Any) -> None:
     """Add the verb to `commands` (an argparse subparsers object); each source runs itself."""
     export = commands.add_parser("export", help="export a model into a repository")
-    add_export_sources(export.add_subparsers(required=True, metavar="SOURCE"))
+    sources = export.add_subparsers(required=True, metavar="SOURCE")
+    add_export_sources(sources)
+    # Every source exports into a local folder; an s3:// --repository is uploaded from one.
+    for source in sources.choices.values():
+        source.set_defaults(run=_to_repository(source.get_default("run")))
+
+
+def _to_repository(
+    run: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """`run`, exporting into a temporary folder and uploading from it when `--repository`
+    is an s3:// URI; it prints the version's URI instead of a folder."""
+
+    def run_to_repository(args: argparse.Namespace) -> int:
+        if not isinstance(args.repository, str):
+            return run(args)
+        from pyserving.export.publish import export_to_storage
+
+        def export_into(folder: Path) -> None:
+            with contextlib.redirect_stdout(io.StringIO()):  # the temporary folder's path
+                run(argparse.Namespace(**{**vars(args), "repository": folder}))
+
+        for uri in export_to_storage(args.repository, args.s3_endpoint, export_into):
+            print(uri)
+        return 0
+
+    return run_to_repository
+
+
+def _repository(text: str) -> Path | str:
+    """--repository: a local folder, or a URI (`s3://...`) kept as it is."""
+    from pyserving.storage import is_uri
+
+    return text if is_uri(text) else Path(text)
 
 
 def add_export_sources(sources: Any) -> None:
@@ -138,7 +174,16 @@ def add_export_sources(sources: Any) -> None:
 
 def _add_destination(parser: argparse.ArgumentParser, name: str | None = None) -> None:
     parser.add_argument(
-        "--repository", type=Path, default=Path("models"), help="where the version is written"
+        "--repository",
+        type=_repository,
+        default=Path("models"),
+        help="where the version is written: a folder, or s3://BUCKET/PREFIX (the [s3] extra)",
+    )
+    parser.add_argument(
+        "--s3_endpoint",
+        default="",
+        help="S3-compatible server's URL for an s3:// repository (default: $AWS_ENDPOINT_URL, "
+        "$S3_ENDPOINT, else AWS)",
     )
     parser.add_argument(
         "--name",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 from pyserving.cli.tfs_flags import add_tf_serving_flags, tf_serving_settings
+from pyserving.core.mirror import in_cache, model_base
 from pyserving.core.model_config import read_model_config
 from pyserving.core.settings import (
     ENGINE_CHOICES,
@@ -17,8 +19,10 @@ from pyserving.core.settings import (
     Settings,
     VersionPolicy,
     default_compiled_model_cache,
+    default_model_cache,
 )
 from pyserving.errors import ConfigError, MissingExtra, UsageError
+from pyserving.storage import is_uri
 from pyserving.units import MiB
 
 # The one home of the server's defaults: each `serve` flag takes its default from here.
@@ -29,7 +33,11 @@ def add_parser(commands: Any) -> None:
     """Add the verb to `commands` (an argparse subparsers object)."""
     serve = commands.add_parser("serve", help="serve models over gRPC")
     serve.add_argument("--model_name", default="default", help="name of the served model")
-    serve.add_argument("--model_base_path", type=Path, help="folder holding the model's versions")
+    serve.add_argument(
+        "--model_base_path",
+        type=_base_path,
+        help="folder holding the model's versions, or s3://BUCKET/PREFIX (the [s3] extra)",
+    )
     serve.add_argument(
         "--model_config_file", type=Path, help="a models.toml listing several models"
     )
@@ -177,6 +185,19 @@ def add_parser(commands: Any) -> None:
         "(empty: no cache)",
     )
     serve.add_argument(
+        "--model_cache_dir",
+        type=Path,
+        default=default_model_cache(),  # read now: it follows $XDG_CACHE_HOME
+        help="folder where the versions of s3:// models are copied before they load, a "
+        "folder per bucket",
+    )
+    serve.add_argument(
+        "--s3_endpoint",
+        default="",
+        help="S3-compatible server's URL for s3:// paths (default: $AWS_ENDPOINT_URL, "
+        "$S3_ENDPOINT, else AWS); credentials come from AWS's variables and files",
+    )
+    serve.add_argument(
         "--engine",
         default=DEFAULTS.engine,
         choices=ENGINE_CHOICES,
@@ -239,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
         # Asked for by name, it is a usage error; a model config's engine fails that model.
         # Each optional engine is installed by the extra of its own name.
         raise MissingExtra(args.engine, args.engine, f"--engine {args.engine}")
+    if any(m.source for m in settings.models) and importlib.util.find_spec("boto3") is None:
+        raise MissingExtra("boto3", "s3", "an s3:// repository")
     asyncio.run(serve(settings))
     return 0
 
@@ -276,7 +299,9 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         models, default = read_model_config(args.model_config_file, batching)
     else:
         policy = VersionPolicy(args.version_policy, num_versions=args.num_versions)
-        models = (ModelConfig(args.model_name, args.model_base_path, policy),)
+        base_path, source = model_base(str(args.model_base_path), Path())
+        models = (ModelConfig(args.model_name, base_path, policy, source=source),)
+    models = in_cache(models, args.model_cache_dir)
     return Settings(
         models=models,
         default_model=default,
@@ -305,6 +330,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         cpu_memory_arena=not args.disable_cpu_mem_arena,
         execution_provider=args.execution_provider,
         compiled_model_cache=Path(args.compiled_model_cache) if args.compiled_model_cache else None,
+        model_cache_dir=args.model_cache_dir,
+        s3_endpoint=args.s3_endpoint,
         engine=args.engine,
         precision=args.precision,
         precision_tolerance=args.precision_tolerance,
@@ -314,6 +341,11 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         **_server_tls(args),
     )
+
+
+def _base_path(text: str) -> Path | str:
+    """--model_base_path: a local folder, or a URI (`s3://...`) kept as it is."""
+    return text if is_uri(text) else Path(text)
 
 
 def _server_tls(args: argparse.Namespace) -> dict[str, Path | None]:

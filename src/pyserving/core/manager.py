@@ -20,8 +20,9 @@ from contextlib import contextmanager, suppress
 
 from pyserving.core.labels import by_version, check, resolve
 from pyserving.core.lifecycle import versions_to_load, versions_to_unload
+from pyserving.core.mirror import Mirrors, in_cache
 from pyserving.core.model_config import read_model_config
-from pyserving.core.repository import fingerprint, scan
+from pyserving.core.repository import fingerprint
 from pyserving.core.servable import Servable, load_servable
 from pyserving.core.settings import ModelConfig, Settings
 from pyserving.errors import ConfigError, ModelNotFound, ModelNotReady, PyservingError
@@ -42,7 +43,7 @@ class ModelManager:
     def __init__(self, settings: Settings, executor: Executor) -> None:
         self._settings = settings
         self._executor = executor
-        self._models = {m.name: m for m in settings.models}
+        self._models = {m.name: m for m in in_cache(settings.models, settings.model_cache_dir)}
         self._default = settings.default_model or (
             settings.models[0].name if settings.models else ""
         )
@@ -60,6 +61,7 @@ class ModelManager:
         self._config_generation = 1
         self._labels_generation = 0
         self._label_error: ConfigError | None = None  # why the last config's labels were not
+        self._mirrors = Mirrors(settings.s3_endpoint)  # copies s3:// models into the cache
 
     @property
     def default_model(self) -> str:
@@ -85,11 +87,14 @@ class ModelManager:
             self._file_config = read_model_config(
                 self._settings.model_config_file, self._settings.batching
             )
+            self._file_config = self._in_cache(*self._file_config)
             self._apply_config(*self._file_config)
         await self.reconcile(only=self._default)
         poll = self._settings.file_system_poll_wait_seconds
         while not self._available.get(self._default):
-            base = self._models[self._default].base_path
+            config = self._models[self._default]
+            self._mirrors.check(config)  # wrong credentials: stop here, in one line
+            base = config.source or config.base_path
             log.warning("waiting for a version of model %s under %s", self._default, base)
             await asyncio.sleep(poll or 2.0)
             await self.reconcile(only=self._default)
@@ -129,6 +134,7 @@ class ModelManager:
         except ConfigError as exc:
             log.error("%s; keeping the last good config", exc)
             return
+        models, default = self._in_cache(models, default)
         # Only an edit of the file applies: a list set by `replace_config` stays until then.
         if (models, default) != self._file_config:
             self._file_config = (models, default)
@@ -143,10 +149,17 @@ class ModelManager:
         ones, unload those left out. Returns once the scan that applies it is done."""
         if not models:
             raise ConfigError("the new config lists no model")
+        models, default = self._in_cache(models, default)
         self._apply_config(models, default or models[0].name)
         await self.reconcile()
         if self._label_error is not None:
             raise self._label_error
+
+    def _in_cache(
+        self, models: tuple[ModelConfig, ...], default: str
+    ) -> tuple[tuple[ModelConfig, ...], str]:
+        """`models` with each remote (s3://) one's copies under --model_cache_dir."""
+        return in_cache(models, self._settings.model_cache_dir), default
 
     def _apply_config(self, models: tuple[ModelConfig, ...], default: str) -> None:
         added = {m.name for m in models} - set(self._models)
@@ -169,7 +182,7 @@ class ModelManager:
             models = tuple(m for m in self._models.values() if only in (None, m.name))
             generation = self._config_generation
             loop = asyncio.get_running_loop()
-            aspired = await loop.run_in_executor(self._executor, scan, models)
+            aspired = await loop.run_in_executor(self._executor, self._mirrors.scan, models)
             for config in models:
                 wanted = set(aspired[config.name])
                 loaded = set(self._available.get(config.name, {}))
@@ -362,7 +375,8 @@ class ModelManager:
         failed = [s for s in states.values() if s.state == State.FAILED]
         if failed:
             return f" (version {failed[-1].version} failed: {failed[-1].error})"
-        return f" (no version found under {self._models[name].base_path})"
+        config = self._models[name]
+        return f" (no version found under {config.source or config.base_path})"
 
     def status(self, name: str = "") -> list[ModelStatus]:
         """Every version's state, per model (all models when `name` is empty)."""

@@ -6,7 +6,7 @@ default = "imagenet"            # optional; else the first model
 
 [[models]]
 name = "imagenet"
-base_path = "models/imagenet"   # relative paths are relative to this file
+base_path = "models/imagenet"   # relative paths are relative to this file; or s3://BUCKET/PREFIX
 version_policy = "latest"       # "latest", "all" or "specific"
 num_versions = 1                # for latest
 # versions = [1732460000]       # for specific
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pyserving.core.labels import parse_labels
+from pyserving.core.mirror import model_base
 from pyserving.core.settings import (
     ENGINE_CHOICES,
     PRECISION_CHOICES,
@@ -109,7 +110,7 @@ def _model(entry: Any, index: int, path: Path, batching: BatchingSettings) -> Mo
     base = entry.get("base_path")
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{where}: base_path must be a folder path")
-    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    base_path, source = model_base(base, path.parent)
     return ModelConfig(
         name,
         base_path,
@@ -118,6 +119,7 @@ def _model(entry: Any, index: int, path: Path, batching: BatchingSettings) -> Mo
         engine=_choice(entry, "engine", ENGINE_CHOICES, where),
         precision=_choice(entry, "precision", PRECISION_CHOICES, where),
         version_labels=_version_labels(entry, where),
+        source=source,
     )
 
 

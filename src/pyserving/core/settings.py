@@ -49,6 +49,9 @@ class ModelConfig:
     precision: str | None = None  # None: the server's
     # TF Serving's version_labels: (label, version) pairs, sorted by label
     version_labels: tuple[tuple[str, int], ...] = ()
+    # An s3:// URI the versions are copied from into base_path (core/mirror.py); empty:
+    # base_path is the repository itself.
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class Settings:
     compiled_model_cache: Path | None = field(
         default_factory=lambda: default_compiled_model_cache()
     )
+    # Remote (s3://) models' versions are copied here before they load (core/mirror.py).
+    model_cache_dir: Path = field(default_factory=lambda: default_model_cache())
+    s3_endpoint: str = ""  # empty: $AWS_ENDPOINT_URL, $S3_ENDPOINT or AWS itself
     engine: str = "auto"  # "onnxruntime", "openvino", or "auto": by rule (engines/choice.py)
     precision: str = "auto"  # "f32", "bf16", or "auto": reduced only once verified
     precision_tolerance: float = 0.02  # largest probability change a reduced precision may make
@@ -115,6 +121,12 @@ def default_compiled_model_cache() -> Path:
     """Where compiled models are kept unless told otherwise: under $XDG_CACHE_HOME or ~/.cache."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "pyserving" / "openvino"
+
+
+def default_model_cache() -> Path:
+    """Where remote models' versions are copied unless told otherwise: under the XDG cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pyserving" / "models"
 
 
 def cores() -> int:

@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from pyserving._proto import tensorflow_serving_config_pb2 as pb
 from pyserving.core.labels import parse_labels
+from pyserving.core.mirror import model_base
 from pyserving.core.settings import BatchingSettings, ModelConfig, VersionPolicy
 from pyserving.errors import ConfigError
 
@@ -111,11 +112,11 @@ def _model(entry: pb.ModelConfig, index: int, base: Path, where: str) -> ModelCo
         )
     if not entry.base_path:
         raise ConfigError(f"{where}: base_path must be a folder path")
-    base_path = Path(entry.base_path)
-    if not base_path.is_absolute():
-        base_path = base / base_path
+    base_path, source = model_base(entry.base_path, base)
     labels = parse_labels(entry.version_labels.items(), where)
-    return ModelConfig(entry.name, base_path, _policy(entry, where), version_labels=labels)
+    return ModelConfig(
+        entry.name, base_path, _policy(entry, where), version_labels=labels, source=source
+    )
 
 
 def _policy(entry: pb.ModelConfig, where: str) -> VersionPolicy:
