@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build from this machine's disk; a plain `torch` would pull CUDA packages.
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e '.[export,tensorflow,sklearn,web,openvino,audio,s3,dev]'
+	$(PIP_INSTALL) -e '.[export,int8,tensorflow,sklearn,web,openvino,audio,s3,dev]'
 	# Silero VAD's ONNX files for `export silero-vad`; --no-deps: it declares torch.
 	$(PIP_INSTALL) --no-deps silero-vad==6.2.3
 	# TF Serving's gRPC client for the drop-in tests; --no-deps: it declares tensorflow, and

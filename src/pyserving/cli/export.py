@@ -277,6 +277,14 @@ def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
         help="least top-1 agreement of int8 with f32 on the held-back images (default 0.98)",
     )
     group.add_argument(
+        "--agreement_margin",
+        "--agreement-margin",
+        type=float,
+        metavar="P",
+        help="held-back images count toward --min_agreement when f32's top-1 probability leads "
+        "the second's by at least P (default 0.05; 0 counts every image); both are reported",
+    )
+    group.add_argument(
         "--precision_tolerance",
         "--precision-tolerance",
         type=float,
@@ -292,6 +300,7 @@ _QUANTIZE_FIELDS = {
     "held_back": "held_back",
     "int8_weights": "weights",
     "min_agreement": "min_agreement",
+    "agreement_margin": "margin",
     "precision_tolerance": "tolerance",
 }
 _QUANTIZE_FLAGS = ("calibration", *_QUANTIZE_FIELDS)
