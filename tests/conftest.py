@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import httpx
@@ -34,6 +35,9 @@ from tests.onnx_models import (
     write_text_servable,
 )
 from tests.processes import RunningProcess, start_server
+
+if TYPE_CHECKING:
+    from tests.s3_server import S3Server
 
 # Servers started by the tests keep OpenVINO's compiled models (--compiled_model_cache's
 # default, under $XDG_CACHE_HOME) in a folder of the test run's, not in the user's ~/.cache.
@@ -169,3 +173,15 @@ async def rest(service: Service) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://rest") as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """A real S3 server (moto's) on loopback for the test module, checking credentials."""
+    from tests.s3_server import S3Server
+
+    server = S3Server()
+    server.start()
+    server.require_credentials()
+    yield server
+    server.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,15 +31,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    server.require_credentials()
-    yield server
-    server.close()
 
 
 @pytest.fixture

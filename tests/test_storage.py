@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,6 @@ from tests.onnx_models import write_version_servable
 from tests.s3_server import S3Server
 
 _buckets = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    server.require_credentials()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -36,6 +36,10 @@ value that its module in `pyserving.kinds` defines, parses (the `ReadKind` given
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,3 +244,28 @@ def list_versions(base_path: Path) -> list[int]:
 
 def _complete(folder: Path) -> bool:
     return folder.is_dir() and all((folder / f).is_file() for f in REQUIRED_FILES)
+
+
+def hidden_folder(parent: Path, tag: str) -> Path:
+    """A new hidden folder in `parent` for a version being written, `.TAG-HOST-PID-...`.
+
+    Its name is no version, so nothing loads it half-written; it says whose it is, so the
+    folders this host's killed writers left behind (their process is gone) are removed
+    first. Raises OSError.
+    """
+    host = socket.gethostname()
+    for entry in parent.glob(f".{tag}-{host}-*-*"):
+        pid = entry.name.removeprefix(f".{tag}-{host}-").split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{tag}-{host}-{os.getpid()}-", dir=parent))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -31,15 +31,6 @@ POLL = "0.2"
 _buckets = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    server.start()
-    server.require_credentials()
-    yield server
-    server.close()
-
-
 @pytest.fixture(autouse=True)
 def aws_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """This process reaches the S3 server as the pyserving processes do."""

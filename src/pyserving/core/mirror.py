@@ -17,8 +17,6 @@ import errno
 import logging
 import os
 import shutil
-import socket
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,14 +25,13 @@ from pathlib import Path
 from pyserving.core.repository import aspired_versions, scan
 from pyserving.core.settings import ModelConfig, default_model_cache
 from pyserving.errors import MissingExtra, PyservingError, StorageError
-from pyserving.signature import list_versions
+from pyserving.signature import hidden_folder, list_versions
 from pyserving.storage import ObjectUri, is_uri, parse_uri
 from pyserving.storage.s3 import RemoteVersion, S3Store
 
 log = logging.getLogger(__name__)
 
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # between tries while the storage fails
-_DOWNLOAD = ".download-"
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST)
 
 
@@ -165,9 +162,8 @@ class Mirrors:
         if final.is_dir() and _sizes(final) == dict(version.files):
             return
         config.base_path.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(config.base_path)
         started = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(), dir=config.base_path))
+        tmp = hidden_folder(config.base_path, "download")
         try:
             self._store.download(uri, version, tmp)
             tmp.chmod(0o755)
@@ -200,26 +196,3 @@ def _prune(folder: Path, keep: set[int]) -> None:
     others = [v for v in list_versions(folder) if v not in keep]
     for version in others[:-1]:
         shutil.rmtree(folder / str(version), ignore_errors=True)
-
-
-def _tmp_prefix() -> str:
-    return f"{_DOWNLOAD}{socket.gethostname()}-{os.getpid()}-"
-
-
-def _remove_abandoned(folder: Path) -> None:
-    """Remove the hidden folders of downloads on this host whose process is gone."""
-    host = socket.gethostname()
-    for entry in folder.glob(f"{_DOWNLOAD}{host}-*-*"):
-        pid = entry.name.removeprefix(f"{_DOWNLOAD}{host}-").split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

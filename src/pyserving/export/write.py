@@ -10,9 +10,7 @@ import datetime
 import errno
 import os
 import shutil
-import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any, TextIO
 import pyserving
 from pyserving.errors import ExportError, MissingExtra
 from pyserving.kinds import load_signature
-from pyserving.signature import list_versions
+from pyserving.signature import hidden_folder, list_versions
 
 
 class Progress:
@@ -80,8 +78,7 @@ def write_servable(repository: Path, name: str, write: Callable[[Path], None]) -
     model_dir = repository / name
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(model_dir)
-        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(), dir=model_dir))
+        tmp = hidden_folder(model_dir, "export")
     except OSError as exc:
         raise ExportError(f"cannot write into {model_dir}: {exc.strerror or exc}") from exc
     try:
@@ -113,31 +110,6 @@ def write_servable(repository: Path, name: str, write: Callable[[Path], None]) -
 
 # A full disk, a quota, or a file size limit (RLIMIT_FSIZE).
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-_TMP = ".export-"
-
-
-def _tmp_prefix() -> str:
-    """`.export-HOST-PID-`: the folder says whose it is, so an abandoned one can be found."""
-    return f"{_TMP}{socket.gethostname()}-{os.getpid()}-"
-
-
-def _remove_abandoned(model_dir: Path) -> None:
-    """Remove the hidden folders of exports on this host whose process is gone (kill -9)."""
-    host = socket.gethostname()
-    for entry in model_dir.glob(f"{_TMP}{host}-*-*"):
-        pid = entry.name.removeprefix(f"{_TMP}{host}-").split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _fsync_files(folder: Path) -> None:
