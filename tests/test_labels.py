@@ -27,9 +27,6 @@ from pyserving.core.model_config import read_model_config
 from pyserving.core.service import Batch, Service
 from pyserving.core.settings import ModelConfig, Settings, VersionPolicy
 from pyserving.errors import ConfigError, InvalidInput, ModelNotFound, ModelNotReady
-from pyserving.grpc_api.classification import ClassificationApi
-from pyserving.grpc_api.tfs import ModelServiceApi, PredictionApi
-from pyserving.rest_api.app import create_rest_app
 from pyserving.results import ModelMetadata
 from tests.onnx_models import publish, write_version_servable
 
@@ -68,30 +65,6 @@ async def service(repository: Path, executor: ThreadPoolExecutor) -> AsyncIterat
         yield Service(manager, executor, settings)
     finally:
         await manager.stop()
-
-
-@pytest.fixture
-async def channel(service: Service) -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server()
-    cls_grpc.add_ClassificationServiceServicer_to_server(ClassificationApi(service), server)
-    pb_grpc.add_PredictionServiceServicer_to_server(PredictionApi(service), server)
-    pb_grpc.add_ModelServiceServicer_to_server(ModelServiceApi(service), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
-    finally:
-        await server.stop(None)
-
-
-@pytest.fixture
-async def rest(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_rest_app(service, max_request_bytes=64 * 1024)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://rest"
-    ) as client:
-        yield client
 
 
 # -- the rules ---------------------------------------------------------------------------
@@ -164,10 +137,10 @@ async def test_labels_resolve_and_show_in_status_and_metadata(service: Service) 
         service.version_of("x", 0, "stable")
 
 
-async def test_a_labelled_request_is_counted_by_label(channel: grpc.aio.Channel) -> None:
+async def test_a_labelled_request_is_counted_by_label(grpc_channel: grpc.aio.Channel) -> None:
     counter = metrics.LABEL_REQUESTS.labels("m", "canary", "OK")
     before = counter._value.get()
-    stub = cls_grpc.ClassificationServiceStub(channel)
+    stub = cls_grpc.ClassificationServiceStub(grpc_channel)
     await stub.classify(cls_pb.ClassificationRequest(features={"x": 1.0}, version_label="canary"))
     assert counter._value.get() == before + 1
     with pytest.raises(grpc.aio.AioRpcError):
@@ -322,8 +295,8 @@ def _x(value: float) -> tf.TensorProto:
     )
 
 
-async def test_tf_serving_grpc_takes_version_label(channel: grpc.aio.Channel) -> None:
-    predictions = pb_grpc.PredictionServiceStub(channel)
+async def test_tf_serving_grpc_takes_version_label(grpc_channel: grpc.aio.Channel) -> None:
+    predictions = pb_grpc.PredictionServiceStub(grpc_channel)
     for label, version in LABELS.items():
         answer = await predictions.Predict(
             pb.PredictRequest(model_spec=_spec(label), inputs={"x": _x(1.0)})
@@ -344,7 +317,7 @@ async def test_tf_serving_grpc_takes_version_label(channel: grpc.aio.Channel) ->
     )
     assert metadata.model_spec.version.value == 1
 
-    status = await pb_grpc.ModelServiceStub(channel).GetModelStatus(
+    status = await pb_grpc.ModelServiceStub(grpc_channel).GetModelStatus(
         pb.GetModelStatusRequest(model_spec=_spec("canary"))
     )
     assert [s.version for s in status.model_version_status] == [2]
@@ -356,16 +329,16 @@ async def test_tf_serving_grpc_takes_version_label(channel: grpc.aio.Channel) ->
 
 
 async def test_reload_config_request_moves_labels(
-    channel: grpc.aio.Channel, repository: Path
+    grpc_channel: grpc.aio.Channel, repository: Path
 ) -> None:
     config = config_pb.ModelServerConfig()
     entry = config.model_config_list.config.add(name="m", base_path=str(repository))
     entry.model_version_policy.specific.versions.extend([1, 2])
     entry.version_labels["stable"] = 2
-    models = pb_grpc.ModelServiceStub(channel)
+    models = pb_grpc.ModelServiceStub(grpc_channel)
     reloaded = await models.HandleReloadConfigRequest(pb.ReloadConfigRequest(config=config))
     assert reloaded.status.error_code == 0
-    answer = await pb_grpc.PredictionServiceStub(channel).Predict(
+    answer = await pb_grpc.PredictionServiceStub(grpc_channel).Predict(
         pb.PredictRequest(model_spec=_spec("stable"), inputs={"x": _x(1.0)})
     )
     assert answer.model_spec.version.value == 2
@@ -376,8 +349,8 @@ async def test_reload_config_request_moves_labels(
     assert "names version 3, which is not available" in refused.status.error_message
 
 
-async def test_classification_service_takes_version_label(channel: grpc.aio.Channel) -> None:
-    stub = cls_grpc.ClassificationServiceStub(channel)
+async def test_classification_service_takes_version_label(grpc_channel: grpc.aio.Channel) -> None:
+    stub = cls_grpc.ClassificationServiceStub(grpc_channel)
     answer = await stub.classify(
         cls_pb.ClassificationRequest(model_name="m", features={"x": 1.0}, version_label="canary")
     )
