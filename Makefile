@@ -124,6 +124,7 @@ test-fast: install
 # Run it on an idle machine; BENCH_ARGS passes options (see bench/README.md).
 bench: install export
 	$(PY) -m bench.run --repository $(MODELS) $(BENCH_ARGS)
+	$(PY) -m bench.explain --repository $(MODELS)
 
 lint: $(LINT_STAMP)
 	$(BIN)/ruff check .

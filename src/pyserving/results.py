@@ -30,6 +30,41 @@ class Classification:
 
 
 @dataclass(frozen=True)
+class ExplanationPart:
+    """One hidden part of the input and its weight: how much hiding it lowered the class's
+    probability (negative: hiding it raised it).
+
+    Which fields mean something depends on the kind: `name` for a word or a feature,
+    `start` and `end` (seconds) for an audio window, `row` and `column` for an image cell.
+    """
+
+    weight: float
+    name: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    row: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The answer to one explain call: why the model gave `explained` (with its score on
+    the whole input), part by part, in the input's order (an image's cells row by row).
+
+    `grid` is (rows, columns) for an image and (0, 0) otherwise; `method` says in words how
+    a part was hidden.
+    """
+
+    model_name: str
+    model_version: int
+    explained: Prediction
+    kind: str
+    parts: tuple[ExplanationPart, ...]
+    grid: tuple[int, int] = (0, 0)
+    method: str = ""
+
+
+@dataclass(frozen=True)
 class TensorSpec:
     """One named input or output of a tensor model: its OIP v2 datatype and shape.
 

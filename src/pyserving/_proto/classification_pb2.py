@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63lassification.proto\"\xe0\x01\n\x15\x43lassificationRequest\x12\r\n\x05input\x18\x01 \x01(\x0c\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x36\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32$.ClassificationRequest.FeaturesEntry\x12\x15\n\rversion_label\x18\x06 \x01(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"j\n\x16\x43lassificationResponse\x12%\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x14.ClassificationClass\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\"A\n\x13\x43lassificationClass\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05index\x18\x03 \x01(\x05\"(\n\x12ModelStatusRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"J\n\x13ModelStatusResponse\x12\x1c\n\x06models\x18\x01 \x03(\x0b\x32\x0c.ModelStatus\x12\x15\n\rdefault_model\x18\x02 \x01(\t\"=\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x08versions\x18\x02 \x03(\x0b\x32\x0e.VersionStatus\"\x94\x02\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.VersionStatus.State\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x04 \x01(\t\x12\x11\n\tprecision\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\x12\x15\n\rengine_reason\x18\x08 \x01(\t\x12\x0e\n\x06labels\x18\t \x03(\t\"T\n\x05State\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07LOADING\x10\x01\x12\r\n\tAVAILABLE\x10\x02\x12\r\n\tUNLOADING\x10\x03\x12\x07\n\x03\x45ND\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x32\x93\x01\n\x15\x43lassificationService\x12;\n\x08\x63lassify\x12\x16.ClassificationRequest\x1a\x17.ClassificationResponse\x12=\n\x10get_model_status\x12\x13.ModelStatusRequest\x1a\x14.ModelStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63lassification.proto\"\xe0\x01\n\x15\x43lassificationRequest\x12\r\n\x05input\x18\x01 \x01(\x0c\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12\r\n\x05top_k\x18\x04 \x01(\r\x12\x36\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32$.ClassificationRequest.FeaturesEntry\x12\x15\n\rversion_label\x18\x06 \x01(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"j\n\x16\x43lassificationResponse\x12%\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x14.ClassificationClass\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\"A\n\x13\x43lassificationClass\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05index\x18\x03 \x01(\x05\"(\n\x12ModelStatusRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"J\n\x13ModelStatusResponse\x12\x1c\n\x06models\x18\x01 \x03(\x0b\x32\x0c.ModelStatus\x12\x15\n\rdefault_model\x18\x02 \x01(\t\"=\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x08versions\x18\x02 \x03(\x0b\x32\x0e.VersionStatus\"\x94\x02\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.VersionStatus.State\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x04 \x01(\t\x12\x11\n\tprecision\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\x12\x15\n\rengine_reason\x18\x08 \x01(\t\x12\x0e\n\x06labels\x18\t \x03(\t\"T\n\x05State\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07LOADING\x10\x01\x12\r\n\tAVAILABLE\x10\x02\x12\r\n\tUNLOADING\x10\x03\x12\x07\n\x03\x45ND\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\"\xd7\x01\n\x0e\x45xplainRequest\x12\r\n\x05input\x18\x01 \x01(\x0c\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\x03\x12/\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32\x1d.ExplainRequest.FeaturesEntry\x12\x15\n\rversion_label\x18\x06 \x01(\t\x12\x12\n\nclass_name\x18\x07 \x01(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"x\n\x0f\x45xplanationPart\x12\x0e\n\x06weight\x18\x01 \x01(\x02\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rstart_seconds\x18\x03 \x01(\x02\x12\x13\n\x0b\x65nd_seconds\x18\x04 \x01(\x02\x12\x0b\n\x03row\x18\x05 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x06 \x01(\x05\"\xcd\x01\n\x0f\x45xplainResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\'\n\texplained\x18\x03 \x01(\x0b\x32\x14.ClassificationClass\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x1f\n\x05parts\x18\x05 \x03(\x0b\x32\x10.ExplanationPart\x12\x11\n\tgrid_rows\x18\x06 \x01(\x05\x12\x14\n\x0cgrid_columns\x18\x07 \x01(\x05\x12\x0e\n\x06method\x18\x08 \x01(\t2\xc1\x01\n\x15\x43lassificationService\x12;\n\x08\x63lassify\x12\x16.ClassificationRequest\x1a\x17.ClassificationResponse\x12=\n\x10get_model_status\x12\x13.ModelStatusRequest\x1a\x14.ModelStatusResponse\x12,\n\x07\x65xplain\x12\x0f.ExplainRequest\x1a\x10.ExplainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CLASSIFICATIONREQUEST_FEATURESENTRY']._loaded_options = None
   _globals['_CLASSIFICATIONREQUEST_FEATURESENTRY']._serialized_options = b'8\001'
+  _globals['_EXPLAINREQUEST_FEATURESENTRY']._loaded_options = None
+  _globals['_EXPLAINREQUEST_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_CLASSIFICATIONREQUEST']._serialized_start=25
   _globals['_CLASSIFICATIONREQUEST']._serialized_end=249
   _globals['_CLASSIFICATIONREQUEST_FEATURESENTRY']._serialized_start=202
@@ -51,6 +53,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERSIONSTATUS']._serialized_end=884
   _globals['_VERSIONSTATUS_STATE']._serialized_start=800
   _globals['_VERSIONSTATUS_STATE']._serialized_end=884
-  _globals['_CLASSIFICATIONSERVICE']._serialized_start=887
-  _globals['_CLASSIFICATIONSERVICE']._serialized_end=1034
+  _globals['_EXPLAINREQUEST']._serialized_start=887
+  _globals['_EXPLAINREQUEST']._serialized_end=1102
+  _globals['_EXPLAINREQUEST_FEATURESENTRY']._serialized_start=202
+  _globals['_EXPLAINREQUEST_FEATURESENTRY']._serialized_end=249
+  _globals['_EXPLANATIONPART']._serialized_start=1104
+  _globals['_EXPLANATIONPART']._serialized_end=1224
+  _globals['_EXPLAINRESPONSE']._serialized_start=1227
+  _globals['_EXPLAINRESPONSE']._serialized_end=1432
+  _globals['_CLASSIFICATIONSERVICE']._serialized_start=1435
+  _globals['_CLASSIFICATIONSERVICE']._serialized_end=1628
 # @@protoc_insertion_point(module_scope)

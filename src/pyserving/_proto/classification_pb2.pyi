@@ -107,3 +107,62 @@ class VersionStatus(_message.Message):
     engine_reason: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[VersionStatus.State, str]] = ..., error: _Optional[str] = ..., engine: _Optional[str] = ..., precision: _Optional[str] = ..., kind: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., engine_reason: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("input", "model_name", "model_version", "features", "version_label", "class_name")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    input: bytes
+    model_name: str
+    model_version: int
+    features: _containers.ScalarMap[str, float]
+    version_label: str
+    class_name: str
+    def __init__(self, input: _Optional[bytes] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., features: _Optional[_Mapping[str, float]] = ..., version_label: _Optional[str] = ..., class_name: _Optional[str] = ...) -> None: ...
+
+class ExplanationPart(_message.Message):
+    __slots__ = ("weight", "name", "start_seconds", "end_seconds", "row", "column")
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    weight: float
+    name: str
+    start_seconds: float
+    end_seconds: float
+    row: int
+    column: int
+    def __init__(self, weight: _Optional[float] = ..., name: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., row: _Optional[int] = ..., column: _Optional[int] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("model_name", "model_version", "explained", "kind", "parts", "grid_rows", "grid_columns", "method")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINED_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    GRID_ROWS_FIELD_NUMBER: _ClassVar[int]
+    GRID_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: int
+    explained: ClassificationClass
+    kind: str
+    parts: _containers.RepeatedCompositeFieldContainer[ExplanationPart]
+    grid_rows: int
+    grid_columns: int
+    method: str
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., explained: _Optional[_Union[ClassificationClass, _Mapping]] = ..., kind: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[ExplanationPart, _Mapping]]] = ..., grid_rows: _Optional[int] = ..., grid_columns: _Optional[int] = ..., method: _Optional[str] = ...) -> None: ...

@@ -44,6 +44,11 @@ class ClassificationServiceStub:
                 request_serializer=classification__pb2.ModelStatusRequest.SerializeToString,
                 response_deserializer=classification__pb2.ModelStatusResponse.FromString,
                 _registered_method=True)
+        self.explain = channel.unary_unary(
+                '/ClassificationService/explain',
+                request_serializer=classification__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=classification__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class ClassificationServiceServicer:
@@ -61,6 +66,12 @@ class ClassificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def explain(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +84,11 @@ def add_ClassificationServiceServicer_to_server(servicer, server):
                     servicer.get_model_status,
                     request_deserializer=classification__pb2.ModelStatusRequest.FromString,
                     response_serializer=classification__pb2.ModelStatusResponse.SerializeToString,
+            ),
+            'explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.explain,
+                    request_deserializer=classification__pb2.ExplainRequest.FromString,
+                    response_serializer=classification__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +145,33 @@ class ClassificationService:
             '/ClassificationService/get_model_status',
             classification__pb2.ModelStatusRequest.SerializeToString,
             classification__pb2.ModelStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ClassificationService/explain',
+            classification__pb2.ExplainRequest.SerializeToString,
+            classification__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,6 +31,8 @@ from pyserving._proto import grpc_predict_v2_pb2_grpc as v2_grpc
 from pyserving.errors import ConfigError, RemoteError
 from pyserving.results import (
     Classification,
+    Explanation,
+    ExplanationPart,
     Inference,
     ModelStatus,
     Prediction,
@@ -216,6 +218,40 @@ def _result(response: pb.ClassificationResponse) -> Classification:
     )
 
 
+def _explain_request(
+    image: bytes,
+    model_name: str,
+    model_version: int,
+    features: Mapping[str, float],
+    label: str,
+    class_name: str,
+) -> pb.ExplainRequest:
+    return pb.ExplainRequest(
+        input=image,
+        model_name=model_name,
+        model_version=model_version,
+        features=dict(features),
+        version_label=label,
+        class_name=class_name,
+    )
+
+
+def _explanation(response: pb.ExplainResponse) -> Explanation:
+    c = response.explained
+    return Explanation(
+        response.model_name,
+        response.model_version,
+        Prediction(c.name, c.score, c.index),
+        response.kind,
+        tuple(
+            ExplanationPart(p.weight, p.name, p.start_seconds, p.end_seconds, p.row, p.column)
+            for p in response.parts
+        ),
+        (response.grid_rows, response.grid_columns),
+        response.method,
+    )
+
+
 def _statuses(response: pb.ModelStatusResponse) -> list[ModelStatus]:
     return [
         ModelStatus(
@@ -385,6 +421,30 @@ class Client:
             raise _remote_error(exc, self.address) from None
         return _result(response)
 
+    def explain(
+        self,
+        image: bytes = b"",
+        model_name: str = "",
+        model_version: int = 0,
+        features: Mapping[str, float] | None = None,
+        timeout: float | None = None,
+        label: str = "",
+        class_name: str = "",
+    ) -> Explanation:
+        """Why the model gives `class_name` (empty: its top class) for this input: the
+        input's parts, each weighted by how much hiding it lowers that class's probability.
+
+        Same inputs as `classify`; a tensor model has no explanations (FAILED_PRECONDITION).
+        """
+        request = _explain_request(
+            image, model_name, model_version, features or {}, label, class_name
+        )
+        try:
+            response = self._stub.explain(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, self.address) from None
+        return _explanation(response)
+
     def model_status(self, model_name: str = "", timeout: float | None = None) -> list[ModelStatus]:
         """Every version's lifecycle state, per model (every model when the name is empty)."""
         request = pb.ModelStatusRequest(model_name=model_name)
@@ -494,6 +554,30 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise _remote_error(exc, self.address) from None
         return _result(response)
+
+    async def explain(
+        self,
+        image: bytes = b"",
+        model_name: str = "",
+        model_version: int = 0,
+        features: Mapping[str, float] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - sent to the server as the gRPC deadline
+        label: str = "",
+        class_name: str = "",
+    ) -> Explanation:
+        """Why the model gives `class_name` (empty: its top class) for this input: the
+        input's parts, each weighted by how much hiding it lowers that class's probability.
+
+        Same inputs as `classify`; a tensor model has no explanations (FAILED_PRECONDITION).
+        """
+        request = _explain_request(
+            image, model_name, model_version, features or {}, label, class_name
+        )
+        try:
+            response = await self._stub.explain(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise _remote_error(exc, self.address) from None
+        return _explanation(response)
 
     async def model_status(
         self,
