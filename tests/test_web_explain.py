@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -176,6 +177,19 @@ def test_an_unreachable_server_is_503() -> None:
     assert response.status_code == 503
     (result,) = response.json()["results"]
     assert result["error"] == f"the classification server at {nowhere} is not reachable"
+
+
+def test_every_card_has_a_why_button_for_javascript_only(client: TestClient) -> None:
+    html = client.get("/").text
+    template = re.search(r'<template id="card-template">(.*?)</template>', html, re.S)
+    assert template
+    assert re.search(
+        r'<div class="why js-only">\s*<button class="[^"]*why-toggle" type="button" '
+        r'data-slot="why" aria-expanded="false">Why\?</button>\s*'
+        r'<div class="why-panel" data-slot="why-panel" hidden>',
+        template.group(1),
+    )
+    assert '<canvas class="heatmap" data-slot="heatmap" role="img" hidden>' in template.group(1)
 
 
 def test_explanation_json_gives_each_kind_its_own_fields() -> None:
