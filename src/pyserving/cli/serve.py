@@ -122,6 +122,13 @@ def add_parser(commands: Any) -> None:
         help="longest clip an audio model takes, in seconds (read from the clip's header)",
     )
     serve.add_argument(
+        "--max_explain_inputs",
+        type=int,
+        default=DEFAULTS.max_explain_inputs,
+        help="most inputs one explanation runs, the original included: an image takes 50 "
+        "(a 7×7 grid), a text one per word, a clip two per half second",
+    )
+    serve.add_argument(
         "--max_batch_size",
         type=int,
         default=DEFAULTS.batching.max_batch_size,
@@ -295,6 +302,11 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         )
     if not args.max_audio_seconds > 0:
         raise UsageError(f"--max_audio_seconds must be positive, got {args.max_audio_seconds}")
+    if args.max_explain_inputs < 2:
+        raise UsageError(
+            f"--max_explain_inputs must be at least 2 (the input and one part hidden), got "
+            f"{args.max_explain_inputs}"
+        )
     if args.model_config_file is not None:
         models, default = read_model_config(args.model_config_file, batching)
     else:
@@ -321,6 +333,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
         max_image_pixels=args.max_image_pixels,
         max_text_chars=args.max_text_chars,
         max_audio_seconds=args.max_audio_seconds,
+        max_explain_inputs=args.max_explain_inputs,
         batching=batching,
         worker_threads=args.worker_threads,
         intra_op_threads=tf_serving.get("intra_op_threads", args.intra_op_threads),

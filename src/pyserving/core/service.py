@@ -7,11 +7,12 @@ model's metadata) and get plain values back; they never see the manager or a ser
 from __future__ import annotations
 
 import asyncio
+import difflib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -29,15 +30,17 @@ from pyserving.errors import (
     WrongMethod,
 )
 from pyserving.kinds.base import Batch as Batch  # the adapters' input type, re-exported
-from pyserving.kinds.base import Limits, Prepare
+from pyserving.kinds.base import Limits, Occlusion, Prepare
 from pyserving.postprocess import softmax, top_k
 from pyserving.results import (
     Classification,
     ClassifyRequest,
     Example,
+    Explanation,
     Health,
     ModelMetadata,
     ModelStatus,
+    Prediction,
 )
 
 T = TypeVar("T")
@@ -79,6 +82,7 @@ class Service:
             settings.max_text_chars,
             settings.max_audio_seconds,
             max_tensor_bytes=settings.max_request_bytes,
+            max_explain_inputs=settings.max_explain_inputs,
         )
         self._stopping = False  # not ready: shutdown has begun
         self._refusing = False  # new requests are refused: the drain is over
@@ -154,6 +158,38 @@ class Service:
             outputs = await self._infer(model_name, model_version, batch, deadline, label)
             tracked.version = str(outputs.model_version)
             return outputs, rest
+
+    async def explain(
+        self,
+        api: str,
+        model_name: str,
+        model_version: int,
+        parse: Callable[[ModelMetadata], Awaitable[tuple[Example, str]]],
+        deadline: float | None = None,
+        label: str = "",
+    ) -> Explanation:
+        """Why the model gives a class for an input: `parse` reads the input and the class's
+        name (empty: the top class). The kind hides each part of the input in turn, and the
+        original and every hidden copy run through the batcher, admitted to its queue as
+        one request.
+
+        WrongMethod for a tensor model; InvalidInput for an unknown class or an input with
+        more parts than `max_explain_inputs` allows.
+        """
+        with self._request(api, model_name) as tracked:
+            model = self.metadata(model_name, model_version, label)
+            tracked.label = label
+            if model.answers != "classes":
+                raise WrongMethod(
+                    f"model {model.name!r} is a tensor model: it cannot be explained (an "
+                    "explanation watches one class's probability, and it has no classes)"
+                )
+            example, class_name = await parse(model)
+            result = await self._explain(
+                model_name, model_version, example, class_name, deadline, label
+            )
+            tracked.version = str(result.model_version)
+            return result
 
     def version_of(self, model_name: str = "", model_version: int = 0, label: str = "") -> int:
         """The version number a request naming `model_version` or the version `label` asks
@@ -257,6 +293,54 @@ class Service:
             (prepare,) = servable.kind.prepare_batch(sig, batch, self._limits, servable.row_shape)
             outputs = await self._run_one(servable, prepare, deadline)
             return Outputs(dict(outputs), servable.name, servable.version)
+
+    async def _explain(
+        self,
+        name: str,
+        version: int,
+        example: Example,
+        class_name: str,
+        deadline: float | None,
+        label: str,
+    ) -> Explanation:
+        with self._manager.use(name, version, label) as servable, servable.batcher.admit(1):
+            _check_deadline(deadline)
+            sig = servable.signature
+            index = _class_index(servable.name, sig.labels, class_name)
+            prepare = partial(servable.kind.prepare, sig, example, self._limits, servable.row_shape)
+            occlude = partial(servable.kind.occlusions, sig, limits=self._limits)
+            if servable.kind.OFF_LOOP:
+                row = await self._prepare(servable, prepare)
+                loop = asyncio.get_running_loop()
+                occlusion: Occlusion = await loop.run_in_executor(self._executor, occlude, row)
+            else:
+                row = self._timed(servable, prepare)
+                occlusion = occlude(row)
+            with servable.batcher.admit(len(occlusion.rows)):
+                _check_deadline(deadline)
+                rows = (row, *occlusion.rows)
+                answers = await asyncio.gather(
+                    *(servable.batcher.submit(r, deadline) for r in rows)
+                )
+            scores = np.stack(answers)
+            probs = softmax(scores) if sig.scores == "logits" else scores
+            if index is None:
+                index = int(np.argmax(probs[0]))
+            p = probs[:, index].astype(np.float64)
+            weights = occlusion.weigh(float(p[0]), p[1:])
+            parts = tuple(
+                replace(part, weight=float(w))
+                for part, w in zip(occlusion.parts, weights, strict=True)
+            )
+            return Explanation(
+                servable.name,
+                servable.version,
+                Prediction(sig.labels[index], float(p[0]), index),
+                sig.kind,
+                parts,
+                occlusion.grid,
+                occlusion.method,
+            )
 
     async def _run_one(self, servable: Servable, prepare: Prepare, deadline: float | None) -> Any:
         """Prepare one input and run it through the batcher: CPU-heavy preparation in the
@@ -403,6 +487,21 @@ def _expect(model: ModelMetadata, answers: str) -> None:
     """Refuse a request for a method the model does not answer, saying which it does."""
     if model.answers != answers:
         raise WrongMethod(f"model {model.name!r} " + _USE[model.answers].format(kind=model.kind))
+
+
+def _class_index(model: str, labels: tuple[str, ...], name: str) -> int | None:
+    """The index of class `name` (None for an empty name: the top class), or InvalidInput
+    saying where the model's classes are listed."""
+    if not name:
+        return None
+    if name in labels:
+        return labels.index(name)
+    close = difflib.get_close_matches(name, labels, n=3)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    raise InvalidInput(
+        f"model {model!r} has no class {name!r}{hint}; its {len(labels)} classes are in its "
+        f"metadata (REST GET /v1/models/{model}/metadata)"
+    )
 
 
 def _check_deadline(deadline: float | None) -> None:

@@ -78,6 +78,7 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_text_chars: int = 100_000  # characters in one text, after normalising whitespace
     max_audio_seconds: float = 60.0  # longest audio clip, read from its header
+    max_explain_inputs: int = 128  # inputs one explanation may run, the original included
     batching: BatchingSettings = field(default_factory=BatchingSettings)
     worker_threads: int = 0  # 0: sized to the machine
     intra_op_threads: int = 0  # 0: the cores shared among a version's batch threads

@@ -43,6 +43,43 @@ class ClassificationApi(pb_grpc.ClassificationServiceServicer):
         )
 
     @maps_errors
+    async def explain(
+        self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExplainResponse:
+        async def parse(model: ModelMetadata) -> tuple[Example, str]:
+            return Example(request.input, dict(request.features)), request.class_name
+
+        result = await self._service.explain(
+            "grpc_explain",
+            request.model_name,
+            request.model_version,
+            parse,
+            deadline_of(context),
+            request.version_label,
+        )
+        c = result.explained
+        return pb.ExplainResponse(
+            model_name=result.model_name,
+            model_version=result.model_version,
+            explained=pb.ClassificationClass(name=c.name, score=c.score, index=c.index),
+            kind=result.kind,
+            parts=[
+                pb.ExplanationPart(
+                    weight=p.weight,
+                    name=p.name,
+                    start_seconds=p.start,
+                    end_seconds=p.end,
+                    row=p.row,
+                    column=p.column,
+                )
+                for p in result.parts
+            ],
+            grid_rows=result.grid[0],
+            grid_columns=result.grid[1],
+            method=result.method,
+        )
+
+    @maps_errors
     async def get_model_status(
         self, request: pb.ModelStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelStatusResponse:

@@ -71,4 +71,5 @@ _MEMBERS = (
     "prepare",
     "prepare_batch",
     "wire",
+    "occlusions",
 )

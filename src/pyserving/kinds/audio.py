@@ -20,7 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput, MissingExtra, ServableError
-from pyserving.kinds.base import CLASSES, Batch, Description, Limits, Prepare, Wire, fields_of
+from pyserving.kinds.base import (
+    CLASSES,
+    Batch,
+    Description,
+    Limits,
+    Occlusion,
+    Prepare,
+    Wire,
+    check_explain_size,
+    fields_of,
+)
+from pyserving.results import ExplanationPart
 from pyserving.signature import Fail, Signature, classes_json
 
 if TYPE_CHECKING:
@@ -34,6 +45,7 @@ FORMATS = "WAV, FLAC, OGG Vorbis, Opus or MP3"
 MIN_RATE, MAX_RATE = 1_000, 384_000  # samples per second a clip or a model may have
 BLOCK_SAMPLES = 1 << 20  # frames × channels decoded at a time, so many channels stay bounded
 EXTRA = "audio"  # the extra that installs soundfile and soxr
+WINDOW_SECONDS = 0.5  # an explanation silences the clip this much at a time
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,40 @@ def prepare_batch(
 def wire(signature: Signature) -> Wire:
     """Encoded clips: BYTES [N]."""
     return Wire("BYTES", (-1,))
+
+
+def occlusions(signature: Signature, row: np.ndarray, limits: Limits) -> Occlusion:
+    """The clip with each WINDOW_SECONDS window silenced in turn, then with each window
+    alone kept, then all silent.
+
+    A clip classifier often pools over time (Silero VAD's speech score is its best 256 ms),
+    so silencing one window of a long sound changes nothing: the window's weight is the
+    mean of what silencing it costs and what keeping it alone gives (`_both_ways`).
+    """
+    rate = _rate(signature)
+    step = max(1, round(WINDOW_SECONDS * rate))
+    starts = list(range(0, len(row), step))
+    check_explain_size(2 * len(starts) + 1, "windows (silenced, then kept alone)", limits)
+    silenced, kept, parts = [], [], []
+    for start in starts:
+        end = min(start + step, len(row))
+        hidden = row.copy()
+        hidden[start:end] = 0
+        silenced.append(hidden)
+        alone = np.zeros_like(row)
+        alone[start:end] = row[start:end]
+        kept.append(alone)
+        parts.append(ExplanationPart(0.0, start=start / rate, end=end / rate))
+    rows = (*silenced, *kept, np.zeros_like(row))
+    method = f"each {WINDOW_SECONDS:g} s window silenced, and kept alone"
+    return Occlusion(rows, tuple(parts), weigh=_both_ways, method=method)
+
+
+def _both_ways(original: float, hidden: np.ndarray) -> np.ndarray:
+    """Per window: the mean of p(clip) - p(window silenced) and p(window alone) - p(silence)."""
+    windows = (len(hidden) - 1) // 2
+    silenced, alone, silence = hidden[:windows], hidden[windows:-1], hidden[-1]
+    return np.asarray(((original - silenced) + (alone - silence)) / 2)
 
 
 def decode_clip(data: bytes, rate: int, max_seconds: float) -> np.ndarray:

@@ -11,7 +11,9 @@ functions:
 - `warm_up(signature, row_shape)`: a batch of one input the model must accept;
 - `prepare(signature, example, limits, row_shape)`: one request input as the model's row;
 - `prepare_batch(signature, batch, limits, row_shape)`: the rows of a batch, as functions;
-- `wire(signature)`: the input's OIP v2 datatype and shape.
+- `wire(signature)`: the input's OIP v2 datatype and shape;
+- `occlusions(signature, row, limits)`: the prepared row with each of its parts hidden in
+  turn, for an explanation (an `Occlusion`; the tensor kind refuses).
 
 Only the kind's module reads its fields; everything else asks it. `OFF_LOOP` says whether
 preparing an input is CPU work for the thread pool. `OUTPUT` is the kind's output side (an
@@ -28,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
-from pyserving.errors import ServableError
+from pyserving.errors import InvalidInput, ServableError
 from pyserving.preprocess import FeatureRows
 from pyserving.reference import load_reference
-from pyserving.results import TensorSpec
+from pyserving.results import ExplanationPart, TensorSpec
 from pyserving.signature import Fail, KindFields, Signature, parse_classes
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ class Limits:
     max_text_chars: int = 100_000
     max_audio_seconds: float = 60.0
     max_tensor_bytes: int = 20 * 1024 * 1024  # one input tensor of a tensor model
+    max_explain_inputs: int = 128  # rows one explanation runs, the original included
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,39 @@ CLASSES = Output(
 )
 
 
+def drops(original: float, hidden: np.ndarray) -> np.ndarray:
+    """Each part's weight: how much hiding it lowered the class's probability."""
+    return original - hidden
+
+
+@dataclass(frozen=True)
+class Occlusion:
+    """An input's parts, each hidden in turn, for an explanation.
+
+    The service runs the original row and `rows`, takes the explained class's probability
+    of each, and `weigh(p_original, p_rows)` gives one weight per part (by default `drops`:
+    p(original) - p(part hidden)). `parts` describe the parts in the input's order (their
+    weights are filled in); `grid` is an image's (rows, columns); `method` says in words
+    how a part was hidden.
+    """
+
+    rows: tuple[np.ndarray, ...]
+    parts: tuple[ExplanationPart, ...]
+    weigh: Callable[[float, np.ndarray], np.ndarray] = drops
+    grid: tuple[int, int] = (0, 0)
+    method: str = ""
+
+
+def check_explain_size(rows: int, what: str, limits: Limits) -> None:
+    """InvalidInput when an explanation would run more than `max_explain_inputs` rows."""
+    if rows + 1 > limits.max_explain_inputs:
+        raise InvalidInput(
+            f"explaining this input hides each of its {what} in turn: {rows + 1} inputs to "
+            f"run, over the limit of {limits.max_explain_inputs} (--max_explain_inputs); "
+            "send a shorter input"
+        )
+
+
 @dataclass(frozen=True)
 class Description:
     """What a version's metadata shows of its kind's own fields."""
@@ -177,3 +213,5 @@ class KindModule(Protocol):
     ) -> list[Prepare]: ...
 
     def wire(self, signature: Signature) -> Wire: ...
+
+    def occlusions(self, signature: Signature, row: Any, limits: Limits) -> Occlusion: ...

@@ -13,8 +13,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds.base import CLASSES, Batch, Description, Limits, Prepare, Wire, fields_of
+from pyserving.kinds.base import (
+    CLASSES,
+    Batch,
+    Description,
+    Limits,
+    Occlusion,
+    Prepare,
+    Wire,
+    check_explain_size,
+    fields_of,
+)
 from pyserving.preprocess import decode_image
+from pyserving.results import ExplanationPart
 from pyserving.signature import Fail, Signature, classes_json
 
 if TYPE_CHECKING:
@@ -26,6 +37,9 @@ OUTPUT = CLASSES  # scores over the classes of labels.txt
 RESIZE_FILTERS = ("bilinear", "bicubic", "nearest", "lanczos")
 DTYPES = ("uint8", "float32")
 LAYOUTS = ("NHWC",)
+# Explanations hide each cell of a GRID × GRID grid by blurring it (docs/explanations.md
+# has the measurements behind both choices).
+GRID = 7
 
 
 @dataclass(frozen=True)
@@ -116,3 +130,31 @@ def prepare_batch(
 def wire(signature: Signature) -> Wire:
     """Encoded images: BYTES [N]."""
     return Wire("BYTES", (-1,))
+
+
+def occlusions(signature: Signature, row: np.ndarray, limits: Limits) -> Occlusion:
+    """The resized image with each cell of a GRID × GRID grid blurred in turn. CPU work.
+
+    A cell is replaced by the same cell of a Gaussian-blurred copy (radius half a cell):
+    its detail goes without adding an edge. A flat fill (grey, the mean colour) is itself
+    a shape the model reacts to on a plain background.
+    """
+    check_explain_size(GRID * GRID, "cells", limits)
+    from PIL import Image, ImageFilter
+
+    height, width = row.shape[:2]
+    radius = min(height, width) / GRID / 2
+    pixels = Image.fromarray(np.clip(row, 0, 255).astype(np.uint8))
+    blurred = np.asarray(pixels.filter(ImageFilter.GaussianBlur(radius))).astype(row.dtype)
+    tops = np.linspace(0, height, GRID + 1).astype(int)
+    lefts = np.linspace(0, width, GRID + 1).astype(int)
+    rows, parts = [], []
+    for r in range(GRID):
+        for c in range(GRID):
+            cell = (slice(tops[r], tops[r + 1]), slice(lefts[c], lefts[c + 1]))
+            hidden = row.copy()
+            hidden[cell] = blurred[cell]
+            rows.append(hidden)
+            parts.append(ExplanationPart(0.0, row=r, column=c))
+    method = f"each cell of a {GRID}×{GRID} grid blurred (Gaussian, radius {radius:.0f} px)"
+    return Occlusion(tuple(rows), tuple(parts), grid=(GRID, GRID), method=method)

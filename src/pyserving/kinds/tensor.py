@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput, WrongMethod
-from pyserving.kinds.base import Batch, Description, Limits, Output, Prepare, Wire, fields_of
+from pyserving.kinds.base import (
+    Batch,
+    Description,
+    Limits,
+    Occlusion,
+    Output,
+    Prepare,
+    Wire,
+    fields_of,
+)
 from pyserving.reference import load_tensor_reference
 from pyserving.results import TensorSpec
 from pyserving.signature import Fail, Signature
@@ -294,6 +303,15 @@ def _strings(array: np.ndarray, name: str) -> np.ndarray:
                 ) from None
         target[i] = str(element)
     return out
+
+
+def occlusions(signature: Signature, row: Any, limits: Limits) -> Occlusion:
+    """Refused: an explanation weighs parts of an input by one class's probability, and a
+    tensor model has neither classes nor parts a server can know."""
+    raise WrongMethod(
+        "a tensor model cannot be explained: an explanation hides parts of an input and "
+        "watches one class's probability, and a tensor model's outputs are not classes"
+    )
 
 
 def wire(signature: Signature) -> Wire:

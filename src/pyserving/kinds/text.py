@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pyserving.errors import InvalidInput
-from pyserving.kinds.base import CLASSES, Batch, Description, Limits, Prepare, Wire, fields_of
+from pyserving.kinds.base import (
+    CLASSES,
+    Batch,
+    Description,
+    Limits,
+    Occlusion,
+    Prepare,
+    Wire,
+    check_explain_size,
+    fields_of,
+)
+from pyserving.results import ExplanationPart
 from pyserving.signature import Fail, Signature, classes_json
 
 if TYPE_CHECKING:
@@ -124,6 +135,23 @@ def prepare_batch(
 def wire(signature: Signature) -> Wire:
     """UTF-8 texts: BYTES [N]."""
     return Wire("BYTES", (-1,))
+
+
+def occlusions(signature: Signature, row: np.ndarray, limits: Limits) -> Occlusion:
+    """The text with each word (split at whitespace) removed in turn.
+
+    Words, not the model's own tokens: the graph's analyzer is not known here, and a word
+    is what a reader can weigh.
+    """
+    text = str(row.reshape(-1)[0])
+    words = text.split()
+    check_explain_size(len(words), "words", limits)
+    rows = tuple(
+        np.array([" ".join(words[:i] + words[i + 1 :])], dtype=object).reshape(row.shape)
+        for i in range(len(words))
+    )
+    parts = tuple(ExplanationPart(0.0, name=w) for w in words)
+    return Occlusion(rows, parts, method="each word removed")
 
 
 def _row(

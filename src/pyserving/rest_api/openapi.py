@@ -98,6 +98,21 @@ _CLASSIFY_REQUEST = {
         "top_k": {"type": "integer", "minimum": 0},
     },
 }
+_EXPLAIN_REQUEST = {
+    "type": "object",
+    "required": ["examples"],
+    "properties": {
+        "examples": {"type": "array", "items": _JSON_OBJECT, "minItems": 1, "maxItems": 1},
+        "class": {"type": "string", "description": "the class to explain; default: the top"},
+    },
+}
+_CLASS_QUERY = {
+    "name": "class",
+    "in": "query",
+    "required": False,
+    "description": "the class to explain (or `class` in the JSON body); default: the top class",
+    "schema": {"type": "string"},
+}
 _PREDICT_REQUEST = {
     "type": "object",
     "description": "rows (`instances`), or for a tensor model named columns (`inputs`)",
@@ -136,6 +151,20 @@ def _post(summary: str, schema: dict[str, Any], *params: dict[str, Any]) -> dict
 
 def _classify(*params: dict[str, Any]) -> dict[str, Any]:
     operation = _post("TF Serving classify", _CLASSIFY_REQUEST, *params)
+    operation["post"]["requestBody"]["content"]["image/jpeg"] = {
+        "schema": {"type": "string", "format": "binary"}
+    }
+    return operation
+
+
+def _explain(*params: dict[str, Any]) -> dict[str, Any]:
+    operation = _post(
+        "Why this class: the input's parts, each weighted by how much hiding it lowers the "
+        "class's probability (pyserving's own)",
+        _EXPLAIN_REQUEST,
+        *params,
+        _CLASS_QUERY,
+    )
     operation["post"]["requestBody"]["content"]["image/jpeg"] = {
         "schema": {"type": "string", "format": "binary"}
     }
@@ -196,6 +225,9 @@ def document(models: list[str]) -> dict[str, Any]:
             "/v1/models/{name}/labels/{label}:predict": _post(
                 "TF Serving predict on a labelled version", _PREDICT_REQUEST, name, _LABEL
             ),
+            "/v1/models/{name}:explain": _explain(name),
+            "/v1/models/{name}/versions/{version}:explain": _explain(name, _VERSION),
+            "/v1/models/{name}/labels/{label}:explain": _explain(name, _LABEL),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

@@ -4,6 +4,11 @@
     GET  /v1/models/{name}[/versions/{v}]/metadata   signature
     POST /v1/models/{name}[/versions/{v}]:classify   {"examples": [...]} → {"results": ...}
     POST /v1/models/{name}[/versions/{v}]:predict    {"instances": [...]} → {"predictions": ...}
+    POST /v1/models/{name}[/versions/{v}]:explain    one input, as :classify takes it → why
+
+`:explain` (pyserving's own, not TF Serving's) names the class to explain in `"class"` of
+the JSON body or `?class=` (default: the top class) and answers `{"class": {...}, "parts":
+[...], ...}`: each part of the input with its weight (see docs/explanations.md).
 
 `/labels/{label}` in place of `/versions/{v}` names a version by its label, on every route.
 
@@ -33,16 +38,34 @@ from pyserving.core.service import Batch, Service
 from pyserving.errors import InvalidInput, ModelNotFound, RequestTooLarge
 from pyserving.rest_api.body import b64decode, json_object, parse_body, read_body
 from pyserving.rest_api.tfs_tensors import read_tensors, tensor_answer, tensor_info
-from pyserving.results import ClassifyRequest, Example, ModelMetadata, VersionStatus
+from pyserving.results import (
+    ClassifyRequest,
+    Example,
+    ModelMetadata,
+    VersionStatus,
+)
 
 _PATH = re.compile(
     r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>classify|predict))?$"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>classify|predict|explain))?$"
 )
 MAX_EXAMPLES = 256
 _RAW_TYPES = ("application/octet-stream", "text/plain")  # besides image/* and audio/*
 _ENCODED_KINDS = ("image", "audio")  # kinds whose inputs are encoded files: {"b64": ...}
-_VERBS = (("", "GET"), ("/metadata", "GET"), (":classify", "POST"), (":predict", "POST"))
+_VERBS = (
+    ("", "GET"),
+    ("/metadata", "GET"),
+    (":classify", "POST"),
+    (":predict", "POST"),
+    (":explain", "POST"),
+)
+# The fields of an explanation's part that mean something for each kind.
+_PART_FIELDS = {
+    "image": ("row", "column"),
+    "audio": ("start", "end"),
+    "text": ("name",),
+    "features": ("name",),
+}
 # Every path `dispatch` serves, as OpenAPI templates, and the method each takes.
 PATHS = {
     f"/v1/models/{{name}}{version}{suffix}": method
@@ -63,7 +86,7 @@ class TfServingRoutes:
         if match is None:
             raise ModelNotFound(
                 f"no such route /v1/models/{request.path_params['rest']}; expected "
-                "{name}[/versions/{v}|/labels/{label}][/metadata|:classify|:predict]"
+                "{name}[/versions/{v}|/labels/{label}][/metadata|:classify|:predict|:explain]"
             )
         name, verb = match["name"], match["verb"]
         allowed = "GET" if verb is None else "POST"
@@ -76,6 +99,8 @@ class TfServingRoutes:
             return self._status(name, self._service.version_of(name, version, label))
         if verb == "classify":
             return await self._classify(request, name, version, label)
+        if verb == "explain":
+            return await self._explain(request, name, version, label)
         return await self._predict(request, name, version, label)
 
     def _status(self, name: str, version: int) -> Response:
@@ -128,28 +153,9 @@ class TfServingRoutes:
 
     async def _classify(self, request: Request, name: str, version: int, label: str) -> Response:
         async def parse(model: ModelMetadata) -> ClassifyRequest:
-            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            top_k = _top_k(request.query_params.get("top_k"))
-            if kind.startswith(("image/", "audio/")) or kind in _RAW_TYPES:
-                body = await read_body(request, self._limit)
-                return ClassifyRequest((Example(image=body),), top_k)
-            if kind == "multipart/form-data":
-                images = await self._uploads(request)
-                return ClassifyRequest(tuple(Example(image=i) for i in images), top_k)
-            doc = await parse_body(await read_body(request, self._limit), json_object)
-            examples = doc.get("examples")
-            if "examples" not in doc and "instances" in doc:
-                raise InvalidInput(
-                    ':classify takes {"examples": [...]}; {"instances": [...]} is the body '
-                    "of :predict: send it there, or its items as examples here"
-                )
-            if not isinstance(examples, list) or not examples:
-                raise InvalidInput("`examples` must be a non-empty list")
-            if len(examples) > MAX_EXAMPLES:
-                raise InvalidInput(f"at most {MAX_EXAMPLES} examples per request")
+            examples, doc = await self._examples(request, model)
             return ClassifyRequest(
-                tuple(_example(model, e, f"examples[{i}]") for i, e in enumerate(examples)),
-                _top_k(doc.get("top_k", top_k)),
+                examples, _top_k(doc.get("top_k", request.query_params.get("top_k")))
             )
 
         results = await self._service.classify("tfs_rest", name, version, parse, label=label)
@@ -160,6 +166,55 @@ class TfServingRoutes:
                 "model_version": str(results[0].model_version),
             }
         )
+
+    async def _examples(
+        self, request: Request, model: ModelMetadata
+    ) -> tuple[tuple[Example, ...], dict[str, Any]]:
+        """The examples of a :classify or :explain body, and its JSON document (if any)."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind.startswith(("image/", "audio/")) or kind in _RAW_TYPES:
+            return (Example(image=await read_body(request, self._limit)),), {}
+        if kind == "multipart/form-data":
+            return tuple(Example(image=i) for i in await self._uploads(request)), {}
+        doc = await parse_body(await read_body(request, self._limit), json_object)
+        examples = doc.get("examples")
+        if "examples" not in doc and "instances" in doc:
+            raise InvalidInput(
+                ':classify takes {"examples": [...]}; {"instances": [...]} is the body '
+                "of :predict: send it there, or its items as examples here"
+            )
+        if not isinstance(examples, list) or not examples:
+            raise InvalidInput("`examples` must be a non-empty list")
+        if len(examples) > MAX_EXAMPLES:
+            raise InvalidInput(f"at most {MAX_EXAMPLES} examples per request")
+        return tuple(_example(model, e, f"examples[{i}]") for i, e in enumerate(examples)), doc
+
+    async def _explain(self, request: Request, name: str, version: int, label: str) -> Response:
+        async def parse(model: ModelMetadata) -> tuple[Example, str]:
+            examples, doc = await self._examples(request, model)
+            if len(examples) != 1:
+                raise InvalidInput(f":explain takes one input, got {len(examples)}")
+            class_name = doc.get("class", request.query_params.get("class", ""))
+            if not isinstance(class_name, str):
+                raise InvalidInput(f"`class` must be a class name (a string), got {class_name!r}")
+            return examples[0], class_name
+
+        result = await self._service.explain("rest_explain", name, version, parse, label=label)
+        c = result.explained
+        fields = _PART_FIELDS.get(result.kind, ("name",))
+        answer: dict[str, Any] = {
+            "model_name": result.model_name,
+            "model_version": str(result.model_version),
+            "class": {"name": c.name, "score": c.score, "index": c.index},
+            "kind": result.kind,
+            "method": result.method,
+            "parts": [
+                {"weight": p.weight, **{f: getattr(p, f) for f in fields}} for p in result.parts
+            ],
+        }
+        if result.grid != (0, 0):
+            answer["grid"] = {"rows": result.grid[0], "columns": result.grid[1]}
+        return JSONResponse(answer)
 
     async def _predict(self, request: Request, name: str, version: int, label: str) -> Response:
         if self._service.takes_tensors(name, version, label):
