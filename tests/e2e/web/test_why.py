@@ -18,7 +18,7 @@ from PIL import Image
 from playwright.sync_api import FilePayload, Locator, Page, ViewportSize, expect
 
 from tests.conftest import encode
-from tests.e2e.web.conftest import StartWeb
+from tests.e2e.web.conftest import KindsApp, StartWeb
 from tests.scripted_server import ScriptedModel, ScriptedServer, scripted_server
 
 PHOTO_ZONE = "Drop photos here or choose files"
@@ -283,3 +283,98 @@ def test_why_says_what_went_wrong_and_asks_again(
     why(card).click()
     expect(panel.get_by_role("status")).to_have_text(re.compile("could not be explained"))
     assert len(server.explain_requests) == 2
+
+
+# --- against the real model server (EfficientNet-Lite0) and the language identifier ------
+
+
+def red_mass(card: Locator) -> tuple[float, float]:
+    """The heatmap's red (hiding lowers the score) in its left and right halves, as drawn."""
+    left, right = card.locator("canvas.heatmap").evaluate(
+        """canvas => {
+            const { width, height } = canvas;
+            const { data } = canvas.getContext("2d").getImageData(0, 0, width, height);
+            const halves = [0, 0];
+            for (let i = 0; i < data.length; i += 4) {
+                const x = (i / 4) % width;
+                if (data[i] > data[i + 2]) halves[x < width / 2 ? 0 : 1] += data[i + 3];
+            }
+            return halves;
+        }"""
+    )
+    return float(left), float(right)
+
+
+def cat_on_one_side(chelsea: np.ndarray) -> np.ndarray:
+    """Chelsea on the left half of a plain grey photo twice as wide."""
+    height, width, _ = chelsea.shape
+    composite = np.full((height, 2 * width, 3), 128, dtype=np.uint8)
+    composite[:, :width] = chelsea
+    return composite
+
+
+def test_why_on_a_real_photo_shows_where_the_cat_is(
+    page: Page, web_url: str, chelsea: np.ndarray, tmp_path: Path
+) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_viewport_size(DESKTOP)
+    page.goto(web_url)
+    composite = cat_on_one_side(chelsea)
+    photos: list[FilePayload] = [
+        {"name": name, "mimeType": "image/jpeg", "buffer": encode(array, "JPEG")}
+        for name, array in (("left.jpg", composite), ("right.jpg", np.fliplr(composite).copy()))
+    ]
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name=PHOTO_ZONE).click()
+    chooser.value.set_files(photos)
+    expect(cards(page)).to_have_count(2)
+    for i, cat_side in enumerate((0, 1)):
+        card = cards(page).nth(i)
+        expect(card.locator(".prediction")).to_have_count(5)
+        top = card.locator(".prediction-name").first.inner_text()
+        panel = open_why(card)
+        expect(panel.get_by_role("status")).to_have_text(
+            re.compile(rf"^Why “{re.escape(top)}” \(\d+\.\d%\): how much hiding each part"),
+            timeout=60_000,
+        )
+        expect(card.locator("canvas.heatmap")).to_be_visible()
+        expect(card.locator("canvas.heatmap")).to_have_attribute(
+            "aria-label", re.compile(r"^Heatmap over (left|right)\.jpg, \d+ × \d+ cells: ")
+        )
+        expect(panel.locator(".why-legend")).to_be_visible()
+        halves = red_mass(card)
+        assert halves[cat_side] >= 0.7 * sum(halves), (top, halves)
+    page.screenshot(path=tmp_path / "why-real-desktop.png", full_page=True)
+    page.set_viewport_size(PHONE)
+    fits_the_page(page)
+    page.screenshot(path=tmp_path / "why-real-phone.png", full_page=True)
+    assert errors == []
+
+
+def test_why_on_a_real_sentence_shades_its_words(
+    page: Page, kinds_app: KindsApp, tmp_path: Path
+) -> None:
+    page.set_viewport_size(PHONE)
+    page.goto(kinds_app.url)
+    page.get_by_label("Model").select_option("lang")
+    text = "Wo ist der Bahnhof bitte ? Nous allons au marché samedi matin"
+    page.get_by_label("Text to classify").fill(text)
+    page.get_by_role("button", name="Classify", exact=True).click()
+    card = cards(page).first
+    expect(card.locator(".prediction-name").first).to_have_text(re.compile(r"^(German|French)$"))
+    panel = open_why(card)
+    words = panel.locator(".why-word")
+    expect(words.first).to_be_visible(timeout=30_000)
+    shown = [w.evaluate("w => w.firstChild.textContent") for w in words.all()]
+    assert shown == text.split()
+    weights = [float(w.get_attribute("data-weight") or "nan") for w in words.all()]
+    assert any(w > 0 for w in weights)
+    assert all(
+        re.fullmatch(
+            r".+: hiding it (lowers|raises|changes) the score .*", w.get_attribute("title") or ""
+        )
+        for w in words.all()
+    )
+    fits_the_page(page)
+    page.screenshot(path=tmp_path / "why-real-text-phone.png", full_page=True)

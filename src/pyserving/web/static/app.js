@@ -429,7 +429,7 @@ document.addEventListener("DOMContentLoaded", () => {
     canvas.hidden = false;
     const note = document.createElement("p");
     note.className = "why-note";
-    note.textContent = `The heatmap over the photo: ${rows} × ${columns} parts, hidden one at a time.`;
+    note.textContent = `The heatmap over the photo: a grid of ${rows} × ${columns} parts.`;
     return note;
   }
 
