@@ -136,7 +136,7 @@ def test_why_on_a_photo_shows_the_heatmap_over_it(
         "lowers the score most (+40.0 points)",
     )
     expect(panel.locator(".why-legend-labels span")).to_have_text(["−40.0", "0", "+40.0"])
-    expect(panel.locator(".why-method")).to_have_text("scripted")
+    expect(panel.locator(".why-method")).to_have_text(re.compile(r"^scripted · took [\d.]+ ms$"))
     (request,) = server.explain_requests
     assert (request.model_name, request.class_name, request.input) == ("colours", "heard", portrait)
 
@@ -378,3 +378,26 @@ def test_why_on_a_real_sentence_shades_its_words(
     )
     fits_the_page(page)
     page.screenshot(path=tmp_path / "why-real-text-phone.png", full_page=True)
+
+
+def test_why_explains_the_class_chosen(
+    page: Page, web_url: str, chelsea_jpeg: bytes, tmp_path: Path
+) -> None:
+    page.goto(web_url)
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name=PHOTO_ZONE).click()
+    photo: FilePayload = {"name": "chelsea.jpg", "mimeType": "image/jpeg", "buffer": chelsea_jpeg}
+    chooser.value.set_files([photo])
+    card = cards(page).first
+    expect(card.locator(".prediction")).to_have_count(5)
+    names = card.locator(".prediction-name").all_inner_texts()
+    panel = open_why(card)
+    status = panel.get_by_role("status")
+    expect(status).to_have_text(re.compile(rf"^Why “{names[0]}”"), timeout=60_000)
+    picker = panel.get_by_label("Class to explain")
+    expect(picker.locator("option")).to_have_count(5)
+    assert picker.locator("option").evaluate_all("os => os.map(o => o.value)") == names
+    picker.select_option(names[2])
+    expect(status).to_have_text(re.compile(rf"^Why “{names[2]}” \(\d+\.\d%\)"), timeout=60_000)
+    expect(panel.locator(".why-method")).to_have_text(re.compile(r" · took \d+(\.\d)? ms$"))
+    page.screenshot(path=tmp_path / "why-another-class.png", full_page=True)

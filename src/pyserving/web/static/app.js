@@ -310,32 +310,47 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   // "Why?": a real button that shows and hides its panel; the first opening asks the
-  // server why the card's top class, with the same input and model.
+  // server why the card's top class, with the same input and model. With two classes or
+  // more, a picker in the panel asks about another.
   function setUpWhy(card, item, model, result) {
     const button = slot(card, "why");
     const panel = slot(card, "why-panel");
-    const [top] = result.predictions;
-    if (!top) {
+    const choice = slot(card, "why-class");
+    const predictions = result.predictions;
+    if (!predictions.length) {
       button.hidden = true;
       return;
     }
     panel.id = `why-${++whyPanels}`;
     button.setAttribute("aria-controls", panel.id);
+    choice.replaceChildren(
+      ...predictions.map((p) => new Option(`${p.name} (${percent(p.score)})`, p.name)),
+    );
+    if (predictions.length > 1) {
+      choice.id = `${panel.id}-class`;
+      slot(card, "why-class-label").htmlFor = choice.id;
+      slot(card, "why-class-box").hidden = false;
+    }
     let asked = false;
-    button.addEventListener("click", async () => {
+    const ask = async () => {
+      asked = true;
+      const shown = await explain(card, item, model, choice.value);
+      if (shown !== null) asked = shown;
+    };
+    choice.addEventListener("change", ask);
+    button.addEventListener("click", () => {
       const open = button.getAttribute("aria-expanded") !== "true";
       button.setAttribute("aria-expanded", String(open));
       panel.hidden = !open;
       card.classList.toggle("why-open", open);
-      if (open && !asked) {
-        asked = true;
-        asked = await explain(card, item, model, top.name);
-      }
+      if (open && !asked) ask();
     });
   }
 
-  // Returns whether the explanation is shown (else the next opening asks again).
+  // Returns whether the explanation is shown (false: the next opening asks again), or
+  // null when a later question replaced this one.
   async function explain(card, item, model, className) {
+    const mine = (card.whyAsked = (card.whyAsked || 0) + 1);
     const whyStatus = slot(card, "why-status");
     const view = slot(card, "why-view");
     card.dataset.why = "loading";
@@ -358,6 +373,7 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch {
       payload = { error: "The web app did not answer: check the connection and try again." };
     }
+    if (mine !== card.whyAsked) return null;
     const result = Array.isArray(payload.results) ? payload.results[0] : null;
     if (!result || result.error) {
       card.dataset.why = "error";
@@ -388,7 +404,8 @@ document.addEventListener("DOMContentLoaded", () => {
     else if (result.kind === "audio") shown.push(...strip(parts, scale));
     else shown.push(featureBars(parts, scale));
     view.replaceChildren(...shown, legend(scale));
-    slot(card, "why-method").textContent = result.method || "";
+    const took = `took ${milliseconds(result.elapsed_ms)}`;
+    slot(card, "why-method").textContent = result.method ? `${result.method} · ${took}` : took;
     card.dataset.why = "done";
   }
 
