@@ -315,7 +315,6 @@ document.addEventListener("DOMContentLoaded", () => {
   function setUpWhy(card, item, model, result) {
     const button = slot(card, "why");
     const panel = slot(card, "why-panel");
-    const choice = slot(card, "why-class");
     const predictions = result.predictions;
     if (!predictions.length) {
       button.hidden = true;
@@ -323,13 +322,18 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     panel.id = `why-${++whyPanels}`;
     button.setAttribute("aria-controls", panel.id);
-    choice.replaceChildren(
+    const choice = document.createElement("select");
+    choice.id = `${panel.id}-class`;
+    choice.append(
       ...predictions.map((p) => new Option(`${p.name} (${percent(p.score)})`, p.name)),
     );
     if (predictions.length > 1) {
-      choice.id = `${panel.id}-class`;
-      slot(card, "why-class-label").htmlFor = choice.id;
-      slot(card, "why-class-box").hidden = false;
+      const label = document.createElement("label");
+      label.htmlFor = choice.id;
+      label.textContent = "Class to explain";
+      const box = slot(card, "why-class-box");
+      box.replaceChildren(label, choice);
+      box.hidden = false;
     }
     let asked = false;
     const ask = async () => {
