@@ -39,6 +39,9 @@ class ScriptedService:
     ) -> pb.ModelStatusResponse:
         return pb.ModelStatusResponse()
 
+    def explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> None:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not scripted")
+
 
 @pytest.fixture
 def scripted() -> Iterator[tuple[ScriptedService, str]]:

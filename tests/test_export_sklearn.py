@@ -56,7 +56,7 @@ def test_pipeline_matches_predict_proba_on_all_of_iris(
     assert np.array_equal(ours.argmax(axis=1), pipeline.predict(rows))
     sig = load_signature(version)
     assert (sig.kind, sig.input_dtype) == ("features", "float32")
-    assert sig.fields == FeatureFields(FEATURES)
+    assert isinstance(sig.fields, FeatureFields) and sig.fields.features == FEATURES
     assert (sig.output_name, sig.scores, sig.labels) == ("probabilities", "probabilities", SPECIES)
     assert sig.source["framework"] == "scikit-learn"
     assert sig.source["estimator"] == "Pipeline(StandardScaler, LogisticRegression)"

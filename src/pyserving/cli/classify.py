@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
     if args.output or len(args.images) > TABLE_FILES or any(p.is_dir() for p in args.images):
         return classify_paths(args, partial(connect, args))
-    features = dict(_parse_feature(f) for f in args.feature)
+    features = dict(parse_feature(f) for f in args.feature)
     if not args.images and not features and not args.text:
         raise UsageError(
             "give image or audio files, --feature NAME=VALUE for a features model, or "
@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _parse_feature(text: str) -> tuple[str, float]:
+def parse_feature(text: str) -> tuple[str, float]:
+    """`NAME=VALUE` as a name and a number; UsageError otherwise."""
     name, sep, value = text.partition("=")
     try:
         if not sep or not name:

@@ -136,6 +136,11 @@ def add_export_sources(sources: Any) -> None:
         help="rows to verify the ONNX model on: a CSV file, or for text a UTF-8 file of "
         "one text per line",
     )
+    sklearn.add_argument(
+        "--reference",
+        help="features: each feature's training mean, comma-separated in the model's order, "
+        "which explanations put in place of a feature (default: a leading StandardScaler's)",
+    )
     sklearn.add_argument("--top-k", type=int, default=5, help="default number of classes")
     _add_destination(sklearn)
     _add_quantize_options(sklearn)  # refused with a reason, rather than "unrecognized"
@@ -431,10 +436,19 @@ def run_export_sklearn(args: argparse.Namespace) -> int:
         labels=args.labels,
         samples=samples,
         whitespace=args.whitespace,
+        reference=_numbers(args.reference, "--reference") if args.reference else None,
         top_k=args.top_k,
     )
     print(path)
     return 0
+
+
+def _numbers(text: str, flag: str) -> list[float]:
+    """Comma-separated numbers, or ExportError naming the flag."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ExportError(f"{flag} takes numbers separated by commas, got {text!r}") from None
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:

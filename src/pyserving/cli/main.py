@@ -9,12 +9,12 @@ import sys
 from collections.abc import Sequence
 
 import pyserving
-from pyserving.cli import classify, export, health, predict, serve, status, web
+from pyserving.cli import classify, explain, export, health, predict, serve, status, web
 from pyserving.cli.flags import VerbParser
 from pyserving.errors import PyservingError, missing_module
 
 DESCRIPTION = "The `pyserving` command: export, serve, classify, predict."
-VERBS = (serve, export, classify, predict, status, health, web)  # in `--help` order
+VERBS = (serve, export, classify, explain, predict, status, health, web)  # in `--help` order
 
 
 def main(argv: Sequence[str] | None = None) -> int:

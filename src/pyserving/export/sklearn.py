@@ -64,6 +64,7 @@ def export_sklearn(
     labels: Labels | None = None,
     samples: np.ndarray | Sequence[str] | None = None,
     whitespace: str = "collapse",
+    reference: Sequence[float] | None = None,
     top_k: int = 5,
     tolerance: float = 1e-4,
     source: Mapping[str, Any] | None = None,
@@ -79,6 +80,10 @@ def export_sklearn(
     With `input="text"` the model is a text pipeline, `samples` are texts (by default made
     from its vocabulary), and `whitespace` says how the server normalises a request's
     text (`collapse`: runs of whitespace become one space), as the training texts were.
+
+    A features model records each feature's reference value, which explanations put in
+    place of the feature: `reference` (the training means, in order), else the means of a
+    pipeline's leading StandardScaler; without either, the version cannot be explained.
     """
     if input not in INPUTS:
         raise ExportError(f"unknown input {input!r}; a scikit-learn model takes features or text")
@@ -108,8 +113,9 @@ def export_sklearn(
         names = _feature_names(model, features)
         rows = _samples(None if samples is None else np.asarray(samples), len(names))
         input_name = INPUT_NAME
+        means = _reference(model, reference, len(names))
 
-    def reference(inputs: np.ndarray) -> np.ndarray:
+    def source_probabilities(inputs: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "X does not have valid feature names"
             given = inputs[:, 0].tolist() if input == "text" else inputs
@@ -126,7 +132,7 @@ def export_sklearn(
             input_name,
             OUTPUT_NAME,
             rows,
-            reference,
+            source_probabilities,
             "scikit-learn",
             progress,
             tolerance,
@@ -149,7 +155,7 @@ def export_sklearn(
             scores="probabilities",
             labels=matched,
             top_k=max(1, min(top_k, len(matched))),
-            fields=TextFields(whitespace) if input == "text" else FeatureFields(names),
+            fields=TextFields(whitespace) if input == "text" else FeatureFields(names, means),
             source=provenance("scikit-learn", **details),
         )
         write_signature(signature, folder)
@@ -197,6 +203,24 @@ def _feature_names(model: Any, features: Sequence[str] | str | None) -> tuple[st
             f"got {list(names)}"
         )
     return names
+
+
+def _reference(model: Any, given: Sequence[float] | None, width: int) -> tuple[float, ...]:
+    """The features' reference values: as given, else a leading StandardScaler's means."""
+    if given is not None:
+        values = np.asarray(given, dtype=np.float64).reshape(-1)
+        if len(values) != width or not np.isfinite(values).all():
+            raise ExportError(
+                f"reference values must be {width} finite numbers (one per feature, the "
+                f"training means), got {list(given)}"
+            )
+        return tuple(float(v) for v in values)
+    steps = getattr(model, "steps", None)
+    first = steps[0][1] if steps else None
+    means = getattr(first, "mean_", None) if type(first).__name__ == "StandardScaler" else None
+    if means is None or len(means) != width:
+        return ()
+    return tuple(float(v) for v in means)
 
 
 def _samples(samples: np.ndarray | None, width: int) -> np.ndarray:
