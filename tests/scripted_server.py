@@ -99,9 +99,6 @@ class ScriptedServer:
             models=[_status(m) for m in self.models], default_model=self.default
         )
 
-    def explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> None:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "explain is not scripted")
-
     def received(self) -> list[pb.ClassificationRequest]:
         """The classify requests with an input (the web app's health checks send none)."""
         with self.lock:
