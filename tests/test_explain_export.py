@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pyserving.errors import ExportError
+from pyserving.errors import ExportError, ServableError
 from pyserving.export.sklearn import export_sklearn
 from pyserving.kinds import load_signature
 from pyserving.kinds.base import fields_of
@@ -41,3 +41,16 @@ def test_given_values_are_recorded_and_checked(tmp_path: Path) -> None:
     assert fields_of(load_signature(given), FeatureFields).reference == (1, 2, 3, 4)
     with pytest.raises(ExportError, match="4 finite numbers"):
         export_sklearn(model, tmp_path, "bad", features=FEATURES, reference=[1, 2])
+
+
+def test_a_wrong_reference_in_servable_json_is_refused(tmp_path: Path) -> None:
+    iris = load_iris()
+    model = LogisticRegression(max_iter=500).fit(iris.data, iris.target)
+    version = export_sklearn(model, tmp_path, "iris", features=FEATURES, reference=[1, 2, 3, 4])
+    path = version / "servable.json"
+    doc = json.loads(path.read_text())
+    for wrong in ([1, 2, 3], [1, 2, 3, "x"], [1, 2, 3, True], "1,2,3,4"):
+        doc["input"]["reference"] = wrong
+        path.write_text(json.dumps(doc))
+        with pytest.raises(ServableError, match="input.reference must be 4 finite numbers"):
+            load_signature(version)

@@ -38,7 +38,7 @@ from tests.onnx_models import (
     write_text_servable,
 )
 
-SIZE = 28  # the colours model's input: 28×28, a 7×7 grid of 4×4 cells
+SIZE = 32  # the colours model's input: 32×32, an 8×8 grid of 4×4 cells
 
 
 def write_lin_with_reference(folder: Path) -> Path:
@@ -63,7 +63,7 @@ def write_lin_with_reference(folder: Path) -> Path:
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[Service]:
     """`colours` (image), `letters` (text), `lin` (features with reference values), `old`
-    (features without them) and `reg` (a tensor model); explanations up to 60 inputs."""
+    (features without them) and `reg` (a tensor model); explanations up to 70 inputs."""
     publish(tmp_path / "colours", 1, lambda f: write_image_servable(f, size=SIZE))
     publish(tmp_path / "letters", 1, write_text_servable)
     publish(tmp_path / "lin", 1, write_lin_with_reference)
@@ -78,7 +78,7 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
             ModelConfig("reg", tmp_path / "models" / "reg"),
         ),
         file_system_poll_wait_seconds=0,
-        max_explain_inputs=60,
+        max_explain_inputs=70,
     )
     with ThreadPoolExecutor(2) as pool:
         manager = ModelManager(settings, pool)
@@ -125,14 +125,14 @@ async def test_an_image_is_explained_cell_by_cell(service: Service) -> None:
     image = halves((8, 0, 0), (0, 0, 8))  # dim: the logits are the mean channels
     answer = await service.explain("t_explain", "colours", 0, given(Example(image), "red"))
     assert (answer.model_name, answer.model_version, answer.kind) == ("colours", 1, "image")
-    assert answer.explained.name == "red" and answer.grid == (7, 7)
-    assert [(p.row, p.column) for p in answer.parts] == [(r, c) for r in range(7) for c in range(7)]
+    assert answer.explained.name == "red" and answer.grid == (8, 8)
+    assert [(p.row, p.column) for p in answer.parts] == [(r, c) for r in range(8) for c in range(8)]
     assert "blurred" in answer.method
-    weights = np.array([p.weight for p in answer.parts]).reshape(7, 7)
+    weights = np.array([p.weight for p in answer.parts]).reshape(8, 8)
     # The model is the mean colour: blurring the cells at the border mixes red and blue, so
     # red falls left of it and rises right of it; cells away from it change nothing.
     assert (weights[:, 3] > 1e-4).all() and (weights[:, 4] < -1e-4).all()
-    assert np.abs(weights[:, [0, 6]]).max() < 1e-6
+    assert np.abs(weights[:, [0, 7]]).max() < 1e-6
     assert counted("t_explain", "OK", "colours", "1") == before + 1
 
 
@@ -170,8 +170,8 @@ async def test_refusals_say_why(service: Service) -> None:
         await service.explain(
             "t", "colours", 0, given(Example(halves((0, 0, 9), (0, 0, 9))), "rde")
         )
-    words = b" ".join([b"a"] * 60)
-    with pytest.raises(InvalidInput, match="61 inputs.*limit of 60 .--max_explain_inputs"):
+    words = b" ".join([b"a"] * 70)
+    with pytest.raises(InvalidInput, match="71 inputs.*limit of 70 .--max_explain_inputs"):
         await service.explain("t", "letters", 0, given(Example(words)))
     with pytest.raises(InvalidInput, match="not valid UTF-8"):
         await service.explain("t", "letters", 0, given(Example(b"\xff")))
@@ -225,7 +225,7 @@ async def test_grpc_and_rest_answer_an_explanation(service: Service) -> None:
             headers={"Content-Type": "image/png"},
         )
         doc = reply.json()
-        assert doc["class"]["name"] == "green" and doc["grid"] == {"rows": 7, "columns": 7}
+        assert doc["class"]["name"] == "green" and doc["grid"] == {"rows": 8, "columns": 8}
         assert set(doc["parts"][0]) == {"weight", "row", "column"}
         reply = await rest.post(
             "/v1/models/letters:explain", json={"examples": [{"text": "a"}], "class": "zz"}

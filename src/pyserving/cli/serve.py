@@ -125,8 +125,8 @@ def add_parser(commands: Any) -> None:
         "--max_explain_inputs",
         type=int,
         default=DEFAULTS.max_explain_inputs,
-        help="most inputs one explanation runs, the original included: an image takes 50 "
-        "(a 7×7 grid), a text one per word, a clip two per half second",
+        help="most inputs one explanation runs, the original included: an image takes 65 "
+        "(an 8×8 grid), a text one per word, a clip two per half second",
     )
     serve.add_argument(
         "--max_batch_size",
