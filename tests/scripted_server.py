@@ -18,24 +18,41 @@ import grpc
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
 
+# What every explain call answers, by the model's kind: an image's grid (weights row by
+# row: the left half lowers the class's score when hidden, the right half raises it a
+# little), a weight per word of the text in turn, a clip's windows, a weight per feature
+# in turn. Unknown class names are NOT_FOUND, as on a real server.
+IMAGE_GRID = (2, 4)
+IMAGE_WEIGHTS = (0.4, 0.2, -0.02, -0.04, 0.3, 0.1, -0.03, -0.01)
+WORD_WEIGHTS = (0.4, -0.1, 0.05, 0.0)
+WINDOWS = ((0.0, 0.5, 0.0), (0.5, 1.0, 0.35), (1.0, 1.5, 0.2), (1.5, 2.0, -0.05))
+FEATURE_WEIGHTS = (0.25, -0.1)
+EXPLAIN_METHOD = "scripted"
+
 
 @dataclass(frozen=True)
 class ScriptedModel:
-    """A model the scripted server reports: its kind and features ("" kind: still loading)."""
+    """A model the scripted server reports: its kind and features ("" kind: still loading).
+
+    `explain_error`: (gRPC status code name, message) with which explain calls fail.
+    """
 
     name: str
     kind: str
     features: tuple[str, ...] = ()
+    explain_error: tuple[str, str] | None = None
 
 
 @dataclass
 class ScriptedServer:
-    """Reports `models` in its status; answers every classify with one class, `heard`."""
+    """Reports `models` in its status; answers every classify with one class, `heard`, and
+    every explain with the weights above for the model's kind."""
 
     models: Sequence[ScriptedModel]
     default: str
     address: str = ""
     requests: list[pb.ClassificationRequest] = field(default_factory=list)
+    explain_requests: list[pb.ExplainRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def classify(
@@ -51,6 +68,30 @@ class ScriptedServer:
             model_version=1,
         )
 
+    def explain(
+        self, request: pb.ExplainRequest, context: grpc.ServicerContext
+    ) -> pb.ExplainResponse:
+        with self.lock:
+            self.explain_requests.append(request)
+        name = request.model_name or self.default
+        model = next(m for m in self.models if m.name == name)
+        if model.explain_error is not None:
+            code, message = model.explain_error
+            context.abort(grpc.StatusCode[code], message)
+        if request.class_name not in ("", "heard"):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no class {request.class_name!r}: heard")
+        rows, columns = IMAGE_GRID if model.kind == "image" else (0, 0)
+        return pb.ExplainResponse(
+            model_name=name,
+            model_version=1,
+            explained=pb.ClassificationClass(name="heard", score=0.75, index=0),
+            kind=model.kind,
+            parts=_parts(model, request),
+            grid_rows=rows,
+            grid_columns=columns,
+            method=EXPLAIN_METHOD,
+        )
+
     def get_model_status(
         self, request: pb.ModelStatusRequest, context: grpc.ServicerContext
     ) -> pb.ModelStatusResponse:
@@ -58,13 +99,35 @@ class ScriptedServer:
             models=[_status(m) for m in self.models], default_model=self.default
         )
 
-    def explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> None:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "explain is not scripted")
-
     def received(self) -> list[pb.ClassificationRequest]:
         """The classify requests with an input (the web app's health checks send none)."""
         with self.lock:
             return [r for r in self.requests if r.input or r.features]
+
+
+def _parts(model: ScriptedModel, request: pb.ExplainRequest) -> list[pb.ExplanationPart]:
+    kind = model.kind
+    if kind == "image":
+        columns = IMAGE_GRID[1]
+        return [
+            pb.ExplanationPart(weight=w, row=i // columns, column=i % columns)
+            for i, w in enumerate(IMAGE_WEIGHTS)
+        ]
+    if kind == "text":
+        words = request.input.decode("utf-8").split()
+        return [
+            pb.ExplanationPart(weight=WORD_WEIGHTS[i % len(WORD_WEIGHTS)], name=word)
+            for i, word in enumerate(words)
+        ]
+    if kind == "audio":
+        return [
+            pb.ExplanationPart(weight=w, start_seconds=start, end_seconds=end)
+            for start, end, w in WINDOWS
+        ]
+    return [
+        pb.ExplanationPart(weight=FEATURE_WEIGHTS[i % len(FEATURE_WEIGHTS)], name=name)
+        for i, name in enumerate(model.features or sorted(request.features))
+    ]
 
 
 def _status(model: ScriptedModel) -> pb.ModelStatus:

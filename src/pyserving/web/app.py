@@ -10,6 +10,7 @@ Routes:
     GET  /               the page (`?model=NAME` picks the model, for browsers without JS)
     POST /               the same page with the results rendered on the server (no JavaScript)
     POST /api/classify   multipart in, JSON out (what the page's JavaScript uses)
+    POST /api/explain    the same form (and `class`) in, one explanation per input out
     GET  /api/models     the models offered and what each takes
     GET  /healthz        200 when the model server answers, 503 with the reason when not
     GET  /static/...     CSS, JavaScript, icon
@@ -39,6 +40,28 @@ reachable) or 400 when they differ. An upload that cannot be taken at all gets
 `{"error": "..."}` with 400 (not multipart, nothing to classify, too many inputs, a feature
 that is not a number, unknown model) or 413 (over the upload limit; refused from
 Content-Length before reading, or while reading).
+
+`POST /api/explain` takes the same form, and optionally the class to explain in `class`
+(its name; the top class when absent). It answers like `/api/classify`, each entry holding
+an explanation instead of predictions: the class explained with its score on the whole
+input, how the parts were hidden (`method`), and a weight per part, in the input's order:
+how much hiding that part lowered the class's probability (negative: hiding it raised
+it). An image's parts are the cells of `grid`, row by row; a text's are its words; a
+clip's its windows, with their times; a features input's its features:
+
+    {"results": [
+        {"filename": "cat.jpg", "elapsed_ms": 412.0, "model_name": "imagenet",
+         "model_version": 1732460000, "kind": "image", "method": "...",
+         "explained": {"name": "Egyptian cat", "score": 0.61, "index": 285},
+         "grid": {"rows": 7, "columns": 7},
+         "parts": [{"row": 0, "column": 0, "weight": 0.002}, ...]},
+        {"filename": "Wo ist ...", ..., "kind": "text",
+         "parts": [{"word": "Wo", "weight": 0.08}, ...]}
+    ]}
+
+Audio parts are `{"start": 0.0, "end": 0.5, "weight": ...}` (seconds); features parts
+`{"name": "petal length", "weight": ...}`. A tensor model has no explanations: its
+entry is an error (`FAILED_PRECONDITION`, 400 for that input).
 
 `GET /api/models` answers `{"models": [{"name": "lang", "kind": "text", "features": []}]}`
 (the server's default model when none were configured; `kind` is "" while the server
@@ -115,6 +138,7 @@ def create_app(
     routes = [
         Route("/", endpoints.page, methods=["GET", "POST"]),
         Route("/api/classify", endpoints.classify, methods=["POST"]),
+        Route("/api/explain", endpoints.explain, methods=["POST"]),
         Route("/api/models", endpoints.models, methods=["GET"]),
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

@@ -1,6 +1,7 @@
 """The web app's request handlers: the page, the JSON API and the health check.
 
-The routes and the JSON that `POST /api/classify` returns are described in `web.app`.
+The routes and the JSON that `POST /api/classify` and `POST /api/explain` return are
+described in `web.app`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from pyserving.client.formats import clip_type, image_type
 from pyserving.errors import InvalidInput, PyservingError
+from pyserving.results import Explanation, ExplanationPart
 from pyserving.web.model_server import FileResult, ModelChoice, ModelServer
 from pyserving.web.uploads import (
     CLIPS,
@@ -100,6 +102,18 @@ class Endpoints:
             {"results": [result_json(r) for r in results]}, overall_status(results), _NO_STORE
         )
 
+    async def explain(self, request: Request) -> Response:
+        """POST /api/explain: the classify form (and `class`) in, one explanation per input out."""
+        try:
+            form = await read_form(request, self._max_upload_bytes)
+            model, label = self._model_of(form.model)
+        except PyservingError as exc:
+            return JSONResponse({"error": str(exc)}, exc.http_status, _NO_STORE)
+        results = await self.model_server.explain_all(form.uploads, model, label, form.class_name)
+        return JSONResponse(
+            {"results": [result_json(r) for r in results]}, overall_status(results), _NO_STORE
+        )
+
     async def models(self, request: Request) -> Response:
         """GET /api/models: the models offered and what each takes (kind "" when unknown)."""
         choices = await self.model_server.choices(self._models, seconds=2.0)
@@ -176,8 +190,8 @@ def _panel(choice: ModelChoice) -> str:
 
 
 def overall_status(results: Sequence[FileResult]) -> int:
-    """200 if any file has predictions; else the status all errors share, or 400."""
-    if any(r.classification is not None for r in results):
+    """200 if any file was answered; else the status all errors share, or 400."""
+    if any(r.answered for r in results):
         return 200
     statuses = {r.status for r in results}
     return statuses.pop() if len(statuses) == 1 else 400
@@ -211,6 +225,10 @@ def result_json(result: FileResult) -> dict[str, Any]:
     filename = result.filename
     if result.source == TEXT:
         filename = filename.removeprefix("“").removesuffix("”")
+    if result.explanation is not None:
+        return {"filename": filename, "elapsed_ms": round(result.elapsed_ms, 1)} | explanation_json(
+            result.explanation
+        )
     if c is None:
         return {
             "filename": filename,
@@ -228,6 +246,38 @@ def result_json(result: FileResult) -> dict[str, Any]:
             {"name": p.name, "score": p.score, "index": p.index} for p in c.predictions
         ],
     }
+
+
+def explanation_json(explanation: Explanation) -> dict[str, Any]:
+    """An explanation as the API gives it: the class explained and a weight per part.
+
+    A part carries only what its kind gives it: `row` and `column` (image), `word` (text),
+    `start` and `end` in seconds (audio), `name` (features).
+    """
+    e = explanation
+    rows, columns = e.grid
+    return {
+        "model_name": e.model_name,
+        "model_version": e.model_version,
+        "kind": e.kind,
+        "method": e.method,
+        "explained": {
+            "name": e.explained.name,
+            "score": e.explained.score,
+            "index": e.explained.index,
+        },
+        "parts": [_part_json(e.kind, p) for p in e.parts],
+    } | ({"grid": {"rows": rows, "columns": columns}} if e.kind == "image" else {})
+
+
+def _part_json(kind: str, part: ExplanationPart) -> dict[str, Any]:
+    if kind == "image":
+        return {"row": part.row, "column": part.column, "weight": part.weight}
+    if kind == "text":
+        return {"word": part.name, "weight": part.weight}
+    if kind == "audio":
+        return {"start": part.start, "end": part.end, "weight": part.weight}
+    return {"name": part.name, "weight": part.weight}
 
 
 def _banner(results: Sequence[FileResult], model_server: ModelServer) -> str | None:

@@ -1,5 +1,5 @@
-"""The model server as the web app sees it: what each model takes, classify inputs over gRPC,
-say what went wrong."""
+"""The model server as the web app sees it: what each model takes, classify and explain
+inputs over gRPC, say what went wrong."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from pyserving.client import AsyncClient, ClientTLS
 from pyserving.errors import RemoteError
-from pyserving.results import Classification, ModelStatus
+from pyserving.results import Classification, Explanation, ModelStatus
 from pyserving.web.uploads import CLIPS, FEATURES, IMAGES, Upload, clip_refusal
 
 T = TypeVar("T")
@@ -29,7 +29,8 @@ _TRANSPORT_FAILURES = ("not reachable", "connect", "dns", "socket closed", "reso
 
 @dataclass(frozen=True)
 class FileResult:
-    """The outcome for one uploaded file: a classification, or an error for people.
+    """The outcome for one uploaded file: a classification (or, asked to explain, an
+    explanation), or an error for people.
 
     `status` is the HTTP status this file alone would get; `detail` is the server's message.
     """
@@ -43,6 +44,12 @@ class FileResult:
     detail: str = ""
     server_down: bool = False
     source: str = IMAGES  # the form field the input came in (uploads.IMAGES, CLIPS, ...)
+    explanation: Explanation | None = None
+
+    @property
+    def answered(self) -> bool:
+        """Whether the server answered this file (with a classification or an explanation)."""
+        return self.classification is not None or self.explanation is not None
 
 
 @dataclass(frozen=True)
@@ -115,16 +122,8 @@ class ModelServer:
     async def classify(self, upload: Upload, model_name: str, label: str = "") -> FileResult:
         """Classify one input with the model (the version `label` names, when given); never
         raises for a failed call, the result carries the error."""
-        if upload.source == CLIPS and (refusal := clip_refusal(upload)) is not None:
-            error, detail = refusal
-            return FileResult(
-                upload.filename,
-                error=error,
-                status=400,
-                code="INVALID_ARGUMENT",
-                detail=detail,
-                source=CLIPS,
-            )
+        if (refused := _refused_clip(upload)) is not None:
+            return refused
         started = time.perf_counter()
         try:
             result = await self._use(
@@ -141,6 +140,40 @@ class ModelServer:
             return self._failure(upload, exc)
         elapsed_ms = (time.perf_counter() - started) * 1000
         return FileResult(upload.filename, result, elapsed_ms, source=upload.source)
+
+    async def explain_all(
+        self, uploads: Sequence[Upload], model_name: str, label: str = "", class_name: str = ""
+    ) -> list[FileResult]:
+        """Explain every upload concurrently; results come back in upload order."""
+        return list(
+            await asyncio.gather(*(self.explain(u, model_name, label, class_name) for u in uploads))
+        )
+
+    async def explain(
+        self, upload: Upload, model_name: str, label: str = "", class_name: str = ""
+    ) -> FileResult:
+        """Why the model gives `class_name` (empty: its top class) for one input; never
+        raises for a failed call, the result carries the error."""
+        if (refused := _refused_clip(upload)) is not None:
+            return refused
+        started = time.perf_counter()
+        try:
+            explanation = await self._use(
+                lambda client: client.explain(
+                    upload.data,
+                    model_name,
+                    features=upload.features if upload.source == FEATURES else None,
+                    timeout=self.timeout,
+                    label=label,
+                    class_name=class_name,
+                )
+            )
+        except RemoteError as exc:
+            return self._failure(upload, exc, "explained")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return FileResult(
+            upload.filename, elapsed_ms=elapsed_ms, source=upload.source, explanation=explanation
+        )
 
     async def choices(self, names: Sequence[str], seconds: float = 2.0) -> tuple[ModelChoice, ...]:
         """What each of `names` takes (the server's default model when there are none).
@@ -215,7 +248,7 @@ class ModelServer:
         connection.retired = True
         self._connection = None
 
-    def _failure(self, upload: Upload, exc: RemoteError) -> FileResult:
+    def _failure(self, upload: Upload, exc: RemoteError, done: str = "classified") -> FileResult:
         code, detail, name = exc.grpc_code, str(exc), upload.filename
         if _is_unreachable(exc):
             error = self.unreachable_message()
@@ -226,7 +259,7 @@ class ModelServer:
         elif code == "RESOURCE_EXHAUSTED":
             error = "the classification server is busy: try again in a moment"
         else:
-            error = f"{name} could not be classified: {detail}"
+            error = f"{name} could not be {done}: {detail}"
         return FileResult(
             name,
             error=error,
@@ -236,6 +269,21 @@ class ModelServer:
             server_down=_is_unreachable(exc),
             source=upload.source,
         )
+
+
+def _refused_clip(upload: Upload) -> FileResult | None:
+    """The result for a clip the server could not decode, so it is not sent; else None."""
+    if upload.source != CLIPS or (refusal := clip_refusal(upload)) is None:
+        return None
+    error, detail = refusal
+    return FileResult(
+        upload.filename,
+        error=error,
+        status=400,
+        code="INVALID_ARGUMENT",
+        detail=detail,
+        source=CLIPS,
+    )
 
 
 def _choice(model: ModelStatus) -> ModelChoice:

@@ -27,6 +27,7 @@ TEXT = "text"
 FEATURES = "features"
 FEATURE_PREFIX = "feature."  # one field per feature: feature.NAME=VALUE
 MODEL_FIELD = "model"
+CLASS_FIELD = "class"  # explain: the class to explain ("" or absent: the top one)
 MAX_FILES = 50
 MAX_FIELDS = 1000
 TITLE_CHARS = 60
@@ -52,10 +53,12 @@ class Upload:
 
 @dataclass(frozen=True)
 class Form:
-    """What an upload form carries: the inputs in form order, and the model ("" when none)."""
+    """What an upload form carries: the inputs in form order, the model ("" when none) and,
+    for an explanation, the class to explain ("" when none)."""
 
     uploads: tuple[Upload, ...]
     model: str
+    class_name: str = ""
 
 
 def format_mib(n: int) -> str:
@@ -69,7 +72,8 @@ async def read_form(request: Request, max_bytes: int) -> Form:
     """Parse an upload form of up to `max_bytes` bytes in all.
 
     Fields: `images` and `clips` (files), `text` (one text each), `feature.NAME` (a number
-    each; together one input) and `model`; a urlencoded body can carry the last three.
+    each; together one input), `model` and `class`; a urlencoded body can carry all but
+    the files.
     Raises RequestTooLarge before reading when Content-Length is over the limit, and while
     reading when the body turns out longer than it said (or said nothing). Raises
     InvalidInput for a body that is not a form, holds nothing to classify or too much, or
@@ -109,7 +113,12 @@ async def read_form(request: Request, max_bytes: int) -> Form:
     if len(uploads) > MAX_FILES:
         raise InvalidInput(f"too many inputs ({len(uploads)}): send at most {MAX_FILES} at a time")
     model = form.get(MODEL_FIELD)
-    return Form(tuple(uploads), model if isinstance(model, str) else "")
+    class_name = form.get(CLASS_FIELD)
+    return Form(
+        tuple(uploads),
+        model if isinstance(model, str) else "",
+        class_name if isinstance(class_name, str) else "",
+    )
 
 
 async def _inputs(form: FormData) -> list[Upload]:

@@ -1,5 +1,7 @@
 // The page with JavaScript: the input for the chosen model's kind (photos, audio clips and
-// recording, a text, features), uploads to /api/classify, no reloads.
+// recording, a text, features), uploads to /api/classify, no reloads; each card's "Why?"
+// asks /api/explain and shows the answer (a heatmap over a photo, shaded words, a strip
+// under a clip, a bar per feature).
 // Without this file the form posts to / and the server renders the same cards.
 // Data from the server or the user goes into the page as textContent or attributes, never
 // as HTML: a class named "<script>" is just text.
@@ -13,6 +15,12 @@ const TITLE_CHARS = 60;
 // What a card calls its input, by the form field it is sent in.
 const NOUNS = { images: "photo", clips: "clip", text: "text", features: "input" };
 const PANELS = ["image", "audio", "text", "features", "tensor"];
+// The heatmap's largest side in canvas pixels: the photo's shape, not its size, matters.
+const HEATMAP_SIDE = 640;
+// Red where hiding a part lowers the score, blue where it raises it (as in app.css).
+const LOWERS_RGB = [214, 39, 40];
+const RAISES_RGB = [31, 119, 180];
+const HEATMAP_ALPHA = 200; // of 255, for the strongest part: the photo stays visible
 
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("upload-form");
@@ -44,6 +52,7 @@ document.addEventListener("DOMContentLoaded", () => {
   let upload = 0; // answers to an upload that a newer one replaced are dropped
   let healthTimer = 0;
   let recording = null;
+  let whyPanels = 0; // each "Why?" panel gets an id of its own, for aria-controls
 
   for (const [zoneId, inputId] of [
     ["dropzone", "images"],
@@ -170,7 +179,11 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     const body = new FormData();
     for (const file of files) body.append(field, file, file.name);
-    const items = files.map((file) => ({ title: file.name, media: fileMedia(file, field) }));
+    const items = files.map((file) => ({
+      title: file.name,
+      media: fileMedia(file, field),
+      parts: [[field, file, file.name]],
+    }));
     send(body, items, field, () => classifyFiles(files, field));
   }
 
@@ -181,23 +194,26 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     // As a file part: its bytes are the text's UTF-8, line breaks as typed (a plain form
     // field would have them turned into CRLF).
+    const part = ["text", new Blob([text], { type: "text/plain;charset=utf-8" }), "text.txt"];
     const body = new FormData();
-    body.append("text", new Blob([text], { type: "text/plain;charset=utf-8" }), "text.txt");
+    body.append(...part);
     const title = textTitle(text);
     // The title shows a short text whole; a longer one is quoted in full above it.
     const media = title.endsWith("…”") ? { type: "quote", text } : { type: "" };
-    send(body, [{ title, media }], "text", () => classifyText(text));
+    send(body, [{ title, media, parts: [part] }], "text", () => classifyText(text));
   }
 
   function classifyFeatures() {
     const body = new FormData();
     const shown = [];
+    const parts = [];
     for (const input of featureBox.querySelectorAll("input")) {
       body.append(input.name, input.value);
+      parts.push([input.name, input.value]);
       shown.push(`${input.name.slice("feature.".length)} = ${input.value.trim()}`);
     }
     const media = { type: "quote", text: shown.join(" · ") };
-    send(body, [{ title: "Features", media }], "features", classifyFeatures);
+    send(body, [{ title: "Features", media, parts }], "features", classifyFeatures);
   }
 
   async function send(body, items, field, again) {
@@ -209,7 +225,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const itemCards = items.map(addCard);
     results.hidden = false;
     status.textContent = `Classifying ${plural(items.length, noun)}…`;
-    if (modelSelect) body.append("model", modelSelect.value);
+    const model = modelSelect ? modelSelect.value : "";
+    if (modelSelect) body.append("model", model);
     let response;
     let payload;
     try {
@@ -237,7 +254,9 @@ document.addEventListener("DOMContentLoaded", () => {
       return;
     }
     payload.results.forEach((result, i) => {
-      if (itemCards[i]) fill(itemCards[i], result);
+      if (!itemCards[i]) return;
+      fill(itemCards[i], result);
+      if (!result.error) setUpWhy(itemCards[i], items[i], model, result);
     });
     status.textContent = summary(payload.results, noun);
     if (payload.results.some((r) => r.status === 503)) checkHealth();
@@ -288,6 +307,255 @@ document.addEventListener("DOMContentLoaded", () => {
     slot(card, "elapsed").textContent = milliseconds(result.elapsed_ms);
     card.removeAttribute("aria-busy");
     card.dataset.state = "done";
+  }
+
+  // "Why?": a real button that shows and hides its panel; the first opening asks the
+  // server why the card's top class, with the same input and model. With two classes or
+  // more, a picker in the panel asks about another.
+  function setUpWhy(card, item, model, result) {
+    const button = slot(card, "why");
+    const panel = slot(card, "why-panel");
+    const predictions = result.predictions;
+    if (!predictions.length) {
+      button.hidden = true;
+      return;
+    }
+    panel.id = `why-${++whyPanels}`;
+    button.setAttribute("aria-controls", panel.id);
+    const choice = document.createElement("select");
+    choice.id = `${panel.id}-class`;
+    choice.append(
+      ...predictions.map((p) => new Option(`${p.name} (${percent(p.score)})`, p.name)),
+    );
+    if (predictions.length > 1) {
+      const label = document.createElement("label");
+      label.htmlFor = choice.id;
+      label.textContent = "Class to explain";
+      const box = slot(card, "why-class-box");
+      box.replaceChildren(label, choice);
+      box.hidden = false;
+    }
+    let asked = false;
+    const ask = async () => {
+      asked = true;
+      const shown = await explain(card, item, model, choice.value);
+      if (shown !== null) asked = shown;
+    };
+    choice.addEventListener("change", ask);
+    button.addEventListener("click", () => {
+      const open = button.getAttribute("aria-expanded") !== "true";
+      button.setAttribute("aria-expanded", String(open));
+      panel.hidden = !open;
+      card.classList.toggle("why-open", open);
+      if (open && !asked) ask();
+    });
+  }
+
+  // Returns whether the explanation is shown (false: the next opening asks again), or
+  // null when a later question replaced this one.
+  async function explain(card, item, model, className) {
+    const mine = (card.whyAsked = (card.whyAsked || 0) + 1);
+    const whyStatus = slot(card, "why-status");
+    const view = slot(card, "why-view");
+    card.dataset.why = "loading";
+    view.replaceChildren();
+    slot(card, "why-method").textContent = "";
+    whyStatus.textContent = `Working out why “${className}”…`;
+    const body = new FormData();
+    for (const part of item.parts) body.append(...part);
+    if (model) body.append("model", model);
+    body.append("class", className);
+    let response;
+    let payload;
+    try {
+      response = await fetch("/api/explain", {
+        method: "POST",
+        body,
+        headers: { Accept: "application/json" },
+      });
+      payload = await response.json();
+    } catch {
+      payload = { error: "The web app did not answer: check the connection and try again." };
+    }
+    if (mine !== card.whyAsked) return null;
+    const result = Array.isArray(payload.results) ? payload.results[0] : null;
+    if (!result || result.error) {
+      card.dataset.why = "error";
+      whyStatus.textContent =
+        (result && result.error) || payload.error || `The explanation failed (HTTP ${response.status}).`;
+      return false;
+    }
+    showExplanation(card, item, result);
+    return true;
+  }
+
+  function showExplanation(card, item, result) {
+    const parts = result.parts;
+    const scale = Math.max(1e-6, ...parts.map((p) => Math.abs(p.weight)));
+    const view = slot(card, "why-view");
+    const what = {
+      image: "part of the photo",
+      text: "word",
+      audio: "stretch of the clip",
+      features: "feature",
+    }[result.kind] || "part";
+    slot(card, "why-status").textContent =
+      `Why “${result.explained.name}” (${percent(result.explained.score)}): ` +
+      `how much hiding each ${what} lowers its score.`;
+    const shown = [];
+    if (result.kind === "image") shown.push(heatmap(card, item, result, scale));
+    else if (result.kind === "text") shown.push(shadedWords(parts, scale));
+    else if (result.kind === "audio") shown.push(...strip(parts, scale));
+    else shown.push(featureBars(parts, scale));
+    view.replaceChildren(...shown, legend(scale));
+    const took = `took ${milliseconds(result.elapsed_ms)}`;
+    slot(card, "why-method").textContent = result.method ? `${result.method} · ${took}` : took;
+    card.dataset.why = "done";
+  }
+
+  // The grid of weights drawn smooth, the photo's shape, over the preview (the canvas
+  // sits in the preview's place and is fitted like it, so they line up at any size).
+  function heatmap(card, item, result, scale) {
+    const { rows, columns } = result.grid;
+    const cells = document.createElement("canvas");
+    cells.width = columns;
+    cells.height = rows;
+    const cellsContext = cells.getContext("2d");
+    const pixels = cellsContext.createImageData(columns, rows);
+    let strongest = result.parts[0];
+    for (const part of result.parts) {
+      const at = (part.row * columns + part.column) * 4;
+      pixels.data.set(heatColour(part.weight / scale), at);
+      if (part.weight > strongest.weight) strongest = part;
+    }
+    cellsContext.putImageData(pixels, 0, 0);
+    const preview = slot(card, "preview");
+    const width = (!preview.hidden && preview.naturalWidth) || columns;
+    const height = (!preview.hidden && preview.naturalHeight) || rows;
+    const fit = HEATMAP_SIDE / Math.max(width, height);
+    const canvas = slot(card, "heatmap");
+    canvas.width = Math.max(1, Math.round(width * fit));
+    canvas.height = Math.max(1, Math.round(height * fit));
+    const context = canvas.getContext("2d");
+    context.imageSmoothingEnabled = true;
+    context.imageSmoothingQuality = "high";
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    context.drawImage(cells, 0, 0, canvas.width, canvas.height);
+    canvas.setAttribute(
+      "aria-label",
+      `Heatmap over ${item.title}, ${rows} × ${columns} cells: hiding the cell in row ` +
+        `${strongest.row + 1}, column ${strongest.column + 1} lowers the score most ` +
+        `(${points(strongest.weight)} points)`,
+    );
+    canvas.hidden = false;
+    const note = document.createElement("p");
+    note.className = "why-note";
+    note.textContent = `The heatmap over the photo: a grid of ${rows} × ${columns} parts.`;
+    return note;
+  }
+
+  function shadedWords(parts, scale) {
+    const words = document.createElement("p");
+    words.className = "why-words";
+    parts.forEach((part, i) => {
+      const word = weighted("span", part.weight, scale, part.word);
+      word.className += " why-word";
+      word.textContent = part.word;
+      word.append(hiddenText(` (${points(part.weight)})`));
+      words.append(word);
+      if (i < parts.length - 1) words.append(" ");
+    });
+    return words;
+  }
+
+  // One cell per window, as wide as the window is long, under the player.
+  function strip(parts, scale) {
+    const cells = document.createElement("ol");
+    cells.className = "why-strip";
+    cells.setAttribute("aria-label", "The clip, window by window");
+    for (const part of parts) {
+      const span = `${seconds(part.start)}–${seconds(part.end)} s`;
+      const cell = weighted("li", part.weight, scale, span);
+      cell.className += " why-cell";
+      cell.style.setProperty("flex-grow", String(Math.max(part.end - part.start, 0.001)));
+      cell.append(hiddenText(`${span}: ${points(part.weight)} points`));
+      cells.append(cell);
+    }
+    const axis = document.createElement("p");
+    axis.className = "why-axis";
+    axis.setAttribute("aria-hidden", "true");
+    const first = parts.length ? parts[0].start : 0;
+    const last = parts.length ? parts[parts.length - 1].end : 0;
+    for (const text of [`${seconds(first)} s`, `${seconds(last)} s`]) {
+      const tick = document.createElement("span");
+      tick.textContent = text;
+      axis.append(tick);
+    }
+    return [cells, axis];
+  }
+
+  function featureBars(parts, scale) {
+    const list = document.createElement("ul");
+    list.className = "why-features";
+    for (const part of parts) {
+      const row = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "why-feature-name";
+      name.textContent = part.name;
+      const track = document.createElement("span");
+      track.className = "why-track";
+      track.setAttribute("aria-hidden", "true");
+      const fill = weighted("span", part.weight, scale, part.name);
+      fill.className += " why-fill";
+      track.append(fill);
+      const value = document.createElement("span");
+      value.className = "why-value";
+      value.textContent = points(part.weight);
+      row.append(name, track, value);
+      list.append(row);
+    }
+    return list;
+  }
+
+  // Blue, clear, red: what the colours mean, with the strongest weight as the scale.
+  function legend(scale) {
+    const box = document.createElement("div");
+    box.className = "why-legend";
+    const bar = document.createElement("span");
+    bar.className = "why-legend-bar";
+    bar.setAttribute("aria-hidden", "true");
+    const labels = document.createElement("span");
+    labels.className = "why-legend-labels";
+    const most = (scale * 100).toFixed(1);
+    for (const text of [`−${most}`, "0", `+${most}`]) {
+      const label = document.createElement("span");
+      label.textContent = text;
+      labels.append(label);
+    }
+    const caption = document.createElement("p");
+    caption.className = "why-legend-caption";
+    caption.textContent =
+      "Hiding a part: red lowers the score, blue raises it (in percentage points).";
+    box.append(bar, labels, caption);
+    return box;
+  }
+
+  // An element shaded by its weight: red lowers the score when hidden, blue raises it.
+  function weighted(tag, weight, scale, name) {
+    const element = document.createElement(tag);
+    const strength = Math.min(1, Math.abs(weight) / scale);
+    element.className = weight > 0 ? "lowers" : weight < 0 ? "raises" : "neutral";
+    element.style.setProperty("--strength", strength.toFixed(3));
+    element.title = `${name}: ${effect(weight)}`;
+    element.dataset.weight = String(weight);
+    return element;
+  }
+
+  function hiddenText(text) {
+    const span = document.createElement("span");
+    span.className = "visually-hidden";
+    span.textContent = text;
+    return span;
   }
 
   function showError(card, message, detail) {
@@ -509,6 +777,29 @@ function textTitle(text) {
   let line = text.replace(/\s+/g, " ").trim();
   if (line.length > TITLE_CHARS) line = `${line.slice(0, TITLE_CHARS - 1).trimEnd()}…`;
   return `“${line}”`;
+}
+
+// A weight (a change in probability) in percentage points, signed: "+12.3", "−0.4".
+function points(weight) {
+  const value = weight * 100;
+  const sign = value >= 0.05 ? "+" : value <= -0.05 ? "−" : "";
+  return `${sign}${Math.abs(value).toFixed(1)}`;
+}
+
+function effect(weight) {
+  if (Math.abs(weight * 100) < 0.05) return "hiding it changes the score by less than 0.1 points";
+  const verb = weight > 0 ? "lowers" : "raises";
+  return `hiding it ${verb} the score by ${Math.abs(weight * 100).toFixed(1)} points`;
+}
+
+// RGBA for a weight scaled to [-1, 1]: clear at 0, red or blue as it grows.
+function heatColour(scaled) {
+  const [r, g, b] = scaled >= 0 ? LOWERS_RGB : RAISES_RGB;
+  return [r, g, b, Math.round(Math.min(1, Math.abs(scaled)) * HEATMAP_ALPHA)];
+}
+
+function seconds(value) {
+  return value.toFixed(value < 10 ? 2 : 1).replace(/\.?0+$/, "") || "0";
 }
 
 function percent(score) {
