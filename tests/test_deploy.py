@@ -322,6 +322,10 @@ def run_command(
     assert not assigned or program == "pip", f"{argv}: only pip takes variables"
     if argv[:3] == ["python", "-m", "venv"]:
         assert args[2:] == [venv_path(stages)], f"{argv}: the venv must be the one on PATH"
+    elif argv[:2] == ["python", "-c"]:
+        # A step inside the venv (trimming it); in a dry run there is no venv to trim.
+        if not sandbox.dry_run:
+            sandbox.run([str(sandbox.venv / "bin" / "python"), *args], stages, cwd)
     elif program == "pip":
         args = pip_args(args, assigned.get("PIP_EXTRA_INDEX_URL", ""))
         if sandbox.dry_run:
