@@ -83,6 +83,9 @@ CASES = [
     ("predict --input nosuch=1 --server {up}", USAGE, "the model has no input 'nosuch'"),
     ("status --timeout 0 --server {up}", USAGE, "--timeout: must be a positive number"),
     ("health --timeout abc --server {up}", USAGE, "--timeout: must be a positive number"),
+    ("explain {folder}/red.png --timeout 0 --server {up}", USAGE, "--timeout: must be a pos"),
+    ("explain --feature bad --server {up}", USAGE, "--feature takes NAME=VALUE"),
+    ("explain --server {up}", USAGE, "give one input: a file"),
     ("web --max_upload_mib -1", USAGE, "--max_upload_mib: must be a positive number, got '-1'"),
     ("web --port abc", USAGE, "argument --port: invalid int value: 'abc'"),
     ("nosuch", USAGE, "invalid choice: 'nosuch'"),
@@ -91,6 +94,7 @@ CASES = [
     ("export onnx {folder}/missing.onnx --labels a,b", FAILURE, "missing.onnx: no such file"),
     ("classify {folder}/missing.png --server {up}", FAILURE, "No such file or directory"),
     ("predict --input image={folder}/missing.npy --server {up}", FAILURE, "cannot read"),
+    ("explain {folder}/missing.png --server {up}", FAILURE, "cannot read"),
     # unreadable files
     ("serve --model_config_file {folder}/garbage.toml", FAILURE, "garbage.toml: not valid TOML"),
     (
@@ -110,11 +114,13 @@ CASES = [
     ("classify {folder}/red.png --server {down}", FAILURE, "the server at {down} is not reach"),
     ("predict --input 1 --server {down}", FAILURE, "the server at {down} is not reachable"),
     ("status --server {down}", FAILURE, "the server at {down} is not reachable"),
+    ("explain {folder}/red.png --server {down}", FAILURE, "the server at {down} is not reach"),
     ("health --server {down}", FAILURE, "UNAVAILABLE: health of {down}"),
     # a server that refuses
     ("classify {folder}/red.png --server {guarded}", FAILURE, "missing or invalid credentials"),
     ("predict --input 1 --server {guarded}", FAILURE, "missing or invalid credentials"),
     ("status --server {guarded}", FAILURE, "missing or invalid credentials"),
+    ("explain {folder}/red.png --server {guarded}", FAILURE, "missing or invalid credentials"),
     # too much
     ("classify {folder}/big.png --server {limited}", FAILURE, "over the server's limit"),
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from pyserving.cli.classify import parse_feature
 from pyserving.cli.remote import add_remote_flags, connect
-from pyserving.errors import UsageError
+from pyserving.errors import ConfigError, UsageError
 from pyserving.results import Explanation
 
 HEAT_OPACITY = 0.6  # of the strongest cell; weaker cells are more transparent
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             data = args.file.read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+            # A failure, not a usage error (exit 1), as for every verb's unreadable file.
+            raise ConfigError(f"cannot read {args.file}: {exc.strerror or exc}") from None
     with connect(args) as client:
         result = client.explain(
             data,
