@@ -311,11 +311,12 @@ class Service:
             occlude = partial(servable.kind.occlusions, sig, limits=self._limits)
             if servable.kind.OFF_LOOP:
                 row = await self._prepare(servable, prepare)
-                loop = asyncio.get_running_loop()
-                occlusion: Occlusion = await loop.run_in_executor(self._executor, occlude, row)
             else:
                 row = self._timed(servable, prepare)
-                occlusion = occlude(row)
+            # Up to --max_explain_inputs copies of the input, whatever its kind: never on the
+            # event loop, even where preparing one input is cheap enough to stay there.
+            loop = asyncio.get_running_loop()
+            occlusion: Occlusion = await loop.run_in_executor(self._executor, occlude, row)
             with servable.batcher.admit(len(occlusion.rows)):
                 _check_deadline(deadline)
                 rows = (row, *occlusion.rows)
