@@ -1,4 +1,5 @@
-"""OpenVINO's two compiled models (throughput and a lone input's latency) and its cache."""
+"""OpenVINO's compiled models (fixed batches, a free batch axis, a lone input's latency)
+and its cache."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from pyserving.cli.main import build_parser
 from pyserving.cli.serve import serve_settings
 from pyserving.engines import EngineOptions, compiled_cache, load_engine
+from pyserving.engines.openvino import STATIC_BATCHES, pieces_of
 from pyserving.reference import load_reference
 from pyserving.signature import MODEL_FILE
 from tests.onnx_models import write_features_servable
@@ -66,8 +68,39 @@ def test_only_a_model_whose_batch_axis_alone_is_free_gets_a_latency_model(
         one_call.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "pyserving.engines.openvino"]
     assert "latency: 1 stream x 2 threads, batch 1, for a lone input" in lines[0]
-    assert "throughput: 2 streams x 1 thread(s), any batch" in lines[0]
+    assert "throughput: 2 streams x 1 thread(s), batches of 4, 2, 1 fixed" in lines[0]
     assert "no latency model (one call at a time" in lines[1]
+
+
+def test_a_batch_runs_in_fixed_pieces_with_the_same_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = write_features_servable(tmp_path / "1", np.eye(2, 3), ["a", "b"])
+    caplog.set_level(logging.INFO, "pyserving.engines.openvino")
+    options = EngineOptions(threads=1, concurrency=2, max_batch_size=2)
+    engine = load_engine("openvino", folder / MODEL_FILE, options, "features", "logits")
+    x = np.arange(18, dtype=np.float32).reshape(9, 2) - 4
+    try:
+        for rows in range(1, 10):  # 1, 2, then pieces: 3 = 2 + 1, ..., 9 = 2 + 2 + 2 + 2 + 1
+            np.testing.assert_allclose(engine.run(x[:rows]), x[:rows] @ np.eye(2, 3), atol=1e-5)
+        named = engine.run_named({"features": x})  # the model with a free batch axis
+        np.testing.assert_allclose(named["logits"], x @ np.eye(2, 3), atol=1e-5)
+    finally:
+        engine.close()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "pyserving.engines.openvino"]
+    assert "batches of 2, 1 fixed (larger ones in pieces)" in line
+
+
+def test_pieces_of_a_batch_are_the_largest_fixed_sizes_first() -> None:
+    sizes = dict.fromkeys((4, 2, 1))
+    assert [pieces_of(n, sizes) for n in (1, 3, 4, 7, 8, 11)] == [
+        [1],
+        [2, 1],
+        [4],
+        [4, 2, 1],
+        [4, 4],
+        [4, 4, 2, 1],
+    ]
 
 
 def cache_options(folder: Path) -> EngineOptions:
@@ -101,7 +134,9 @@ def test_the_cache_is_written_and_used(imagenet_version: Path, tmp_path: Path) -
     engine.close()
     (folder,) = cache.iterdir()  # one folder per model file
     blobs = sorted(folder.iterdir())
-    assert len(blobs) == 2  # the throughput and the latency model
+    # A blob per input shape: the free batch axis and each fixed batch size (OpenVINO's
+    # key leaves out the streams and threads, so the latency model shares batch 1's).
+    assert len(blobs) == 1 + len(STATIC_BATCHES)
     stamps = [b.stat().st_mtime_ns for b in blobs]
     engine = load_engine("openvino", imagenet_version / MODEL_FILE, cache_options(cache))
     engine.close()

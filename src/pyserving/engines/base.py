@@ -21,6 +21,7 @@ class EngineOptions:
     precision: str = "f32"
     threads: int = 1  # per inference call
     concurrency: int = 1  # calls that run at the same time
+    max_batch_size: int = 0  # the largest batch `run` is given; 0: unknown
     graph_optimization_level: str = "all"  # ONNX Runtime only
     cpu_memory_arena: bool = True  # ONNX Runtime only
     execution_provider: str = "cpu"  # ONNX Runtime only: "cpu" or "cuda"
