@@ -167,7 +167,8 @@ class Report:
                 "## Overload: more clients than the queue holds",
                 "",
                 "The server runs with `--max_enqueued_batches=1`: it holds one running and "
-                "one waiting batch of 8, and turns the rest away with RESOURCE_EXHAUSTED. A "
+                "one waiting batch (of 4 inputs by default), and turns the rest away with "
+                "RESOURCE_EXHAUSTED. A "
                 "turned-away client waits 25–75 ms before it tries again, as a gRPC client "
                 "with retry backoff would; rejected latency is the time to the rejection.",
                 "",

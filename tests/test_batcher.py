@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import pytest
@@ -269,6 +270,66 @@ async def test_busy_batcher_declines_and_drains_what_queued_meanwhile(
     assert first is not None and first.tolist() == [2.0]
     assert [r.tolist() for r in await asyncio.gather(*queued)] == [[4.0], [6.0]]
     assert model.batches == [1, 2]
+
+
+class HeldModel:
+    """Doubles its inputs; the input with value v waits until `gate(v)` is set, and sets
+    `started(v)` when it starts."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, float], threading.Event] = {}
+        self.running: list[float] = []
+        self.batches: list[list[float]] = []
+        self._lock = threading.Lock()
+
+    def _event(self, what: str, value: float) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault((what, value), threading.Event())
+
+    def gate(self, value: float) -> threading.Event:
+        return self._event("gate", value)
+
+    async def started(self, value: float) -> None:
+        started = self._event("started", value)
+        assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        values = [float(v) for v in batch[:, 0]]
+        with self._lock:
+            self.running += values
+        for v in values:
+            self._event("started", v).set()
+        for v in values:
+            self.gate(v).wait(10)
+        with self._lock:
+            self.batches.append(values)
+            for v in values:
+                self.running.remove(v)
+        return batch * 2
+
+
+async def test_lone_inputs_run_beside_each_other_up_to_lone_threads(
+    executor: ThreadPoolExecutor,
+) -> None:
+    model = HeldModel()
+    batcher = Batcher(model, executor, max_batch_size=4, num_batch_threads=1, lone_threads=2)
+    lone = [asyncio.ensure_future(batcher.run_alone(partial(np.array, [v]))) for v in (1.0, 2.0)]
+    await model.started(1.0)
+    await model.started(2.0)  # both at once, with one batch thread
+    assert await batcher.run_alone(lambda: np.array([3.0])) is None  # a third is declined
+    queued = asyncio.ensure_future(batcher.submit(np.array([3.0])))
+    model.gate(1.0).set()
+    first = await lone[0]
+    assert first is not None and first.tolist() == [2.0]
+    # The queued input starts as soon as a call ends, while the other lone input still runs.
+    model.gate(3.0).set()
+    assert (await asyncio.wait_for(queued, 10)).tolist() == [6.0]
+    assert model.running == [2.0]
+    model.gate(2.0).set()
+    second = await lone[1]
+    assert second is not None and second.tolist() == [4.0]
+    assert model.batches == [[1.0], [3.0], [2.0]]
+    await asyncio.wait_for(batcher.wait_idle(), 10)
 
 
 async def test_run_alone_drops_an_input_whose_deadline_passed_while_it_was_prepared(

@@ -15,6 +15,7 @@ from pyserving._proto import tensorflow_core_pb2 as tf
 from pyserving._proto import tensorflow_serving_apis_pb2 as pb
 from pyserving._proto import tensorflow_serving_apis_pb2_grpc as pb_grpc
 from pyserving.core.service import Service
+from pyserving.core.settings import BatchingSettings
 from pyserving.grpc_api.tfs_tensors import to_array, to_proto
 from tests.onnx_models import png
 
@@ -158,7 +159,12 @@ async def test_reload_config_serves_the_new_model_list(
 async def test_triton_model_config(grpc_channel: grpc.aio.Channel) -> None:
     api = v2_grpc.GRPCInferenceServiceStub(grpc_channel)
     config = (await api.ModelConfig(v2.ModelConfigRequest(name="lin"))).config
-    assert (config.name, config.platform, config.max_batch_size) == ("lin", "onnxruntime_onnx", 8)
+    default = BatchingSettings().max_batch_size
+    assert (config.name, config.platform, config.max_batch_size) == (
+        "lin",
+        "onnxruntime_onnx",
+        default,
+    )
     assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
         ("features", v2.TYPE_FP32, [2])
     ]

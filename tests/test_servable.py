@@ -137,11 +137,14 @@ def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
     assert chosen.graph_optimization_level == "extended"
     assert not chosen.cpu_memory_arena
     defaults = settings()
-    assert defaults.batching == BatchingSettings(8, 0, 16, 0)
-    # By default every core runs its own batch with one ONNX Runtime thread.
+    assert defaults.batching == BatchingSettings(4, 0, 32, 0)
+    # By default every core runs its own batch with one ONNX Runtime thread, and two lone
+    # inputs; a number given is kept to.
     assert defaults.batching.batch_threads == cores()
     assert engine_options(defaults).threads == 1
-    assert engine_options(defaults).concurrency == cores()
+    assert engine_options(defaults).concurrency == 2 * cores()
+    assert engine_options(defaults).max_batch_size == 4
+    assert engine_options(chosen).concurrency == 2
     one_batch = settings("--num_batch_threads=1")
     assert engine_options(one_batch).threads == cores()
     assert engine_options(one_batch).concurrency == 1

@@ -105,7 +105,7 @@ def test_tensorflow_model_server_flags(tmp_path: Path) -> None:
     args = build_parser().parse_args([*common, "--enable_batching=true"])
     assert serve_settings(args).batching.max_batch_size == 16
     args = build_parser().parse_args([*common, "--enable_batching=false"])
-    assert serve_settings(args).batching.max_batch_size == 8  # TF Serving ignores it too
+    assert serve_settings(args).batching == BatchingSettings()  # TF Serving ignores it too
     args = build_parser().parse_args([*common, "--tensorflow_intra_op_parallelism=3"])
     assert serve_settings(args).intra_op_threads == 3
     args = build_parser().parse_args([*common, "--ssl_config_file=ssl.txt"])

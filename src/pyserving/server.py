@@ -209,11 +209,13 @@ def _log_threads(settings: Settings) -> None:
     batching = settings.batching
     log.info(
         "%d worker threads (niceness +%d); per version %d batch thread(s) of up to %d "
-        "inputs, %d ONNX Runtime thread(s) each, batch timeout %d µs",
+        "inputs, %d call(s) at once with lone inputs, %d ONNX Runtime thread(s) each, "
+        "batch timeout %d µs",
         settings.pool_size,
         settings.worker_niceness,
         batching.batch_threads,
         batching.max_batch_size,
+        batching.concurrent_calls,
         settings.intra_op_threads_for(batching),
         batching.batch_timeout_micros,
     )

@@ -1,6 +1,6 @@
 """Triton's perf_analyzer against the server, over gRPC and HTTP, with a real JPEG.
 
-It reads the model configuration (`max_batch_size` 8, input dims [1]) and the v2 metadata
+It reads the model configuration (`max_batch_size` 4, input dims [1]) and the v2 metadata
 (input shape [-1, 1]) and needs the two to agree, as they do on Triton's own servers.
 `make test` installs the `perf-analyzer` wheel (2.60) into .venv-clients/perf-analyzer.
 It needs glibc 2.38; where this machine's is older, it runs through Debian 13's C library,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pyserving.core.settings import BatchingSettings
 from tests.onnx_models import publish, write_features_servable
 from tests.processes import RunningProcess, free_port, schemathesis, start_server
 from tests.scrape import metric_sum
@@ -267,7 +268,7 @@ def test_tritonclient(
     assert (config["name"], config["platform"], int(config["max_batch_size"])) == (
         "imagenet",
         "onnxruntime_onnx",
-        8,
+        BatchingSettings().max_batch_size,
     )
     assert [(i["name"], i["data_type"]) for i in config["input"]] == [
         (answer["metadata"]["inputs"][0]["name"], "TYPE_STRING")

@@ -150,10 +150,11 @@ def add_parser(commands: Any) -> None:
         "--num_batch_threads",
         type=int,
         default=DEFAULTS.batching.num_batch_threads,
-        help="batches of a version run at once (0: one per core)",
+        help="batches of a version run at once (0: one per core, and up to two lone inputs "
+        "per core when nothing is queued)",
     )
     serve.add_argument(
-        "--worker_threads", type=int, default=DEFAULTS.worker_threads, help="0: cores + 2"
+        "--worker_threads", type=int, default=DEFAULTS.worker_threads, help="0: 2 × cores + 2"
     )
     serve.add_argument(
         "--intra_op_threads",

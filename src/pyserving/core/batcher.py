@@ -45,7 +45,8 @@ class Batcher:
     told, in seconds, how long each input that goes on to run waited. `stack` makes one
     batch of the inputs taken (np.stack by default; a tensor model's named inputs stack
     otherwise); an exception that `run` returns in place of an input's row fails that
-    input alone.
+    input alone. `lone_threads` (at least `num_batch_threads`) bounds the calls running
+    at once when an input arrives to an empty queue and runs alone (`run_alone`).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Batcher:
         max_batch_size: int = 8,
         max_enqueued_batches: int = 16,
         num_batch_threads: int = 1,
+        lone_threads: int = 0,
         batch_timeout_micros: int = 0,
         on_queue_wait: Callable[[float], None] | None = None,
         stack: Callable[[list[Any]], Any] = np.stack,
@@ -65,13 +67,15 @@ class Batcher:
         self.max_batch_size = max(1, max_batch_size)
         self._max_queued = self.max_batch_size * max(1, max_enqueued_batches)
         self._num_threads = max(1, num_batch_threads)
+        self._lone_threads = max(self._num_threads, lone_threads)
         self._timeout = max(0, batch_timeout_micros) / 1_000_000  # seconds
         self._on_queue_wait = on_queue_wait
         self._full = asyncio.Event()  # set when a whole batch is queued; for the timeout
         self._queue: deque[_Item] = deque()
         self._admitted = 0  # inputs of requests inside `admit`
         self._max_admitted = self._max_queued + self.max_batch_size * self._num_threads
-        self._active = 0  # drain loops running; changed only between awaits
+        self._active = 0  # calls running (drain loops and lone inputs); changed between awaits
+        self._draining = 0  # drain loops running
         self._tasks: set[asyncio.Task[None]] = set()  # strong references, so tasks aren't GC'd
         self._idle = asyncio.Event()
         self._idle.set()
@@ -116,7 +120,7 @@ class Batcher:
         self._queue.append(item)
         if self._timeout and len(self._queue) >= self.max_batch_size:
             self._full.set()
-        if self._active < self._num_threads:
+        if self._may_drain():
             self._start_drain(loop)
         return await item.future
 
@@ -124,13 +128,15 @@ class Batcher:
         self, prepare: Callable[[], Any], deadline: float | None = None
     ) -> Any | None:
         """Prepare one input and run it in a single trip to the pool, when no batch could
-        take it with others: nothing is queued and a batch thread is free.
+        take it with others: nothing is queued and fewer than `lone_threads` calls run.
 
         Returns None, having done nothing, when that is not so (or when batches wait for a
         timeout): then prepare the input and `submit` it. At low load this saves a round
-        trip between the pool and the event loop on every request.
+        trip between the pool and the event loop on every request. Up to `lone_threads`
+        calls may be running for a lone input to start; a drain loop starts only while
+        fewer than `num_batch_threads` are.
         """
-        if self._queue or self._active >= self._num_threads or self._timeout:
+        if self._queue or self._active >= self._lone_threads or self._timeout:
             return None
         loop = asyncio.get_running_loop()
         self._active += 1
@@ -138,7 +144,7 @@ class Batcher:
         try:
             return await loop.run_in_executor(self._executor, self._run_alone, prepare, deadline)
         finally:
-            self._release_thread(loop)
+            self._release_thread(loop, drain=False)
 
     def _run_alone(self, prepare: Callable[[], Any], deadline: float | None) -> Any:
         array = prepare()
@@ -153,8 +159,12 @@ class Batcher:
             raise row
         return row
 
+    def _may_drain(self) -> bool:
+        return self._draining < self._num_threads and self._active < self._lone_threads
+
     def _start_drain(self, loop: asyncio.AbstractEventLoop) -> None:
         self._active += 1
+        self._draining += 1
         self._idle.clear()
         task = loop.create_task(self._drain())
         self._tasks.add(task)
@@ -168,16 +178,17 @@ class Batcher:
         try:
             await self._drain_queue()
         finally:
-            self._release_thread(asyncio.get_running_loop())
+            self._release_thread(asyncio.get_running_loop(), drain=True)
 
-    def _release_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _release_thread(self, loop: asyncio.AbstractEventLoop, drain: bool) -> None:
         """Give a batch thread back; start a drain loop for whatever queued meanwhile.
 
         No await between a drain loop seeing an empty queue and this, so a request
         submitted meanwhile always finds a drain loop or starts one.
         """
         self._active -= 1
-        if self._queue and self._active < self._num_threads:
+        self._draining -= drain
+        if self._queue and self._may_drain():
             self._start_drain(loop)
         elif not self._active:
             self._idle.set()

@@ -66,6 +66,7 @@ class Servable:
             batch_timeout_micros=batching.batch_timeout_micros,
             max_enqueued_batches=batching.max_enqueued_batches,
             num_batch_threads=batching.batch_threads,
+            lone_threads=batching.lone_threads,
             on_queue_wait=metrics.QUEUE_SECONDS.labels(name).observe,
             stack=self.kind.OUTPUT.stack,
         )
@@ -122,7 +123,7 @@ def engine_options(settings: Settings, batching: BatchingSettings | None = None)
     batching = batching or settings.batching
     return EngineOptions(
         threads=settings.intra_op_threads_for(batching),
-        concurrency=batching.batch_threads,
+        concurrency=batching.concurrent_calls,
         max_batch_size=batching.max_batch_size,
         graph_optimization_level=settings.graph_optimization_level,
         cpu_memory_arena=settings.cpu_memory_arena,
