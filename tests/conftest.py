@@ -35,6 +35,7 @@ from tests.onnx_models import (
     write_text_servable,
 )
 from tests.processes import RunningProcess, start_server
+from tests.wallpapers import FetchFailed, Unavailable, photographs
 
 if TYPE_CHECKING:
     from tests.s3_server import S3Server
@@ -48,6 +49,17 @@ os.environ["XDG_CACHE_HOME"] = TEST_CACHE
 def pytest_sessionfinish() -> None:
     """Remove the test run's cache folder."""
     shutil.rmtree(TEST_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def wallpapers() -> None:
+    """Debian's wallpapers in the cache, fetched once; one line when they cannot be had."""
+    try:
+        photographs()
+    except Unavailable as exc:
+        pytest.skip(f"no Debian wallpapers on this machine: {exc}")
+    except FetchFailed as exc:
+        pytest.fail(f"could not fetch Debian's wallpapers: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

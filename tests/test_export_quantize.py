@@ -20,13 +20,18 @@ from pyserving.engines import openvino as openvino_engine
 from pyserving.errors import ExportError
 from pyserving.export import Progress, export_onnx, export_torch
 from pyserving.export.labels import imagenet_labels
-from pyserving.export.quantize import QuantizeOptions, load_calibration, split
+from pyserving.export.quantize import (
+    DEFAULT_MIN_AGREEMENT,
+    QuantizeOptions,
+    load_calibration,
+    split,
+)
 from pyserving.export.zoo import export_efficientnet_lite0
 from pyserving.kinds import load_signature
 from pyserving.preprocess import decode_image
 from pyserving.reference import ReferenceSet, check_reference, load_reference
 from pyserving.signature import list_versions
-from tests.photos import write_folder
+from tests.photos import photograph_jpegs
 
 PHOTOS = [
     "astronaut",
@@ -42,9 +47,12 @@ PHOTOS = [
 ]
 LIMIT = 16  # images that calibrate in these tests; the other 32 of the 48 are held back
 HELD_BACK = 32
-# Photos for the agreement bar: 100 calibrate (the default), 500 are held back, of which
-# 357 are no near-tie for f32 (top-1 probability 0.05 or more ahead) and count toward it.
-MANY = 600
+# Photographs of scenes for the agreement bar (Debian's wallpapers, then crops, flips and
+# scales of them and of scikit-image's photographs): 100 calibrate (the default), 800 are
+# held back, of which 562 are no near-tie for f32 (top-1 probability 0.05 or more ahead)
+# and count toward it.
+MANY = 900
+HELD_BACK_MANY = 800
 AGREEMENT = re.compile(
     r"int8 top-1 agrees with f32 on (\d+) of (\d+) held-back images \(([\d.]+)%\)"
 )
@@ -82,9 +90,12 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def many_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Hundreds of real photos (tests/photos.py), made offline."""
-    return write_folder(tmp_path_factory.mktemp("many"), MANY)
+def many_photos(tmp_path_factory: pytest.TempPathFactory, wallpapers: None) -> Path:
+    """Hundreds of photographs of scenes (`tests.photos.photograph_jpegs`)."""
+    folder = tmp_path_factory.mktemp("many")
+    for name, data in photograph_jpegs(MANY):
+        (folder / f"{name}.jpg").write_bytes(data)
+    return folder
 
 
 def tiny_model() -> torch.nn.Module:
@@ -163,10 +174,11 @@ def test_split_is_deterministic_and_images_are_decoded_as_the_server_does(photos
     assert split(3, 100) == ([0, 1], [2])
 
 
-# The default bar (0.98) is met or missed by a few photos here (97.5–98.9% on OpenVINO,
-# depending on the decoder's last rounding): this test holds the export to 0.95, and
-# records the figure; the refusal below the bar is tested on its own.
-BAR = 0.95
+# With 8-bit weights (VNNI or AMX) the export must clear the default bar: measured on a
+# Zen 4, 557 of 562 (99.1%) on both engines, where the bar allows 11 disagreements. 7-bit
+# weights (no VNNI) gave 538 of 562 (95.7%, `--int8_weights 7` on the same machine): there
+# the default bar refuses the export, and this test holds it to 0.93.
+BAR = DEFAULT_MIN_AGREEMENT if int8_weight_bits() == 8 else 0.93
 
 
 def test_efficientnet_lite0_int8_clears_the_bar_and_is_served_on_openvino(
@@ -175,16 +187,17 @@ def test_efficientnet_lite0_int8_clears_the_bar_and_is_served_on_openvino(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Hundreds of held-back photos measure agreement; every engine clears the bar on them."""
-    options = QuantizeOptions(many_photos, min_agreement=BAR)  # 100 calibrate, the margin 0.05
+    """Hundreds of held-back photographs measure agreement; every engine clears the bar."""
+    # 100 calibrate, the margin 0.05
+    options = QuantizeOptions(many_photos, held_back=HELD_BACK_MANY, min_agreement=BAR)
     version = export_efficientnet_lite0(tmp_path, "imagenet", quantize=options)
     err = capsys.readouterr().err
     print(err)
     assert printed_agreement(err) >= BAR
-    assert "(those of 500 where f32's top-1 probability leads the second's by 0.05 or more; " in err
+    assert "(those of 800 where f32's top-1 probability leads the second's by 0.05 or more; " in err
     recorded = load_signature(version).source["quantization"]
-    assert recorded["held_back_images"] == MANY - 100
-    assert recorded["counted_images"] >= 300
+    assert recorded["held_back_images"] == HELD_BACK_MANY
+    assert recorded["counted_images"] >= 500
     assert recorded["agreement_margin"] == 0.05
     engines = {"onnxruntime"} | ({"openvino"} if openvino_engine.available() is None else set())
     assert set(recorded["agreement_by_engine"]) == engines

@@ -33,7 +33,6 @@ from pyserving.kinds.image import ImageFields
 from pyserving.preprocess import decode_image, decode_image_pillow
 from pyserving.signature import MODEL_FILE
 from tests.photos import jpegs, photograph_jpegs
-from tests.wallpapers import FetchFailed, Unavailable, photographs
 
 PHOTOS = 300
 # Top-2 probabilities closer than this are a tie the model cannot break: either may win.
@@ -96,17 +95,6 @@ def probabilities(imagenet_repository: Path) -> Probabilities:
         return np.asarray(exp / exp.sum())
 
     return run
-
-
-@pytest.fixture(scope="module")
-def wallpapers() -> None:
-    """Debian's wallpapers in the cache, fetched once; one line when they cannot be had."""
-    try:
-        photographs()
-    except Unavailable as exc:
-        pytest.skip(f"no Debian wallpapers on this machine: {exc}")
-    except FetchFailed as exc:
-        pytest.fail(f"could not fetch Debian's wallpapers: {exc}", pytrace=False)
 
 
 @pytest.mark.usefixtures("wallpapers")
