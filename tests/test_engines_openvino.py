@@ -68,7 +68,10 @@ def test_only_a_model_whose_batch_axis_alone_is_free_gets_a_latency_model(
         one_call.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "pyserving.engines.openvino"]
     assert "latency: 1 stream x 2 threads, batch 1, for a lone input" in lines[0]
-    assert "throughput: 2 streams x 1 thread(s), batches of 4, 2, 1 fixed" in lines[0]
+    assert (
+        "throughput: 2 streams x 1 thread(s) for 2 calls at once, batches of 4, 2, 1 fixed"
+        in (lines[0])
+    )
     assert "no latency model (one call at a time" in lines[1]
 
 
@@ -89,6 +92,25 @@ def test_a_batch_runs_in_fixed_pieces_with_the_same_answers(
         engine.close()
     (line,) = [r.getMessage() for r in caplog.records if r.name == "pyserving.engines.openvino"]
     assert "batches of 2, 1 fixed (larger ones in pieces)" in line
+
+
+def test_infer_requests_are_made_at_load_never_beside_a_running_inference(
+    tmp_path: Path,
+) -> None:
+    """Making a request while another runs on the same compiled model can hang both."""
+    folder = write_features_servable(tmp_path / "1", np.eye(2, 3), ["a", "b"])
+    engine = load_engine("openvino", folder / MODEL_FILE, TWO_CALLS, "features", "logits")
+    models = [engine._throughput, engine._latency, *engine._fixed.values()]  # type: ignore[attr-defined]
+    made = [m._requests.qsize() for m in models]
+    assert made == [2, 1, 2, 2, 2]  # a request per call that may run at once
+    x = np.arange(14, dtype=np.float32).reshape(7, 2)
+    try:
+        with ThreadPoolExecutor(2) as pool:  # two calls at once, as the batcher allows
+            for answer in pool.map(engine.run, [x[:n] for n in range(1, 8)] * 4):
+                assert answer.shape == (len(answer), 3)
+    finally:
+        engine.close()
+    assert [m._requests.qsize() for m in models] == made  # none made while serving
 
 
 def test_pieces_of_a_batch_are_the_largest_fixed_sizes_first() -> None:

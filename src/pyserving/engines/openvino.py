@@ -50,17 +50,26 @@ STATIC_MAX_BYTES = 64 * MiB
 
 
 class _Compiled:
-    """One compiled model and its pool of infer requests, one per concurrent call."""
+    """One compiled model and its pool of infer requests, one per concurrent call.
 
-    def __init__(self, compiled: Any, output_name: str) -> None:
+    The requests are made at load: making one while another thread runs an inference on
+    the same compiled model can hang both (seen with OpenVINO 2026.4 in the plain FastAPI
+    app of `bench/`, whose threads each make their own on first use).
+    """
+
+    def __init__(self, compiled: Any, output_name: str, calls: int) -> None:
         self.compiled: Any = compiled
         self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        self.streams = int(compiled.get_property("NUM_STREAMS"))
         self.output: Any = compiled.output(output_name)
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(max(1, calls)):
+            self._requests.put(compiled.create_infer_request())
 
     @contextlib.contextmanager
     def request(self) -> Iterator[Any]:
-        """An idle infer request (a new one when all are busy), back in the pool afterwards."""
+        """An idle infer request (a new one when all are busy, which the engine's own
+        bound on concurrent calls prevents), back in the pool afterwards."""
         try:
             request = self._requests.get_nowait()
         except queue.Empty:
@@ -217,22 +226,28 @@ def load(
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else threads
         lone = {**precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         lone["INFERENCE_NUM_THREADS"] = min(threads, cores)
-        latency = _fixed_batch(path, chosen_in, chosen_out, 1, lone, cache, "latency model")
+        # One call at a time runs alone (OpenVinoEngine._call).
+        latency = _fixed_batch(path, chosen_in, chosen_out, 1, lone, cache, 1, "latency model")
     if batch_axis_only and path.stat().st_size <= STATIC_MAX_BYTES:
         largest = options.max_batch_size or max(STATIC_BATCHES)
         for size in (s for s in STATIC_BATCHES if s <= largest or s == 1):
             config = {**precision, "NUM_STREAMS": streams}
-            model = _fixed_batch(path, chosen_in, chosen_out, size, config, cache, "fixed batch")
+            model = _fixed_batch(
+                path, chosen_in, chosen_out, size, config, cache, streams, "fixed batch"
+            )
             if model is None:
                 fixed = {}
                 break
             fixed[size] = model
+    throughput = _Compiled(compiled, chosen_out.name, streams)
     log.info(
-        "%s: openvino %s, throughput: %d streams x %d thread(s), %s; %s; compiled-model cache: %s",
+        "%s: openvino %s, throughput: %d streams x %d thread(s) for %d calls at once, %s; %s; "
+        "compiled-model cache: %s",
         path,
         options.precision,
+        throughput.streams,
+        max(1, throughput.threads // throughput.streams),
         streams,
-        threads // streams,
         f"batches of {', '.join(map(str, fixed))} fixed (larger ones in pieces)"
         if fixed
         else "any batch (a free batch axis)",
@@ -241,7 +256,6 @@ def load(
         else "no latency model (one call at a time, or not a single input with a free batch axis)",
         cache or "off",
     )
-    throughput = _Compiled(compiled, chosen_out.name)
     return OpenVinoEngine(throughput, latency, info, chosen_in.name, fixed)
 
 
@@ -252,6 +266,7 @@ def _fixed_batch(
     size: int,
     config: dict[str, Any],
     cache: str | None,
+    calls: int,
     what: str,
 ) -> _Compiled | None:
     """The model with its batch axis fixed at `size`; None (and why, in the log) when
@@ -259,7 +274,7 @@ def _fixed_batch(
     try:
         model = _core().read_model(str(path))
         model.reshape({model.inputs[0]: [size, *tensor_in.shape[1:]]})
-        return _Compiled(_compile(path, model, config, cache), tensor_out.name)
+        return _Compiled(_compile(path, model, config, cache), tensor_out.name, calls)
     except Exception as exc:
         log.warning("%s: no %s of batch %d: %s", path, what, size, _first_line(exc))
         return None
