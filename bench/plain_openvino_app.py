@@ -4,7 +4,10 @@
 `POST /classify` (the raw JPEG as the body) with uvicorn, one worker. OpenVINO compiles
 `model.onnx` with `PERFORMANCE_HINT=THROUGHPUT` at its default precision (bf16 where the
 CPU has it). The endpoint is a plain `def`, so FastAPI runs it in its threadpool, and
-each threadpool thread keeps its own infer request: Pillow decodes in draft mode,
+each call takes an infer request of its own from a pool made at start-up, one per
+threadpool thread (made on first use in each thread instead, the app hung: OpenVINO
+2026.4 can deadlock making a request while another thread runs an inference on the same
+compiled model). Pillow decodes in draft mode,
 converts to RGB and resizes to the model's input (bilinear), one image per request,
 top-5 as JSON. The access log is off, as on pyserving's REST port.
 """
@@ -13,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import queue
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +31,7 @@ sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
 import openvino  # noqa: E402
 
 TOP_K = 5
+THREADPOOL_THREADS = 40  # AnyIO's default, which FastAPI runs plain `def` endpoints on
 
 
 def create_app(model_dir: Path) -> FastAPI:
@@ -40,13 +44,12 @@ def create_app(model_dir: Path) -> FastAPI:
     # uint8 NHWC with a free batch axis: the model normalises the pixels itself.
     shape = model_input.get_partial_shape()
     height, width = shape[1].get_length(), shape[2].get_length()
-    local = threading.local()
+    # As many as the threadpool has threads (AnyIO's default limiter), made before any
+    # inference runs.
+    requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for _ in range(THREADPOOL_THREADS):
+        requests.put(compiled.create_infer_request())
     app = FastAPI()
-
-    def infer_request() -> Any:
-        if not hasattr(local, "request"):
-            local.request = compiled.create_infer_request()
-        return local.request
 
     @app.post("/classify")
     def classify(
@@ -55,7 +58,11 @@ def create_app(model_dir: Path) -> FastAPI:
         photo = Image.open(io.BytesIO(image))
         photo.draft("RGB", (width, height))
         rgb = photo.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-        results = infer_request().infer({model_input: np.asarray(rgb)[np.newaxis]})
+        request = requests.get()
+        try:
+            results = request.infer({model_input: np.asarray(rgb)[np.newaxis]})
+        finally:
+            requests.put(request)
         logits = results[model_output][0]
         exp = np.exp(logits - logits.max())
         scores = exp / exp.sum()
