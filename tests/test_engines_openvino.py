@@ -13,6 +13,7 @@ import pytest
 from pyserving.cli.main import build_parser
 from pyserving.cli.serve import serve_settings
 from pyserving.engines import EngineOptions, compiled_cache, load_engine
+from pyserving.engines import openvino as openvino_engine
 from pyserving.engines.openvino import STATIC_BATCHES, pieces_of
 from pyserving.reference import load_reference
 from pyserving.signature import MODEL_FILE
@@ -92,6 +93,25 @@ def test_a_batch_runs_in_fixed_pieces_with_the_same_answers(
         engine.close()
     (line,) = [r.getMessage() for r in caplog.records if r.name == "pyserving.engines.openvino"]
     assert "batches of 2, 1 fixed (larger ones in pieces)" in line
+
+
+def test_a_model_over_the_size_limit_keeps_only_its_free_batch_axis(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_features_servable(tmp_path / "1", np.eye(2, 3), ["a", "b"])
+    monkeypatch.setattr(
+        openvino_engine, "STATIC_MAX_BYTES", (folder / MODEL_FILE).stat().st_size - 1
+    )
+    caplog.set_level(logging.INFO, "pyserving.engines.openvino")
+    engine = load_engine("openvino", folder / MODEL_FILE, TWO_CALLS, "features", "logits")
+    x = np.arange(14, dtype=np.float32).reshape(7, 2)
+    try:
+        assert engine._fixed == {}  # type: ignore[attr-defined]
+        np.testing.assert_allclose(engine.run(x), x @ np.eye(2, 3), atol=1e-5)
+    finally:
+        engine.close()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "pyserving.engines.openvino"]
+    assert "for 2 calls at once, any batch (a free batch axis)" in line
 
 
 def test_infer_requests_are_made_at_load_never_beside_a_running_inference(
