@@ -4,7 +4,7 @@ A version gets several compiled models of its `model.onnx` where more than one c
 run at once (docs/engines.md has the measurements):
 - for throughput, a stream per concurrent call, with the batch axis fixed at each of
   `STATIC_BATCHES` (a larger batch runs as pieces of those sizes, one after another): a
-  fixed shape costs 3–10% less per input than a free one, and a batch of 4 costs the
+  fixed shape costs about 5% less per input than a free one, and a batch of 4 costs the
   least per input on the CPUs measured. The model with a free batch axis is kept for what
   fits none of them (named inputs, models whose other axes are free or that are large);
 - for latency, one stream over all the cores with the batch fixed at 1. A batch of one
