@@ -215,7 +215,7 @@ def _log_threads(settings: Settings) -> None:
         settings.worker_niceness,
         batching.batch_threads,
         batching.max_batch_size,
-        batching.concurrent_calls,
+        batching.lone_threads,
         settings.intra_op_threads_for(batching),
         batching.batch_timeout_micros,
     )

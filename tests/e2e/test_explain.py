@@ -5,7 +5,6 @@ and the refusals a client sees."""
 from __future__ import annotations
 
 import io
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from pyserving.errors import RemoteError
 from pyserving.export.sklearn import export_sklearn
 from pyserving.results import Explanation
 from tests.audio_clips import espeak
+from tests.manpages import manpage_corpus
 from tests.processes import RunningProcess, free_port, run_cli, start_server
 
 CAT = "Egyptian cat"
@@ -121,11 +121,7 @@ def test_rest_explains_a_raw_photo(imagenet_repository: Path, tmp_path: Path) ->
 def language(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The 14-language identifier trained as tests/e2e/test_language_id.py does, served."""
     workdir = tmp_path_factory.mktemp("language")
-    try:
-        root = lid.fetch(workdir / "manpages")
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, FileNotFoundError) as exc:
-        pytest.skip(f"the manpages-* packages could not be fetched with apt-get download: {exc}")
-    corpus = lid.split(lid.pages(root))
+    corpus = manpage_corpus(workdir)
     lid.train(corpus, workdir / "language.joblib")
     version = lid.export(workdir / "language.joblib", corpus.held_out[:50], workdir)
     server: RunningProcess = start_server("language", version.parent, workdir / "server.log")
@@ -143,7 +139,8 @@ def test_german_words_weigh_for_de_and_french_words_for_fr(language: str) -> Non
     sentence = f"{GERMAN} {FRENCH}"
     german = len(GERMAN.split())
     with Client(language) as client:
-        for name, own, other in (("de", slice(0, german), slice(german, None)),) * 1 + (
+        for name, own, other in (
+            ("de", slice(0, german), slice(german, None)),
             ("fr", slice(german, None), slice(0, german)),
         ):
             answer = client.explain(sentence.encode(), class_name=name)

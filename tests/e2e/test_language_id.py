@@ -6,7 +6,6 @@ Serving REST, and must get scikit-learn's answer, with its probabilities.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from examples import train_language_id as lid
 from pyserving.signature import LABELS_FILE
+from tests.manpages import manpage_corpus
 from tests.processes import RunningProcess, free_port, start_server
 from tests.seed_client import seed_classify
 
@@ -39,11 +39,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("language")
-    try:
-        root = lid.fetch(workdir / "manpages")
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, FileNotFoundError) as exc:
-        pytest.skip(f"the manpages-* packages could not be fetched with apt-get download: {exc}")
-    corpus = lid.split(lid.pages(root))
+    corpus = manpage_corpus(workdir)
     assert set(corpus.held_out_labels) == set(lid.LANGUAGES), "a language has no sentences"
     model = lid.train(corpus, workdir / "language.joblib")
     version = lid.export(workdir / "language.joblib", corpus.held_out[:300], workdir)

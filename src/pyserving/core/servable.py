@@ -123,7 +123,7 @@ def engine_options(settings: Settings, batching: BatchingSettings | None = None)
     batching = batching or settings.batching
     return EngineOptions(
         threads=settings.intra_op_threads_for(batching),
-        concurrency=batching.concurrent_calls,
+        concurrency=batching.lone_threads,
         max_batch_size=batching.max_batch_size,
         graph_optimization_level=settings.graph_optimization_level,
         cpu_memory_arena=settings.cpu_memory_arena,

@@ -40,7 +40,8 @@ class BatchingSettings:
 
     @property
     def lone_threads(self) -> int:
-        """Lone inputs (nothing queued) of one version that may run at once.
+        """Calls of one version that may run at once: lone inputs (nothing queued) or
+        batches; never fewer than `batch_threads`.
 
         Left to the default, two per core: a lone input is decoded and run in one trip to
         the pool, and with only one per core the cores wait during each trip's hops (at
@@ -48,11 +49,6 @@ class BatchingSettings:
         given by --num_batch_threads is kept to exactly.
         """
         return self.num_batch_threads or 2 * cores()
-
-    @property
-    def concurrent_calls(self) -> int:
-        """Inference calls of one version that may run at once: batches or lone inputs."""
-        return max(self.batch_threads, self.lone_threads)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -221,19 +221,23 @@ def load(
     latency: _Compiled | None = None
     fixed: dict[int, _Compiled] = {}
     batch_axis_only = len(inputs) == 1 and _free_axes(chosen_in) == [0]
+    # Read once for every fixed-batch model; each reshapes a copy.
+    source = functools.cache(lambda: _core().read_model(str(path)))
     if batch_axis_only and streams > 1:
         # One stream over the cores, never more threads than there are cores.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else threads
         lone = {**precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         lone["INFERENCE_NUM_THREADS"] = min(threads, cores)
         # One call at a time runs alone (OpenVinoEngine._call).
-        latency = _fixed_batch(path, chosen_in, chosen_out, 1, lone, cache, 1, "latency model")
+        latency = _fixed_batch(
+            path, source, chosen_in, chosen_out, 1, lone, cache, 1, "latency model"
+        )
     if batch_axis_only and path.stat().st_size <= STATIC_MAX_BYTES:
         largest = options.max_batch_size or max(STATIC_BATCHES)
-        for size in (s for s in STATIC_BATCHES if s <= largest or s == 1):
+        for size in (s for s in STATIC_BATCHES if s <= largest):
             config = {**precision, "NUM_STREAMS": streams}
             model = _fixed_batch(
-                path, chosen_in, chosen_out, size, config, cache, streams, "fixed batch"
+                path, source, chosen_in, chosen_out, size, config, cache, streams, "fixed batch"
             )
             if model is None:
                 fixed = {}
@@ -261,6 +265,7 @@ def load(
 
 def _fixed_batch(
     path: Path,
+    source: Callable[[], Any],
     tensor_in: TensorInfo,
     tensor_out: TensorInfo,
     size: int,
@@ -269,10 +274,10 @@ def _fixed_batch(
     calls: int,
     what: str,
 ) -> _Compiled | None:
-    """The model with its batch axis fixed at `size`; None (and why, in the log) when
-    OpenVINO cannot make it: then the model with a free batch axis runs instead."""
+    """A copy of the model `source` reads, its batch axis fixed at `size`; None (and why, in
+    the log) when OpenVINO cannot make it: then the model with a free batch axis runs."""
     try:
-        model = _core().read_model(str(path))
+        model = source().clone()
         model.reshape({model.inputs[0]: [size, *tensor_in.shape[1:]]})
         return _Compiled(_compile(path, model, config, cache), tensor_out.name, calls)
     except Exception as exc:
