@@ -5,11 +5,13 @@
 `model.onnx` with `PERFORMANCE_HINT=THROUGHPUT` at its default precision (bf16 where the
 CPU has it). The endpoint is a plain `def`, so FastAPI runs it in its threadpool, and
 each call takes an infer request of its own from a pool made at start-up, one per
-threadpool thread (made on first use in each thread instead, the app hung: OpenVINO
-2026.4 can deadlock making a request while another thread runs an inference on the same
-compiled model). Pillow decodes in draft mode,
-converts to RGB and resizes to the model's input (bilinear), one image per request,
-top-5 as JSON. The access log is off, as on pyserving's REST port.
+threadpool thread, and one inference runs before the first request, as a careful app's
+warm-up does. Without it the app can hang on its first concurrent requests: OpenVINO
+2026.4's Python binding sets up its numpy access lazily, on the first input copied, and
+two threads racing that deadlock (py-spy: one waits for the GIL inside pybind11's
+`call_once`, the other holds the GIL at the same static's guard). Pillow decodes in
+draft mode, converts to RGB and resizes to the model's input (bilinear), one image per
+request, top-5 as JSON. The access log is off, as on pyserving's REST port.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def create_app(model_dir: Path) -> FastAPI:
     requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
     for _ in range(THREADPOOL_THREADS):
         requests.put(compiled.create_infer_request())
+    # The warm-up: the first inference sets up the binding's numpy access, one thread alone.
+    warm = requests.get()
+    warm.infer({model_input: np.zeros((1, height, width, 3), np.uint8)})
+    requests.put(warm)
     app = FastAPI()
 
     @app.post("/classify")
