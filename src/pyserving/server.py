@@ -30,6 +30,7 @@ from pyserving.core.manager import ModelManager
 from pyserving.core.service import Service
 from pyserving.core.settings import Settings
 from pyserving.core.workers import worker_pool
+from pyserving.cores import describe_cores
 from pyserving.errors import PortUnavailable
 from pyserving.grpc_api.auth import TokenInterceptor
 from pyserving.grpc_api.classification import ClassificationApi
@@ -207,6 +208,7 @@ async def serve(settings: Settings) -> None:
 
 def _log_threads(settings: Settings) -> None:
     batching = settings.batching
+    log.info("sized for %s", describe_cores())
     log.info(
         "%d worker threads (niceness +%d); per version %d batch thread(s) of up to %d "
         "inputs, %d call(s) at once with lone inputs, %d ONNX Runtime thread(s) each, "

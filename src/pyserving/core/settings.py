@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pyserving.cores import usable_cores
 from pyserving.units import MiB
 
 ENGINE_CHOICES = ("auto", "onnxruntime", "openvino")  # auto: by rule (engines/choice.py)
@@ -145,7 +146,5 @@ def default_model_cache() -> Path:
 
 
 def cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The cores this process may use: its CPU set, or fewer under a container's CPU limit."""
+    return usable_cores()

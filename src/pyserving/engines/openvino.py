@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import queue
 import sys
 import threading
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pyserving.cores import usable_cores
 from pyserving.engines import pick_tensors
 from pyserving.engines.base import EngineInfo, EngineOptions, TensorInfo
 from pyserving.engines.compiled_cache import model_cache
@@ -225,9 +225,8 @@ def load(
     source = functools.cache(lambda: _core().read_model(str(path)))
     if batch_axis_only and streams > 1:
         # One stream over the cores, never more threads than there are cores.
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else threads
         lone = {**precision, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        lone["INFERENCE_NUM_THREADS"] = min(threads, cores)
+        lone["INFERENCE_NUM_THREADS"] = min(threads, usable_cores())
         # One call at a time runs alone (OpenVinoEngine._call).
         latency = _fixed_batch(
             path, source, chosen_in, chosen_out, 1, lone, cache, 1, "latency model"

@@ -23,6 +23,7 @@ import yaml
 
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
+from pyserving.cores import cpu_set_size
 from tests.containers import (
     ROOT,
     ULIMITS,
@@ -179,6 +180,20 @@ def test_sigterm_under_load_loses_no_call_and_exits_0(
         assert exit_code == "0", server.logs()
         assert set(load.codes) <= {"OK", "UNAVAILABLE"}, (load.codes, server.logs())
         assert "refusing new requests" in server.logs()
+
+
+def test_a_cpu_limit_sizes_the_server_in_its_container(images: dict[str, str]) -> None:
+    """`--cpus` (a Kubernetes `limits.cpu`) sets the batch threads, not the node's cores."""
+    cpus = cpu_set_size()
+    if cpus < 2:
+        pytest.skip("one core in the CPU set: no limit can be lower")
+    limit = f"{cpus - 0.5:g}"  # rounds down to one core fewer
+    options = ("--read-only", "--cpus", limit)
+    with running(images["server"], ports=(9999,), options=options) as server:
+        server.wait_healthy()
+        logs = server.logs()
+    assert f"sized for {cpus - 1} core(s): the cgroup CPU limit of {limit}" in logs, logs
+    assert f"{cpus - 1} batch thread(s)" in logs, logs
 
 
 def compose_services() -> dict[str, Any]:
