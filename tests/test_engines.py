@@ -135,10 +135,10 @@ def test_auto_picks_a_verified_engine_and_says_why(
     imagenet_version: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The rule, whatever else runs: a large model gets OpenVINO bf16 where the CPU has it and
-    # it verifies, else ONNX Runtime f32.
-    expected = ("openvino", "bf16") if CPU_HAS_BF16 else ("onnxruntime", "f32")
+    # it verifies, else OpenVINO f32 (its latency model), then ONNX Runtime f32.
+    expected = ("openvino", "bf16") if CPU_HAS_BF16 else ("openvino", "f32")
     assert choose(imagenet_version, Wanted()) == expected
-    assert choose(imagenet_version, Wanted("auto", "f32")) == ("onnxruntime", "f32")
+    assert choose(imagenet_version, Wanted("auto", "f32")) == ("openvino", "f32")
     assert choose(imagenet_version, Wanted("onnxruntime", "auto")) == ("onnxruntime", "f32")
     assert choose(imagenet_version, Wanted("openvino", "f32")) == ("openvino", "f32")
 

@@ -20,8 +20,8 @@ from tests.scrape import metric_sum, scrape
 
 CPU_HAS_BF16 = "bf16" in ov_engine.precisions()
 # The rule for a large model: OpenVINO bf16 where the CPU has it (and it verifies), else
-# ONNX Runtime f32.
-AUTO_IMAGENET = "openvino bf16" if CPU_HAS_BF16 else "onnxruntime f32"
+# OpenVINO f32.
+AUTO_IMAGENET = "openvino bf16" if CPU_HAS_BF16 else "openvino f32"
 
 
 @pytest.fixture(scope="module")
