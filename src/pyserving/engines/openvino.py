@@ -52,9 +52,10 @@ STATIC_MAX_BYTES = 64 * MiB
 class _Compiled:
     """One compiled model and its pool of infer requests, one per concurrent call.
 
-    The requests are made at load: making one while another thread runs an inference on
-    the same compiled model can hang both (seen with OpenVINO 2026.4 in the plain FastAPI
-    app of `bench/`, whose threads each make their own on first use).
+    The requests are made at load, so serving allocates none. The first inference of the
+    process (the version's warm-up, one thread alone) also sets up the binding's numpy
+    access: OpenVINO 2026.4 deadlocks when two threads race to do that (seen in the plain
+    FastAPI app of `bench/` before it warmed up).
     """
 
     def __init__(self, compiled: Any, output_name: str, calls: int) -> None:
