@@ -103,9 +103,20 @@ def start_process(
 GRPC_READY = r"gRPC listening on [^\s]+:(\d+)"
 
 
-def start_server(model_name: str, base_path: Path, log: Path, *extra: str) -> RunningProcess:
-    """A real `pyserving serve` of one model; its gRPC port is `match.group(1)`."""
-    return start_serve(log, "--model_name", model_name, "--model_base_path", str(base_path), *extra)
+def start_server(
+    model_name: str, base_path: Path, log: Path, *extra: str, prefix: Sequence[str] = ()
+) -> RunningProcess:
+    """A real `pyserving serve` of one model (under `prefix`, a program that runs it, if
+    given); its gRPC port is `match.group(1)`."""
+    return start_serve(
+        log,
+        "--model_name",
+        model_name,
+        "--model_base_path",
+        str(base_path),
+        *extra,
+        prefix=prefix,
+    )
 
 
 def start_serve(

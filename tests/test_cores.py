@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pyserving.cores import cgroup_cpu_limit, cpu_set_size
-from tests.processes import start_serve
+from tests.processes import start_server
 
 V2_ROOT_MOUNT = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
 
@@ -167,13 +167,8 @@ def test_a_server_under_a_cpu_limit_sizes_itself_for_the_limit(
     with cgroup_with_cpu_limit(quota=(cpus - 1) * 100000 + 50000) as cgroup:
         procs = cgroup / "cgroup.procs"
         enter = ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh"]
-        server = start_serve(
-            tmp_path / "server.log",
-            "--model_name",
-            "imagenet",
-            "--model_base_path",
-            str(imagenet_repository / "imagenet"),
-            prefix=enter,
+        server = start_server(
+            "imagenet", imagenet_repository / "imagenet", tmp_path / "server.log", prefix=enter
         )
         try:
             log = server.output()

@@ -21,7 +21,7 @@ import pytest
 
 from pyserving._proto import classification_pb2 as pb
 from pyserving._proto import classification_pb2_grpc as pb_grpc
-from tests.processes import free_port, start_serve, wait_for
+from tests.processes import free_port, start_server, wait_for
 
 # connect(3, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.0.0.1")}, 16)
 # sendto(5, ..., {sa_family=AF_INET6, sin6_port=htons(443), inet_pton(AF_INET6, "::1", ...
@@ -67,12 +67,10 @@ def test_serving_makes_no_connection_outside_loopback(
     # As a user runs it: nothing set that turns telemetry off (OpenVINO's is off where CI=true).
     saved = {k: os.environ.pop(k) for k in TELEMETRY_SWITCHES if k in os.environ}
     try:
-        server = start_serve(
-            tmp_path / "server.log",
-            "--model_name",
+        server = start_server(
             "imagenet",
-            "--model_base_path",
-            str(imagenet_repository / "imagenet"),
+            imagenet_repository / "imagenet",
+            tmp_path / "server.log",
             "--rest_api_port",
             str(free_port()),
             prefix=[*STRACE, "-o", str(trace)],
