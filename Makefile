@@ -118,7 +118,7 @@ test: install chromium strace audio-tools podman apt-lists $(CLIENTS) lint
 
 # Everything but the tests that start processes, a browser or an export (under a minute).
 test-fast: install
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/pytest -m "not slow" -q --ignore=tests/e2e  # all slow: not even collected
 
 # Throughput and latency against the in-process baseline; writes bench/results.md.
 # Run it on an idle machine; BENCH_ARGS passes options (see bench/README.md).

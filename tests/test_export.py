@@ -90,6 +90,7 @@ def test_each_export_is_a_newer_version(tmp_path: Path) -> None:
     assert list_versions(tmp_path / "m") == [int(first.name), int(second.name)]
 
 
+@pytest.mark.slow  # a whole export in a process of its own
 def test_cli_export_shows_progress(tmp_path: Path) -> None:
     result = subprocess.run(
         [
