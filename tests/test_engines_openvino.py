@@ -114,10 +114,8 @@ def test_a_model_over_the_size_limit_keeps_only_its_free_batch_axis(
     assert "for 2 calls at once, any batch (a free batch axis)" in line
 
 
-def test_infer_requests_are_made_at_load_never_beside_a_running_inference(
-    tmp_path: Path,
-) -> None:
-    """Making a request while another runs on the same compiled model can hang both."""
+def test_infer_requests_are_made_at_load_and_none_while_serving(tmp_path: Path) -> None:
+    """Each compiled model gets one request per call that may run at once, made at load."""
     folder = write_features_servable(tmp_path / "1", np.eye(2, 3), ["a", "b"])
     engine = load_engine("openvino", folder / MODEL_FILE, TWO_CALLS, "features", "logits")
     models = [engine._throughput, engine._latency, *engine._fixed.values()]  # type: ignore[attr-defined]
@@ -125,9 +123,10 @@ def test_infer_requests_are_made_at_load_never_beside_a_running_inference(
     assert made == [2, 1, 2, 2, 2]  # a request per call that may run at once
     x = np.arange(14, dtype=np.float32).reshape(7, 2)
     try:
+        batches = [x[:n] for n in range(1, 8)] * 4
         with ThreadPoolExecutor(2) as pool:  # two calls at once, as the batcher allows
-            for answer in pool.map(engine.run, [x[:n] for n in range(1, 8)] * 4):
-                assert answer.shape == (len(answer), 3)
+            for batch, answer in zip(batches, pool.map(engine.run, batches), strict=True):
+                np.testing.assert_allclose(answer, batch @ np.eye(2, 3), atol=1e-5)
     finally:
         engine.close()
     assert [m._requests.qsize() for m in models] == made  # none made while serving

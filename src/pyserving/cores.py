@@ -49,20 +49,26 @@ def cpu_set_size() -> int:
 
 
 @cache
+def _sizing() -> tuple[int, int, CpuLimit | None]:
+    """The usable cores, the CPU set's size, and the limit that lowers it (None: none)."""
+    cpus, limit = cpu_set_size(), cgroup_cpu_limit()
+    if limit is None or math.floor(limit.cores) >= cpus:
+        return cpus, cpus, None
+    return max(1, math.floor(limit.cores)), cpus, limit
+
+
 def usable_cores() -> int:
     """The cores this process may use: its CPU set, or fewer under a cgroup CPU limit."""
-    cpus = cpu_set_size()
-    limit = cgroup_cpu_limit()
-    return cpus if limit is None else max(1, min(cpus, math.floor(limit.cores)))
+    return _sizing()[0]
 
 
 def describe_cores() -> str:
     """One line on how many cores the server sizes itself for, and why."""
-    cpus, limit = cpu_set_size(), cgroup_cpu_limit()
-    if limit is None or math.floor(limit.cores) >= cpus:
-        return f"{usable_cores()} core(s): the CPU set, with no lower cgroup CPU limit"
+    cores, cpus, limit = _sizing()
+    if limit is None:
+        return f"{cores} core(s): the CPU set, with no lower cgroup CPU limit"
     return (
-        f"{usable_cores()} core(s): the cgroup CPU limit of {limit.cores:g} "
+        f"{cores} core(s): the cgroup CPU limit of {limit.cores:g} "
         f"({limit.quota} µs per {limit.period} µs, {limit.folder}), rounded down, of "
         f"{cpus} in the CPU set"
     )
