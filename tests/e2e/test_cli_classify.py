@@ -223,13 +223,19 @@ def test_ctrl_c_keeps_the_rows_done(tiny_server: str, tmp_path: Path) -> None:
     for i in range(300):
         (folder / f"{i:03}.png").write_bytes(data)
     out = tmp_path / "partial.csv"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pyserving", "classify", str(folder), "--server", tiny_server,
-         "--output", str(out), "--concurrency", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    # As at a terminal, where Ctrl-C reaches the foreground program: a runner started in the
+    # background of a script ignores SIGINT, and a child would inherit that.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pyserving", "classify", str(folder), "--server", tiny_server,
+             "--output", str(out), "--concurrency", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         wait_for(
             lambda: out.exists() and len(out.read_text().splitlines()) > 5, 60, "5 rows written"
