@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -38,6 +40,7 @@ def test_method_path_keeps_the_original_contract() -> None:
     assert sys.modules["pyserving._proto.classification_pb2"] is pb
 
 
+@pytest.mark.slow  # importing TensorFlow takes 4-5 s, a tenth of `make test-fast`
 def test_the_tf_serving_stubs_and_tensorflow_load_in_one_process() -> None:
     """TensorFlow's own protos (package `tensorflow`) must not clash with the stubs' subset."""
     script = (
