@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.stats import Measurement
-from pyserving.core.settings import cores
+from pyserving.cores import usable_cores
 
 PACKAGES = (
     "pyserving",
@@ -118,7 +118,7 @@ class Report:
             f"after: {_load(after)}. Client and server share the same cores, and other "
             "work on the machine moves the numbers: each row is the median of its rounds, "
             "and CPU ms/req (serving side + load generator) hardly depends on other load; "
-            f"cores busy is the CPU time of both over the wall time ({cores()} would be the "
+            f"cores busy is the CPU time of both over the wall time ({usable_cores()} would be the "
             "whole machine).",
             "",
             *([f"Counts: {self.settings}.", ""] if self.settings else []),
@@ -287,7 +287,7 @@ def _load(load: tuple[float, float, float]) -> str:
 
 def machine() -> str:
     """CPU model, the cores this process may use, and the OS."""
-    return f"{cpu_model()}, {cores()} cores, {platform.system()} {platform.release()}"
+    return f"{cpu_model()}, {usable_cores()} cores, {platform.system()} {platform.release()}"
 
 
 def cpu_model() -> str:

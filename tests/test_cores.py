@@ -130,9 +130,10 @@ def test_no_proc_files_is_no_limit(tmp_path: Path) -> None:
 def cgroup_with_cpu_limit(quota: int, period: int = 100000) -> Iterator[Path]:
     """A real cgroup v1 cpu (or v2) folder with that limit; skip where root cannot make one."""
     v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+    subtree = v2 / "cgroup.subtree_control"  # v2: the controllers children may use
     if (v1 / "cpu.cfs_quota_us").exists():
         folder, files = v1 / f"pyserving-test-{os.getpid()}", {"cpu.cfs_quota_us": str(quota)}
-    elif "cpu" in _read(v2 / "cgroup.subtree_control").split():
+    elif subtree.exists() and "cpu" in subtree.read_text().split():
         folder, files = v2 / f"pyserving-test-{os.getpid()}", {"cpu.max": f"{quota} {period}"}
     else:
         pytest.skip("no cgroup cpu controller this process may use (cgroup v1 or delegated v2)")
@@ -148,13 +149,6 @@ def cgroup_with_cpu_limit(quota: int, period: int = 100000) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             folder.rmdir()  # once its processes are gone
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 
 def test_a_server_under_a_cpu_limit_sizes_itself_for_the_limit(

@@ -118,7 +118,8 @@ def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
     from pyserving.cli.main import build_parser
     from pyserving.cli.serve import serve_settings
     from pyserving.core.servable import engine_options
-    from pyserving.core.settings import BatchingSettings, cores
+    from pyserving.core.settings import BatchingSettings
+    from pyserving.cores import usable_cores
     from pyserving.errors import ConfigError
 
     def settings(*flags: str) -> Settings:
@@ -140,13 +141,13 @@ def test_serve_flags_reach_the_settings(tmp_path: Path) -> None:
     assert defaults.batching == BatchingSettings(4, 0, 32, 0)
     # By default every core runs its own batch with one ONNX Runtime thread, and two lone
     # inputs; a number given is kept to.
-    assert defaults.batching.batch_threads == cores()
+    assert defaults.batching.batch_threads == usable_cores()
     assert engine_options(defaults).threads == 1
-    assert engine_options(defaults).concurrency == 2 * cores()
+    assert engine_options(defaults).concurrency == 2 * usable_cores()
     assert engine_options(defaults).max_batch_size == 4
     assert engine_options(chosen).concurrency == 2
     one_batch = settings("--num_batch_threads=1")
-    assert engine_options(one_batch).threads == cores()
+    assert engine_options(one_batch).threads == usable_cores()
     assert engine_options(one_batch).concurrency == 1
     with pytest.raises(ConfigError, match="--max_batch_size must be at least 1"):
         settings("--max_batch_size=0")

@@ -155,10 +155,10 @@ def test_bad_engine_flags_are_refused_in_one_line(tmp_path: Path) -> None:
 @pytest.fixture
 def busy_cores() -> Iterator[None]:
     """A busy loop on every core, for at most two minutes, stopped after the test."""
-    from pyserving.core.settings import cores
+    from pyserving.cores import usable_cores
 
     loop = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass"
-    burners = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(cores())]
+    burners = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(usable_cores())]
     yield
     for burner in burners:
         burner.kill()

@@ -37,7 +37,7 @@ class BatchingSettings:
     @property
     def batch_threads(self) -> int:
         """Batches of one version that may run at once."""
-        return self.num_batch_threads or cores()
+        return self.num_batch_threads or usable_cores()
 
     @property
     def lone_threads(self) -> int:
@@ -49,7 +49,7 @@ class BatchingSettings:
         four requests in flight on two cores, 1.78 cores busy against 1.96). A number
         given by --num_batch_threads is kept to exactly.
         """
-        return self.num_batch_threads or 2 * cores()
+        return self.num_batch_threads or 2 * usable_cores()
 
 
 @dataclass(frozen=True)
@@ -126,11 +126,11 @@ class Settings:
     @property
     def pool_size(self) -> int:
         """Threads for decoding and inference: enough to keep every core busy while some wait."""
-        return self.worker_threads or 2 * cores() + 2
+        return self.worker_threads or 2 * usable_cores() + 2
 
     def intra_op_threads_for(self, batching: BatchingSettings) -> int:
         """ONNX Runtime threads per inference call, so that concurrent batches fill the cores."""
-        return self.intra_op_threads or max(1, cores() // batching.batch_threads)
+        return self.intra_op_threads or max(1, usable_cores() // batching.batch_threads)
 
 
 def default_compiled_model_cache() -> Path:
@@ -143,8 +143,3 @@ def default_model_cache() -> Path:
     """Where remote models' versions are copied unless told otherwise: under the XDG cache."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "pyserving" / "models"
-
-
-def cores() -> int:
-    """The cores this process may use: its CPU set, or fewer under a container's CPU limit."""
-    return usable_cores()
